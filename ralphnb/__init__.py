@@ -1,0 +1,30 @@
+"""ralphnb: run AI coding-agent loops over a ralph-compatible JSON task queue, notebook first.
+
+The public face. Everything a user needs is importable from here; the rooms behind it are
+described in each module's docstring.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    IntegrationError,
+    LockError,
+    QueueError,
+    RalphError,
+    RunnerError,
+    WorkerError,
+    WorkspaceError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IntegrationError",
+    "LockError",
+    "QueueError",
+    "RalphError",
+    "RunnerError",
+    "WorkerError",
+    "WorkspaceError",
+    "__version__",
+]
