@@ -15,16 +15,20 @@ from .errors import (
     WorkerError,
     WorkspaceError,
 )
+from .queue import Queue, Task, init
 
 __version__ = "0.1.0"
 
 __all__ = [
     "IntegrationError",
     "LockError",
+    "Queue",
     "QueueError",
     "RalphError",
     "RunnerError",
+    "Task",
     "WorkerError",
     "WorkspaceError",
     "__version__",
+    "init",
 ]

@@ -1,0 +1,225 @@
+"""The `ralphnb` console command: queue and task operations (the loop adds its own commands).
+
+Owns: argument parsing, finding the repository, human and `--json` output, one-line errors
+with a non-zero exit. Every operation is a call on `ralphnb.queue`; nothing here touches files.
+
+Repository: `--repo`, else env `RALPHNB_REPO` (set by the loop for workers), else the nearest
+directory upwards holding `.ralph/queue.jsonc`, else the git toplevel, else the cwd. With env
+`RALPHNB_WORKER` set, `task done` leaves the task in queue.jsonc (the loop archives it after
+merging the worker's work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import RalphError
+from .queue import PRIORITIES, STATUSES, Queue, Task, init
+
+
+def _git_toplevel(cwd: Path) -> Path | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True,
+            timeout=10, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
+
+
+def find_repo(explicit: str | None = None, *, for_init: bool = False) -> Path:
+    """The repository a command acts on (see the module docstring for the order)."""
+    if explicit:
+        return Path(explicit).resolve()
+    env = os.environ.get("RALPHNB_REPO")
+    if env:
+        return Path(env).resolve()
+    cwd = Path.cwd().resolve()
+    if not for_init:
+        for d in (cwd, *cwd.parents):
+            if (d / ".ralph" / "queue.jsonc").is_file():
+                return d
+    return _git_toplevel(cwd) or cwd
+
+
+def _row(t: Task) -> str:
+    deps = f"  (after {', '.join(t.depends_on)})" if t.depends_on else ""
+    return f"{t.id}  {t.status:<8} {t.priority:<8} {t.title}{deps}"
+
+
+def _show(t: Task) -> str:
+    lines = []
+    for k, v in t.to_dict().items():
+        if isinstance(v, list):
+            lines.append(f"{k}:" + ("" if v else " []"))
+            lines += [f"  - {x}" for x in v]
+        elif isinstance(v, dict):
+            lines.append(f"{k}:" + ("" if v else " {}"))
+            lines += [f"  {a}: {b}" for a, b in v.items()]
+        else:
+            lines.append(f"{k}: {v}")
+    return "\n".join(lines)
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif text:
+        print(text)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    q = init(find_repo(args.repo, for_init=True))
+    _emit(args, {"repo": str(q.repo), "queue": str(q.queue_path), "done": str(q.done_path)},
+          f"initialised {q.ralph_dir}")  # fmt: skip
+    return 0
+
+
+def _queue(args: argparse.Namespace) -> Queue:
+    return Queue(find_repo(args.repo))
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    fields: dict[str, Any] = {"priority": args.priority}
+    for key in ("tags", "depends_on", "scope"):
+        if getattr(args, key):
+            fields[key] = getattr(args, key)
+    if args.description:
+        fields["description"] = args.description
+    t = _queue(args).add(args.title, **fields)
+    _emit(args, t.to_dict(), f"added {_row(t)}")
+    return 0
+
+
+def _cmd_done(args: argparse.Namespace) -> int:
+    archive = not os.environ.get("RALPHNB_WORKER")
+    t = _queue(args).complete(args.id, args.note, archive=archive)
+    where = "archived to done.jsonc" if archive else "left in queue.jsonc for the loop to archive"
+    _emit(args, t.to_dict(), f"done {t.id} ({where})")
+    return 0
+
+
+def _cmd_reject(args: argparse.Namespace) -> int:
+    t = _queue(args).reject(args.id, args.note)
+    _emit(args, t.to_dict(), f"rejected {t.id}")
+    return 0
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    t = _queue(args).start(args.id)
+    _emit(args, t.to_dict(), f"started {t.id}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    q = _queue(args)
+    tasks = q.tasks + (q.done if args.all else [])
+    if args.status:
+        tasks = [t for t in tasks if t.status == args.status]
+    text = "\n".join(_row(t) for t in tasks) or "(no tasks)"
+    _emit(args, [t.to_dict() for t in tasks], text)
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    t = _queue(args).get(args.id)
+    _emit(args, t.to_dict(), _show(t))
+    return 0
+
+
+def _cmd_next(args: argparse.Namespace) -> int:
+    t = _queue(args).next()
+    _emit(args, t.to_dict() if t else None, _row(t) if t else "(no runnable task)")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    q = _queue(args)
+    n = q.validate()
+    _emit(args, {"valid": True, "tasks": n}, f"ok: {n} tasks in {q.queue_path.name} and "
+          f"{q.done_path.name}")  # fmt: skip
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable output")  # fmt: skip
+    common.add_argument("--repo", default=argparse.SUPPRESS,
+                        help="repository holding .ralph/ (default: found from env/cwd)")
+    p = argparse.ArgumentParser(prog="ralphnb", parents=[common],
+                                description="Run AI coding-agent loops over a ralph queue.")
+    p.set_defaults(json=False, repo=None)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sp = sub.add_parser("init", parents=[common], help="create .ralph/ with empty queue files")
+    sp.set_defaults(func=_cmd_init)
+
+    task = sub.add_parser("task", help="add, start, finish or reject a task").add_subparsers(
+        dest="task_command", required=True)  # fmt: skip
+    sp = task.add_parser("add", parents=[common], help="append a task")
+    sp.add_argument("title")
+    sp.add_argument("--priority", choices=PRIORITIES, default="medium")
+    sp.add_argument("--depends-on", dest="depends_on", action="append", metavar="ID")
+    sp.add_argument("--tag", dest="tags", action="append", metavar="TAG")
+    sp.add_argument("--scope", action="append", metavar="PATH")
+    sp.add_argument("--description")
+    sp.set_defaults(func=_cmd_add)
+    for name, func, helptext in (("done", _cmd_done, "mark a task done"),
+                                 ("reject", _cmd_reject, "reject a task")):  # fmt: skip
+        sp = task.add_parser(name, parents=[common], help=helptext)
+        sp.add_argument("id")
+        sp.add_argument("--note")
+        sp.set_defaults(func=func)
+    sp = task.add_parser("start", parents=[common], help="mark a task doing")
+    sp.add_argument("id")
+    sp.set_defaults(func=_cmd_start)
+
+    queue = sub.add_parser("queue", help="inspect the queue").add_subparsers(
+        dest="queue_command", required=True)  # fmt: skip
+    sp = queue.add_parser("list", parents=[common], help="open tasks (with --all: also done)")
+    sp.add_argument("--all", action="store_true")
+    sp.add_argument("--status", choices=STATUSES)
+    sp.set_defaults(func=_cmd_list)
+    sp = queue.add_parser("show", parents=[common], help="one task in full")
+    sp.add_argument("id")
+    sp.set_defaults(func=_cmd_show)
+    sp = queue.add_parser("next", parents=[common], help="the task ralph's rule picks next")
+    sp.set_defaults(func=_cmd_next)
+    sp = queue.add_parser("validate", parents=[common], help="check both files")
+    sp.set_defaults(func=_cmd_validate)
+
+    from .cli_loop import register
+
+    register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RalphError as e:
+        msg = " ".join(str(e).split())
+        print(f"ralphnb: error: {msg}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `ralphnb queue list | head`
+        return 0
+    except OSError as e:
+        print(f"ralphnb: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
