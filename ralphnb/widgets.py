@@ -1,0 +1,569 @@
+"""The live dashboard of a Loop (ipywidgets 8) and its text / HTML fallbacks.
+
+Owns: `Dashboard` (one per loop, see `dashboard(loop)`), `mimebundle(loop)` which
+`Loop._repr_mimebundle_` delegates to, and the pure formatters `text_table` / `html_table`.
+
+Invariants:
+- Widget values are set from ONE render thread, inside `hold_sync()`, at most `max_rate`
+  times a second; `loop.subscribe` only sets a dirty flag. Nothing here calls `display()` or
+  `with output:` from a thread.
+- The live table is one HTML widget (one comm message per render however many workers
+  changed); the Stop/Kill/Log buttons sit in a column beside it, one fixed-height row per
+  table row, and only change when a worker starts or ends.
+- Button handlers never block the kernel: `loop.stop`/`loop.kill`/`pause`/`resume`/`stop_all`
+  run in short-lived daemon threads.
+- The render thread ends after a final render once the loop has finished, or on `close()`.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import ipywidgets as W
+
+ACTIVE = ("queued", "starting", "running", "stopping")
+"""Statuses of a worker whose process may still run (its Stop/Kill buttons are live)."""
+STATUSES = (
+    "queued", "starting", "running", "stopping", "succeeded", "failed", "stopped", "killed",
+    "timed_out", "integrating", "integrated", "conflict",
+)
+COLOURS = {
+    "queued": "#6b7280", "starting": "#2563eb", "running": "#2563eb", "stopping": "#d97706",
+    "succeeded": "#16a34a", "integrating": "#0d9488", "integrated": "#15803d",
+    "failed": "#dc2626", "stopped": "#d97706", "killed": "#b91c1c", "timed_out": "#c2410c",
+    "conflict": "#9333ea",
+}
+ROW_PX = 30  # height of one table row and of one button row: they must line up
+HEAD_PX = 26  # height of the table's header row
+TOP_PX = 24  # height of the summary line above the table
+VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+# ---------------------------------------------------------------------------- formatting
+
+def _val(rec: Mapping[str, Any], key: str) -> Any:
+    """A record value, with None for missing / NaN / pd.NA / NaT."""
+    v = rec.get(key)
+    if v is None:
+        return None
+    try:
+        if v != v:  # NaN, NaT
+            return None
+    except (TypeError, ValueError):  # pd.NA refuses comparisons
+        return None
+    return v
+
+
+def _fmt_secs(s: Any) -> str:
+    if s is None:
+        return ""
+    s = int(float(s))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def _fmt_num(v: Any, fmt: str) -> str:
+    return "" if v is None else format(float(v), fmt)
+
+
+def _elapsed(rec: Mapping[str, Any], now: datetime) -> float | None:
+    """Seconds a worker has run: the record's elapsed_s, else now - started_at while live."""
+    started = _val(rec, "started_at")
+    if _val(rec, "ended_at") is None and isinstance(started, datetime):
+        return max(0.0, (now - started).total_seconds())
+    return _val(rec, "elapsed_s")
+
+
+def latest_by_task(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """One record per task (its latest attempt), in the order tasks first appeared."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for rec in records:
+        tid = str(rec.get("task_id"))
+        prev = out.get(tid)
+        if prev is None or (_val(rec, "iteration") or 0) >= (_val(prev, "iteration") or 0):
+            out[tid] = rec
+    return list(out.values())
+
+
+def row_cells(rec: Mapping[str, Any], now: datetime) -> dict[str, str]:
+    """The display strings of one worker row (plain text, not escaped)."""
+    msg = _val(rec, "error") if _val(rec, "status") in ("failed", "conflict") else None
+    msg = msg or _val(rec, "last_message") or ""
+    msg = " ".join(str(msg).split())
+    return {
+        "task": str(rec.get("task_id") or ""),
+        "title": str(_val(rec, "title") or ""),
+        "status": str(_val(rec, "status") or ""),
+        "iter": str(_val(rec, "iteration") or ""),
+        "elapsed": _fmt_secs(_elapsed(rec, now)),
+        "cpu": _fmt_num(_val(rec, "cpu_percent"), ".0f"),
+        "mem": _fmt_num(_val(rec, "rss_mb"), ".0f"),
+        "turns": str(_val(rec, "turns") or ""),
+        "cost": _fmt_num(_val(rec, "cost_usd"), ".3f"),
+        "message": msg[:160],
+    }
+
+
+COLUMNS = [("task", "task"), ("title", "title"), ("status", "status"), ("iter", "it"),
+           ("elapsed", "elapsed"), ("cpu", "cpu%"), ("mem", "MB"), ("turns", "turns"),
+           ("cost", "$"), ("message", "last message")]
+
+
+def summary(records: list[Mapping[str, Any]], *, progress: tuple[int, int] | None = None,
+            elapsed_s: float | None = None) -> dict[str, Any]:
+    """Counts by status, total cost, elapsed and queue progress of a set of records."""
+    counts: dict[str, int] = {}
+    for rec in latest_by_task(records):
+        st = str(_val(rec, "status") or "?")
+        counts[st] = counts.get(st, 0) + 1
+    cost = sum(float(_val(r, "cost_usd") or 0.0) for r in records)
+    return {"counts": counts, "cost_usd": cost, "elapsed_s": elapsed_s, "progress": progress}
+
+
+def summary_line(s: Mapping[str, Any]) -> str:
+    parts = [f"{k} {v}" for k, v in sorted(s["counts"].items(), key=lambda kv: _rank(kv[0]))]
+    text = " · ".join(parts) or "no workers yet"
+    text += f" | cost ${s['cost_usd']:.3f}"
+    if s.get("elapsed_s") is not None:
+        text += f" | elapsed {_fmt_secs(s['elapsed_s'])}"
+    if s.get("progress"):
+        done, total = s["progress"]
+        text += f" | done {done}/{total}"
+    return text
+
+
+def _rank(status: str) -> int:
+    return STATUSES.index(status) if status in STATUSES else len(STATUSES)
+
+
+def text_table(records: list[Mapping[str, Any]], *, now: datetime | None = None,
+               head: str | None = None, width: int = 110) -> str:
+    """A compact fixed-width table of the workers (for scripts, terminals, text/plain)."""
+    now = now or datetime.now(UTC)
+    rows = [row_cells(r, now) for r in latest_by_task(records)]
+    cols = [("task", 7), ("status", 11), ("iter", 2), ("elapsed", 7), ("cpu", 4),
+            ("mem", 5), ("cost", 6), ("title", 22)]
+    lines = [head or summary_line(summary(records))]
+    lines.append("  ".join(f"{dict(COLUMNS)[k]:<{w}}" for k, w in cols) + "  last message")
+    for r in rows:
+        line = "  ".join(f"{r[k][:w]:<{w}}" for k, w in cols) + "  " + r["message"]
+        lines.append(line[:width].rstrip())
+    return "\n".join(lines)
+
+
+def _status_badge(status: str) -> str:
+    colour = COLOURS.get(status, "#374151")
+    return (f'<span style="color:#fff;background:{colour};border-radius:3px;padding:1px 5px;'
+            f'font-size:11px">{html.escape(status)}</span>')
+
+
+def html_table(records: list[Mapping[str, Any]], *, now: datetime | None = None,
+               head: str | None = None, fixed_rows: bool = False) -> str:
+    """The workers as an HTML table with inline styles (renders on GitHub and in the widget).
+
+    `fixed_rows` pins every row to ROW_PX so the button column beside it lines up.
+    """
+    now = now or datetime.now(UTC)
+    rows = [row_cells(r, now) for r in latest_by_task(records)]
+    h = f"height:{ROW_PX}px;" if fixed_rows else ""
+    hh = f"height:{HEAD_PX}px;" if fixed_rows else ""
+    cell = ("padding:0 6px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;"
+            "text-align:left;line-height:18px;")
+    widths = {"title": "max-width:220px;", "message": "max-width:360px;"}
+    out = []
+    if head is not None:
+        top = f"height:{TOP_PX}px;overflow:hidden;" if fixed_rows else ""
+        out.append(f'<div class="ralphnb-summary" style="{top}font-family:monospace;'
+                   f'line-height:{TOP_PX}px;margin:0;white-space:nowrap">{html.escape(head)}</div>')
+    out.append('<table class="ralphnb-workers" style="border-collapse:collapse;font-size:12px">')
+    out.append(f'<thead><tr style="{hh}border-bottom:1px solid #9ca3af">')
+    out.extend(f'<th style="{cell}">{html.escape(label)}</th>' for _, label in COLUMNS)
+    out.append("</tr></thead><tbody>")
+    for r in rows:
+        out.append(f'<tr data-task="{html.escape(r["task"])}" data-status="{r["status"]}" '
+                   f'style="{h}border-bottom:1px solid #e5e7eb">')
+        for key, _ in COLUMNS:
+            text = r[key]
+            inner = _status_badge(text) if key == "status" else html.escape(text)
+            title = f' title="{html.escape(text)}"' if key in widths else ""
+            out.append(f'<td style="{cell}{widths.get(key, "")}"{title}>{inner}</td>')
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------- loop access
+
+def _records(loop: Any) -> list[Mapping[str, Any]]:
+    return list(loop.snapshot())
+
+
+def _loop_finished(loop: Any) -> bool:
+    """True once the loop has run and is not running any more."""
+    for name in ("finished", "is_finished", "done"):
+        v = getattr(loop, name, None)
+        if isinstance(v, bool):
+            return v
+        if callable(v) and name != "done":
+            try:
+                return bool(v())
+            except TypeError:
+                pass
+    running = getattr(loop, "running", None)
+    started = getattr(loop, "started", None)
+    if isinstance(running, bool) and isinstance(started, bool):
+        return started and not running
+    return False
+
+
+def _progress(loop: Any, records: list[Mapping[str, Any]]) -> tuple[int, int] | None:
+    p = getattr(loop, "progress", None)
+    if callable(p):
+        p = p()
+    if isinstance(p, tuple) and len(p) == 2:
+        return int(p[0]), int(p[1])
+    if isinstance(p, Mapping) and "done" in p and "total" in p:
+        return int(p["done"]), int(p["total"])
+    latest = latest_by_task(records)
+    if not latest:
+        return None
+    done = sum(1 for r in latest if _val(r, "status") in ("integrated", "succeeded"))
+    return done, len(latest)
+
+
+def _loop_elapsed(loop: Any, records: list[Mapping[str, Any]], now: datetime) -> float | None:
+    started = getattr(loop, "started_at", None)
+    if not isinstance(started, datetime):
+        starts = [s for r in records if isinstance(s := _val(r, "started_at"), datetime)]
+        started = min(starts) if starts else None
+    if started is None:
+        return None
+    ended = getattr(loop, "ended_at", None)
+    end = ended if isinstance(ended, datetime) else now
+    return max(0.0, (end - started).total_seconds())
+
+
+def _log_text(loop: Any, task_id: str, n: int = 40) -> str:
+    try:
+        lines = loop.logs(task_id)
+    except Exception as exc:  # a log that is not there yet, a task with no attempt
+        return f"(no log: {exc})"
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    return "\n".join(list(lines)[-n:])
+
+
+def in_kernel() -> bool:
+    """True inside a running IPython kernel (where widget views can be shown)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
+
+
+# ---------------------------------------------------------------------------- dashboard
+
+def _call_in_thread(fn: Callable[[], Any], on_error: Callable[[BaseException], None]) -> None:
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # reported in the dashboard, never raised in a thread
+            on_error(exc)
+
+    threading.Thread(target=run, name="ralphnb-dashboard-action", daemon=True).start()
+
+
+class _Row:
+    """The buttons of one worker row: Stop, Kill, Log."""
+
+    def __init__(self, dash: Dashboard, task_id: str) -> None:
+        def btn(label: str, tip: str, style: str) -> W.Button:
+            return W.Button(description=label, tooltip=f"{tip} {task_id}", button_style=style,
+                            layout=W.Layout(width="52px", height=f"{ROW_PX - 4}px",
+                                            margin="2px 2px", padding="0"))
+
+        self.task_id = task_id
+        self.stop = btn("Stop", "Stop", "warning")
+        self.kill = btn("Kill", "Kill", "danger")
+        self.log = btn("Log", "Log", "")
+        self.stop.on_click(lambda _b: dash._act(self, "stop"))
+        self.kill.on_click(lambda _b: dash._act(self, "kill"))
+        self.log.on_click(lambda _b: dash.show_log(task_id))
+        self.box = W.HBox([self.stop, self.kill, self.log],
+                          layout=W.Layout(height=f"{ROW_PX}px", margin="0", overflow="hidden"))
+
+
+class Dashboard(W.VBox):
+    """Live view of one Loop: header, worker table with Stop/Kill/Log buttons, log tail.
+
+    Build it with `dashboard(loop)` (one per loop). `refresh()` renders once, synchronously;
+    the render thread calls it when the loop reports a change (throttled to `max_rate`/s)
+    and once a second while workers are live (elapsed, CPU).
+    """
+
+    def __init__(self, loop: Any, *, max_rate: float = 4.0, tick: float = 1.0,
+                 start: bool = True) -> None:
+        self.loop = loop
+        self.min_interval = 1.0 / max_rate
+        self.tick = tick
+        self.render_count = 0
+        self._rows: dict[str, _Row] = {}
+        self._requested: dict[str, set[str]] = {}
+        self._log_task: str | None = None
+        self._dirty = threading.Event()
+        self._closed = threading.Event()
+        self._render_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._unsubscribe: Callable[[], Any] | None = None
+        self.finished = False
+
+        def head_btn(label: str, action: str, style: str) -> W.Button:
+            b = W.Button(description=label, tooltip=f"{label} (whole loop)", button_style=style,
+                         layout=W.Layout(width="80px"))
+            b.on_click(lambda _b: self._loop_action(action))
+            return b
+
+        self.pause_button = head_btn("Pause", "pause", "")
+        self.resume_button = head_btn("Resume", "resume", "")
+        self.stop_all_button = head_btn("Stop all", "stop_all", "warning")
+        self.message = W.HTML("")
+        self.table = W.HTML("", layout=W.Layout(margin="0"))
+        self._spacer = W.Box(layout=W.Layout(height=f"{TOP_PX + HEAD_PX}px", margin="0"))
+        self.buttons = W.VBox([self._spacer], layout=W.Layout(margin="0", padding="0"))
+        self.log_title = W.HTML("")
+        self.log_view = W.HTML("", layout=W.Layout(display="none"))
+        self.log_close = W.Button(description="Close log", layout=W.Layout(display="none"))
+        self.log_close.on_click(lambda _b: self.show_log(None))
+        super().__init__([
+            W.HBox([self.pause_button, self.resume_button, self.stop_all_button, self.message]),
+            W.HBox([self.table, self.buttons], layout=W.Layout(align_items="flex-start")),
+            W.HBox([self.log_title, self.log_close]),
+            self.log_view,
+        ])
+        self.add_class("ralphnb-dashboard")
+        self.refresh()
+        if start:
+            self.start()
+
+    # -- threads -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Subscribe to the loop and start the render thread (idempotent)."""
+        if self._thread is not None or self._closed.is_set():
+            return
+        self._unsubscribe = self.loop.subscribe(self._on_event)
+        self._thread = threading.Thread(target=self._run, name="ralphnb-dashboard", daemon=True)
+        self._thread.start()
+
+    def _on_event(self, *_args: Any, **_kw: Any) -> None:
+        self._dirty.set()  # called from the loop's threads: only flag, never touch widgets
+
+    def _run(self) -> None:
+        try:
+            while not self._closed.is_set():
+                woke = self._dirty.wait(timeout=self.tick)
+                if self._closed.is_set():
+                    break
+                self._dirty.clear()
+                done = _loop_finished(self.loop)
+                if woke or self._has_live() or done:
+                    self.refresh()
+                if done:
+                    self.finished = True
+                    break
+                self._closed.wait(self.min_interval)  # the throttle: at most max_rate renders/s
+        finally:
+            self._detach()
+
+    def _detach(self) -> None:
+        unsub, self._unsubscribe = self._unsubscribe, None
+        if unsub is not None:
+            try:
+                unsub()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        """Stop the render thread and close the widgets (safe to call twice)."""
+        self._closed.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout=5)
+        self._detach()
+        with _DASH_LOCK:
+            if _DASHBOARDS.get(self.loop) is self:
+                del _DASHBOARDS[self.loop]
+        parts: list[W.Widget] = [w for r in self._rows.values()
+                                 for w in (r.stop, r.kill, r.log, r.box)]
+        parts += [self.pause_button, self.resume_button, self.stop_all_button, self.message,
+                  self.table, self.buttons, self._spacer, self.log_title, self.log_view,
+                  self.log_close, *self.children]
+        for w in parts:
+            w.close()
+        super().close()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the render thread to end; True if it has."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+            return not t.is_alive()
+        return True
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _has_live(self) -> bool:
+        return any(r.stop.disabled is False or r.kill.disabled is False
+                   for r in self._rows.values())
+
+    # -- actions -----------------------------------------------------------------------
+    def _act(self, row: _Row, action: str) -> None:
+        """Button handler: runs loop.stop/kill(task_id) in a thread; never blocks."""
+        self._requested.setdefault(row.task_id, set()).add(action)
+        (row.stop if action == "stop" else row.kill).disabled = True
+        if action == "kill":
+            row.stop.disabled = True
+        fn = getattr(self.loop, action)
+        _call_in_thread(lambda: fn(row.task_id), lambda e: self._report(action, row.task_id, e))
+        self._dirty.set()
+
+    def _loop_action(self, action: str) -> None:
+        _call_in_thread(getattr(self.loop, action), lambda e: self._report(action, None, e))
+        self._dirty.set()
+
+    def _report(self, action: str, task_id: str | None, exc: BaseException) -> None:
+        what = f"{action} {task_id}" if task_id else action
+        self.message.value = (f'<span style="color:#b91c1c">{html.escape(what)} failed: '
+                              f"{html.escape(str(exc))}</span>")
+
+    def show_log(self, task_id: str | None) -> None:
+        """Open the live log tail of a task below the table (None closes it)."""
+        self._log_task = task_id
+        self._dirty.set()
+        if self._thread is None or not self._thread.is_alive():
+            self.refresh()
+
+    # -- rendering ---------------------------------------------------------------------
+    def refresh(self) -> None:
+        """One render pass: snapshot the loop, set every widget value in one hold_sync."""
+        with self._render_lock:
+            self._render()
+
+    def _render(self) -> None:
+        self.render_count += 1
+        now = datetime.now(UTC)
+        records = _records(self.loop)
+        latest = latest_by_task(records)
+        s = summary(records, progress=_progress(self.loop, records),
+                    elapsed_s=_loop_elapsed(self.loop, records, now))
+        head = summary_line(s)
+        paused = bool(getattr(self.loop, "paused", False))
+        if paused:
+            head += " | paused"
+        table = html_table(records, now=now, head=head, fixed_rows=True)
+        ids = [str(r.get("task_id")) for r in latest]
+        for tid in ids:
+            if tid not in self._rows:
+                self._rows[tid] = _Row(self, tid)
+        finished = _loop_finished(self.loop)
+        log_value = log_title = ""
+        if self._log_task is not None:
+            log_title = f"<b>log {html.escape(self._log_task)}</b>"
+            log_value = (
+                '<div style="display:flex;flex-direction:column-reverse;max-height:240px;'
+                'overflow:auto;border:1px solid #d1d5db"><pre style="margin:4px;font-size:11px">'
+                f"{html.escape(_log_text(self.loop, self._log_task))}</pre></div>")
+        with self.hold_sync():
+            for rec in latest:
+                row = self._rows[str(rec.get("task_id"))]
+                st = str(_val(rec, "status") or "")
+                asked = self._requested.get(row.task_id, set())
+                live = st in ACTIVE and not finished
+                with row.stop.hold_sync(), row.kill.hold_sync():
+                    _set(row.stop, "disabled", not live or st == "stopping" or bool(asked))
+                    _set(row.kill, "disabled", not live or "kill" in asked)
+            boxes = [self._rows[t].box for t in ids]
+            if list(self.buttons.children[1:]) != boxes:
+                self.buttons.children = [self._spacer, *boxes]
+            _set(self.table, "value", table)
+            _set(self.pause_button, "disabled", finished or paused)
+            _set(self.resume_button, "disabled", finished or not paused)
+            _set(self.stop_all_button, "disabled", finished)
+            _set(self.log_title, "value", log_title)
+            _set(self.log_view, "value", log_value)
+            shown = "block" if self._log_task else "none"
+            if self.log_view.layout.display != shown:
+                self.log_view.layout.display = shown
+                self.log_close.layout.display = "" if self._log_task else "none"
+
+    def __repr__(self) -> str:
+        return text_table(_records(self.loop))
+
+
+def _set(widget: W.Widget, name: str, value: Any) -> None:
+    if getattr(widget, name) != value:
+        setattr(widget, name, value)
+
+
+_DASHBOARDS: weakref.WeakKeyDictionary[Any, Dashboard] = weakref.WeakKeyDictionary()
+_DASH_LOCK = threading.Lock()
+
+
+def dashboard(loop: Any, **kwargs: Any) -> Dashboard:
+    """The loop's dashboard: created once per loop, shown as often as you like."""
+    with _DASH_LOCK:
+        dash = _DASHBOARDS.get(loop)
+        if dash is None or dash._closed.is_set():
+            dash = Dashboard(loop, **kwargs)
+            _DASHBOARDS[loop] = dash
+        return dash
+
+
+def mimebundle(loop: Any, include: Iterable[str] | None = None,
+               exclude: Iterable[str] | None = None) -> dict[str, Any]:
+    """What `Loop._repr_mimebundle_` returns: text/plain and text/html always, plus the
+    widget view when a kernel is present (a static render then still shows the table)."""
+    records = _records(loop)
+    now = datetime.now(UTC)
+    head = summary_line(summary(records, progress=_progress(loop, records),
+                                elapsed_s=_loop_elapsed(loop, records, now)))
+    data: dict[str, Any] = {
+        "text/plain": text_table(records, now=now, head=head),
+        "text/html": html_table(records, now=now, head=head),
+    }
+    if in_kernel():
+        view = dashboard(loop)._repr_mimebundle_()
+        if isinstance(view, tuple):
+            view = view[0]
+        if VIEW_MIME in view:
+            data[VIEW_MIME] = view[VIEW_MIME]
+    if include is not None:
+        keep = set(include)
+        data = {k: v for k, v in data.items() if k in keep}
+    if exclude is not None:
+        drop = set(exclude)
+        data = {k: v for k, v in data.items() if k not in drop}
+    return data
+
+
+def wait_rendered(dash: Dashboard, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll `predicate` (cheaply, 20 Hz) until true or timeout; for tests and notebooks."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+__all__ = ["Dashboard", "dashboard", "html_table", "in_kernel", "mimebundle", "text_table"]

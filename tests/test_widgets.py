@@ -1,0 +1,275 @@
+"""Dashboard widgets in plain Python (no kernel): `button.click()` fires the real handlers.
+
+The first half drives the dashboard with `FakeLoop`, a tiny stand-in with the same methods as
+`ralphnb.Loop` (snapshot/subscribe/stop/kill/pause/resume/stop_all/logs), so rendering,
+throttling and button wiring are tested on their own. The second half (`real_loop` tests)
+uses a real `ralphnb.Loop` with real demo workers and psutil.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import comm
+import pytest
+
+from ralphnb import widgets
+
+
+class CountingComm(comm.DummyComm):
+    """A comm that counts what would be sent to the front end (update/open messages)."""
+
+    sent: list[str] = []
+
+    def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None,
+                    buffers: Any = None, **keys: Any) -> None:
+        CountingComm.sent.append(msg_type)
+
+
+@pytest.fixture
+def counting_comm(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    CountingComm.sent = []
+    monkeypatch.setattr(comm, "create_comm", lambda *a, **k: CountingComm(*a, **k))
+    return CountingComm.sent
+
+
+class FakeLoop:
+    """Stand-in for ralphnb.Loop with the same method names (unit tests only)."""
+
+    def __init__(self, n: int = 3) -> None:
+        now = datetime.now(UTC)
+        self.records = {
+            f"RQ-{i:04d}": {
+                "task_id": f"RQ-{i:04d}", "title": f"task {i}", "iteration": 1,
+                "status": "running", "pid": 1000 + i, "started_at": now - timedelta(seconds=5),
+                "ended_at": None, "elapsed_s": None, "cpu_percent": 1.0, "rss_mb": 20.0,
+                "turns": 2, "cost_usd": 0.01, "last_message": f"working on {i}", "error": None,
+            }
+            for i in range(1, n + 1)
+        }
+        self.subscribers: list[Any] = []
+        self.calls: list[tuple[str, Any]] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.finished = False
+        self.paused = False
+        self.lock = threading.Lock()
+
+    def snapshot(self) -> list[dict]:
+        with self.lock:
+            return [dict(r) for r in self.records.values()]
+
+    def subscribe(self, cb: Any) -> Any:
+        self.subscribers.append(cb)
+        return lambda: self.subscribers.remove(cb)
+
+    def emit(self) -> None:
+        for cb in list(self.subscribers):
+            cb({"kind": "test"})
+
+    def set(self, task_id: str, **fields: Any) -> None:
+        with self.lock:
+            self.records[task_id].update(fields)
+        self.emit()
+
+    def _end(self, task_id: str, status: str) -> None:
+        self.release.wait(10)
+        self.set(task_id, status=status, ended_at=datetime.now(UTC), elapsed_s=5.0)
+
+    def stop(self, task_id: str) -> None:
+        self.calls.append(("stop", task_id))
+        self._end(task_id, "stopped")
+
+    def kill(self, task_id: str) -> None:
+        self.calls.append(("kill", task_id))
+        self._end(task_id, "killed")
+
+    def stop_all(self) -> None:
+        self.calls.append(("stop_all", None))
+
+    def pause(self) -> None:
+        self.calls.append(("pause", None))
+        self.paused = True
+        self.emit()
+
+    def resume(self) -> None:
+        self.calls.append(("resume", None))
+        self.paused = False
+        self.emit()
+
+    def logs(self, task_id: str) -> list[str]:
+        return [f"{task_id} line {i}" for i in range(100)]
+
+    def finish(self) -> None:
+        self.finished = True
+        self.emit()
+
+
+def _until(pred: Any, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return bool(pred())
+
+
+def test_buttons_have_tooltips_naming_action_and_task() -> None:
+    loop = FakeLoop(2)
+    dash = widgets.Dashboard(loop, start=False)
+    assert {r.stop.tooltip for r in dash._rows.values()} == {"Stop RQ-0001", "Stop RQ-0002"}
+    assert {r.kill.tooltip for r in dash._rows.values()} == {"Kill RQ-0001", "Kill RQ-0002"}
+    assert all(not r.stop.disabled and not r.kill.disabled for r in dash._rows.values())
+    assert 'data-task="RQ-0002"' in dash.table.value
+    dash.close()
+
+
+def test_buttons_are_disabled_once_the_worker_has_ended() -> None:
+    loop = FakeLoop(2)
+    loop.records["RQ-0002"].update(status="succeeded", ended_at=datetime.now(UTC))
+    dash = widgets.Dashboard(loop, start=False)
+    assert dash._rows["RQ-0002"].stop.disabled and dash._rows["RQ-0002"].kill.disabled
+    assert not dash._rows["RQ-0001"].kill.disabled
+    loop.records["RQ-0001"]["status"] = "failed"
+    dash.refresh()
+    assert dash._rows["RQ-0001"].stop.disabled and dash._rows["RQ-0001"].kill.disabled
+    # finished rows stay visible
+    assert 'data-task="RQ-0001"' in dash.table.value and 'data-status="failed"' in dash.table.value
+    dash.close()
+
+
+def test_click_calls_stop_and_kill_without_blocking() -> None:
+    loop = FakeLoop(3)
+    loop.release.clear()  # stop/kill block until released: the click must not
+    dash = widgets.Dashboard(loop)
+    t0 = time.monotonic()
+    dash._rows["RQ-0001"].stop.click()
+    dash._rows["RQ-0002"].kill.click()
+    assert time.monotonic() - t0 < 0.5
+    assert _until(lambda: len(loop.calls) == 2)
+    assert sorted(loop.calls) == [("kill", "RQ-0002"), ("stop", "RQ-0001")]
+    # a clicked button is disabled at once; Kill stays available while a stop is pending
+    assert dash._rows["RQ-0001"].stop.disabled and not dash._rows["RQ-0001"].kill.disabled
+    assert dash._rows["RQ-0002"].kill.disabled
+    loop.release.set()
+    assert _until(lambda: 'data-task="RQ-0002" data-status="killed"' in dash.table.value)
+    assert _until(lambda: 'data-task="RQ-0001" data-status="stopped"' in dash.table.value)
+    assert dash._rows["RQ-0001"].kill.disabled
+    assert not dash._rows["RQ-0003"].stop.disabled
+    dash.close()
+
+
+def test_loop_buttons_call_pause_resume_stop_all() -> None:
+    loop = FakeLoop(1)
+    dash = widgets.Dashboard(loop)
+    dash.pause_button.click()
+    assert _until(lambda: dash.resume_button.disabled is False and dash.pause_button.disabled)
+    dash.resume_button.click()
+    dash.stop_all_button.click()
+    assert _until(lambda: ("stop_all", None) in loop.calls)
+    assert [c for c, _ in loop.calls] == ["pause", "resume", "stop_all"]
+    dash.close()
+
+
+def test_failed_action_is_reported_not_raised() -> None:
+    loop = FakeLoop(1)
+
+    def boom(task_id: str) -> None:
+        raise RuntimeError(f"no worker for {task_id}")
+
+    loop.kill = boom  # type: ignore[method-assign]
+    dash = widgets.Dashboard(loop, start=False)
+    dash._rows["RQ-0001"].kill.click()
+    assert _until(lambda: "no worker for RQ-0001" in dash.message.value)
+    dash.close()
+
+
+def test_burst_of_events_is_throttled(counting_comm: list[str]) -> None:
+    loop = FakeLoop(20)
+    dash = widgets.Dashboard(loop, tick=10.0)  # no clock ticks: count event-driven renders only
+    time.sleep(0.3)
+    renders0, sent0 = dash.render_count, len(counting_comm)
+    t0 = time.monotonic()
+    for i in range(1000):
+        loop.set(f"RQ-{i % 20 + 1:04d}", turns=i, last_message=f"message {i}")
+        if i % 100 == 0:
+            time.sleep(0.1)  # the burst spans ~1 s
+    burst = time.monotonic() - t0
+    time.sleep(0.6)
+    span = time.monotonic() - t0
+    renders = dash.render_count - renders0
+    sent = [m for m in counting_comm[sent0:] if m == "comm_msg"]
+    assert 'message 999' in dash.table.value  # the last state is rendered
+    assert 2 <= renders <= 4.5 * span + 1, (renders, span, burst)
+    assert len(sent) <= 1.2 * renders + 1, (len(sent), renders)  # one table message per render
+    dash.close()
+
+
+def test_render_thread_ends_after_final_render_when_loop_finishes() -> None:
+    loop = FakeLoop(2)
+    dash = widgets.Dashboard(loop)
+    assert dash.alive and len(loop.subscribers) == 1
+    with loop.lock:
+        for r in loop.records.values():
+            r.update(status="integrated", ended_at=datetime.now(UTC), elapsed_s=3.0)
+    loop.finish()
+    assert dash.join(timeout=5)
+    assert not dash.alive and loop.subscribers == []
+    assert dash.table.value.count('data-status="integrated"') == 2
+    assert dash.pause_button.disabled and dash.stop_all_button.disabled
+    assert all(r.kill.disabled for r in dash._rows.values())
+    assert dash._thread is not None and not dash._thread.is_alive()
+
+
+def test_close_stops_the_thread_and_dashboard_is_one_per_loop() -> None:
+    loop = FakeLoop(1)
+    d1 = widgets.dashboard(loop)
+    assert widgets.dashboard(loop) is d1
+    d1.close()
+    assert not d1.alive and loop.subscribers == []
+    d2 = widgets.dashboard(loop)
+    assert d2 is not d1
+    d2.close()
+
+
+def test_log_view_shows_the_tail_of_the_chosen_worker() -> None:
+    loop = FakeLoop(2)
+    dash = widgets.Dashboard(loop, start=False)
+    assert dash.log_view.layout.display == "none"
+    dash._rows["RQ-0002"].log.click()
+    assert "RQ-0002 line 99" in dash.log_view.value
+    assert "RQ-0002 line 10\n" not in dash.log_view.value
+    assert dash.log_view.layout.display == "block" and "RQ-0002" in dash.log_title.value
+    dash.log_close.click()
+    assert dash.log_view.layout.display == "none"
+    dash.close()
+
+
+def test_mimebundle_outside_a_kernel_is_text_and_html_only() -> None:
+    loop = FakeLoop(2)
+    loop.records["RQ-0001"]["title"] = "<script>alert(1)</script>"
+    data = widgets.mimebundle(loop)
+    assert set(data) == {"text/plain", "text/html"}
+    assert "RQ-0001" in data["text/plain"] and "running" in data["text/plain"]
+    assert "<table" in data["text/html"] and "<script>" not in data["text/html"]
+    assert set(widgets.mimebundle(loop, include=["text/plain"])) == {"text/plain"}
+    assert set(widgets.mimebundle(loop, exclude=["text/plain"])) == {"text/html"}
+    assert not widgets._DASHBOARDS.get(loop)  # no widget, no thread outside a kernel
+
+
+def test_text_table_shows_one_row_per_task_latest_attempt() -> None:
+    recs = [
+        {"task_id": "RQ-0001", "iteration": 1, "status": "failed", "title": "a"},
+        {"task_id": "RQ-0001", "iteration": 2, "status": "integrated", "title": "a",
+         "cost_usd": 0.5, "elapsed_s": 65.0},
+        {"task_id": "RQ-0002", "iteration": 1, "status": "killed", "title": "b",
+         "cost_usd": float("nan")},
+    ]
+    text = widgets.text_table(recs)
+    lines = text.splitlines()
+    assert len(lines) == 4
+    assert "integrated 1" in lines[0] and "killed 1" in lines[0] and "$0.500" in lines[0]
+    assert lines[2].split()[:2] == ["RQ-0001", "integrated"] and "1:05" in lines[2]
