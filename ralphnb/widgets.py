@@ -394,6 +394,7 @@ class Dashboard(W.VBox):
     def close(self) -> None:
         """Stop the render thread and close the widgets (safe to call twice)."""
         self._closed.set()
+        self._dirty.set()  # wake the render thread now
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout=5)
