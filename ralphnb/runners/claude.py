@@ -1,0 +1,159 @@
+"""The Claude Code runner (`claude -p --output-format stream-json --verbose`) and its parser.
+
+Owns: argv for Claude Code (prompt on stdin from the prompt file, so task text never appears in
+argv or `ps`), resume by session id, permission mode, and `ClaudeStreamParser`, which the demo
+agent's stream also goes through.
+Verified with Claude Code 2.1.197 against a scripted Messages API: the `system/init` line carries
+`session_id`; `assistant` lines carry one content block each (text or tool_use) with the message
+id; a `system/api_retry` line announces each retry; the final `result` line carries `num_turns`,
+`usage`, `total_cost_usd` and `is_error` (a 400 gives `is_error: true`, exit code 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .base import CommandSpec, Runner, StreamParser, as_float, as_int, check_value, task_dict
+
+PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto")
+
+
+class ClaudeStreamParser(StreamParser):
+    """Claude Code stream-json -> normalized events (also the demo agent's format)."""
+
+    runner = "claude"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._msg_usage: dict[str, tuple[int, int]] = {}
+
+    def handle(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = obj.get("type")
+        out: list[dict[str, Any]] = []
+        if kind == "system":
+            sub = obj.get("subtype")
+            if sub == "init":
+                out += self._session(obj.get("session_id"))
+            elif sub == "api_retry":
+                err = obj.get("error")
+                if isinstance(err, dict):
+                    err = err.get("message") or err.get("type")
+                status = obj.get("error_status")
+                message = " ".join(str(x) for x in (status, err) if x) or "API error"
+                out.append(
+                    {
+                        "type": "retry",
+                        "attempt": obj.get("attempt"),
+                        "max_retries": obj.get("max_retries"),
+                        "error": message,
+                        "delay_ms": obj.get("retry_delay_ms"),
+                    }
+                )
+            elif obj.get("session_id"):
+                out += self._session(obj.get("session_id"))
+        elif kind == "assistant":
+            out += self._session(obj.get("session_id"))
+            msg = obj.get("message") or {}
+            for block in msg.get("content") or []:
+                if not isinstance(block, dict):
+                    continue
+                if block.get("type") == "text":
+                    out += self._message(block.get("text"))
+                elif block.get("type") in ("tool_use", "server_tool_use"):
+                    out.append({"type": "tool", "name": str(block.get("name") or "?")})
+            if obj.get("parent_tool_use_id") is None and msg.get("model") != "<synthetic>":
+                mid = str(msg.get("id") or len(self._msg_usage))
+                u = msg.get("usage") or {}
+                tin = (
+                    as_int(u.get("input_tokens"))
+                    + as_int(u.get("cache_creation_input_tokens"))
+                    + as_int(u.get("cache_read_input_tokens"))
+                )
+                self._msg_usage[mid] = (tin, as_int(u.get("output_tokens")))
+                self.turns = len(self._msg_usage)
+                self.tokens_in = sum(a for a, _ in self._msg_usage.values())
+                self.tokens_out = sum(b for _, b in self._msg_usage.values())
+                out.append(self._usage())
+        elif kind == "result":
+            out += self._session(obj.get("session_id"))
+            u = obj.get("usage") or {}
+            if u:
+                self.tokens_in = (
+                    as_int(u.get("input_tokens"))
+                    + as_int(u.get("cache_creation_input_tokens"))
+                    + as_int(u.get("cache_read_input_tokens"))
+                )
+                self.tokens_out = as_int(u.get("output_tokens"))
+            if obj.get("num_turns") is not None:
+                self.turns = as_int(obj.get("num_turns"))
+            cost = as_float(obj.get("total_cost_usd", obj.get("cost_usd")))
+            if cost is not None:
+                self.cost_usd = cost
+            is_error = bool(obj.get("is_error")) or str(obj.get("subtype", "")).startswith("error")
+            text = obj.get("result")
+            if not isinstance(text, str):
+                text = None
+            if is_error:
+                detail = text or obj.get("subtype") or "unknown error"
+                status = obj.get("api_error_status")
+                prefix = f"claude: API error {status}: " if status else "claude: "
+                out.append(self._result(is_error=True, text=text))
+                out.append({"type": "error", "message": prefix + str(detail)})
+            else:
+                out.append(self._result(is_error=False, text=text))
+        return out
+
+
+class Claude(Runner):
+    """Claude Code. `permission_mode`: acceptEdits, plan, bypassPermissions, ... (opt-in).
+
+    Prompt delivery: stdin from the prompt file (`claude -p` reads the prompt from stdin).
+    Resume: `session_id` given to `command()` becomes `--resume=<id>`.
+    """
+
+    name: ClassVar[str] = "claude"
+    default_executables = ("claude",)
+    install_hint = "npm install -g @anthropic-ai/claude-code"
+    env_passthrough = (
+        "ANTHROPIC_*", "CLAUDE_*", "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING",
+        "DISABLE_AUTOUPDATER", "MAX_THINKING_TOKENS", "MCP_TIMEOUT", "BASH_DEFAULT_TIMEOUT_MS",
+        "AWS_REGION", "AWS_PROFILE", "CLOUD_ML_REGION",
+    )  # fmt: skip
+
+    def __init__(self, executable=None, model=None, extra_args=(), env=None, *,  # noqa: ANN001
+                 permission_mode: str | None = None, bypass_permissions: bool = False,
+                 effort: str | None = None, max_turns: int | None = None) -> None:
+        super().__init__(executable, model, extra_args, env,
+                         bypass_permissions=bypass_permissions, effort=effort)
+        self.permission_mode = permission_mode
+        self.max_turns = max_turns
+
+    def argv(self, exe: str, *, session_id: str | None = None) -> list[str]:
+        argv = [exe, "-p", "--output-format", "stream-json", "--verbose"]
+        argv += self._flag("--model", "model", self.model)
+        mode = self.permission_mode
+        if mode is None and self.bypass_permissions:
+            mode = "bypassPermissions"
+        argv += self._flag("--permission-mode", "permission mode", mode)
+        if self.effort and self.effort != "default":
+            argv += self._flag("--effort", "effort", self.effort)
+        if self.max_turns:
+            argv.append(f"--max-turns={int(self.max_turns)}")
+        argv += self._flag("--resume", "session id", session_id)
+        return argv + self.extra_args
+
+    def command(self, task: Any, *, workspace: Path, prompt_file: Path, iteration: int,
+                session_id: str | None = None) -> CommandSpec:
+        task_dict(task)
+        if session_id is not None:
+            check_value(self.name, "session id", session_id)
+        exe = self.resolve_executable()
+        return CommandSpec(
+            argv=self.argv(exe, session_id=session_id),
+            env=self.base_env(),
+            stdin_path=Path(prompt_file),
+        )
+
+    def parser(self) -> ClaudeStreamParser:
+        return ClaudeStreamParser()
