@@ -33,7 +33,7 @@ import psutil
 from .errors import LockError
 
 OWNER_FILE = "owner"
-MISSING_OWNER_GRACE = 2.0  # seconds a lock dir may exist without an owner file
+MISSING_OWNER_GRACE = 1.0  # seconds a lock dir may exist without an owner file
 START_TOLERANCE = 1.0  # seconds of slack when comparing process start times
 
 _registry_guard = threading.Lock()
@@ -195,6 +195,7 @@ class DirLock:
     def _take_dir(self) -> None:
         deadline = time.monotonic() + self.timeout
         delay = 0.005
+        text = self._owner_text().encode()  # ready before mkdir: keep the owner-less window tiny
         self.ralph_dir.mkdir(parents=True, exist_ok=True)
         while True:
             try:
@@ -214,13 +215,13 @@ class DirLock:
                 delay = min(delay * 1.5, 0.05)
                 continue
             try:
-                self._write_owner()
+                self._write_owner(text)
             except BaseException:
                 shutil.rmtree(self.path, ignore_errors=True)
                 raise
             return
 
-    def _write_owner(self) -> None:
+    def _owner_text(self) -> str:
         me = psutil.Process()
         owner = {
             "pid": os.getpid(),
@@ -230,9 +231,12 @@ class DirLock:
             "process_start": f"{me.create_time():.3f}",
             "host": socket.gethostname(),
         }
+        return render_owner(owner)
+
+    def _write_owner(self, text: bytes) -> None:
         fd = os.open(self.path / OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.write(fd, render_owner(owner).encode())
+            os.write(fd, text)
             os.fsync(fd)
         finally:
             os.close(fd)
