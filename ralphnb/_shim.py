@@ -1,0 +1,152 @@
+"""Per-worker supervisor shim: run one agent command and never leave a descendant behind.
+
+Run as `python -I -S _shim.py -- ARGV...` by `ralphnb.process.Worker` in a new session (the shim
+is session and process-group leader). Owns: the agent process and every process it spawns.
+Invariants:
+- The shim is a child subreaper (Linux prctl), so a grandchild that calls setsid and is orphaned
+  re-parents to the shim instead of PID 1 and can still be found and killed.
+- When the agent exits, every remaining descendant is SIGKILLed and reaped, then the shim exits
+  with the agent's own status (same exit code, or the same signal re-raised on itself).
+- SIGINT/SIGTERM are ignored by the shim itself (they reach the agent through the group);
+  SIGUSR1 means "kill everything now": agent and descendants are SIGKILLed and the shim dies of
+  SIGKILL. Exec failure exits 127 with a message on stderr.
+Stdlib only (os, signal, sys, ctypes) so it starts fast; imports nothing from ralphnb.
+"""
+
+import os
+import signal
+import sys
+
+PR_SET_CHILD_SUBREAPER = 36
+_state = {"agent": 0, "kill_all": False}
+
+
+def _set_subreaper() -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except Exception:  # not Linux: best effort, the parent's token sweep still applies
+        pass
+
+
+def _descendants(root: int) -> list[int]:
+    """Pids whose parent chain leads to `root`, read from /proc (empty off Linux)."""
+    parents: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/" + name + "/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1:
+            parents.setdefault(int(fields[1]), []).append(int(name))
+    out: list[int] = []
+    todo = [root]
+    while todo:
+        for child in parents.get(todo.pop(), ()):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _kill_tree() -> None:
+    for pid in _descendants(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _on_usr1(signum, frame) -> None:
+    _state["kill_all"] = True
+    _kill_tree()
+
+
+def _ignore(signum, frame) -> None:
+    pass
+
+
+def _reap_all() -> None:
+    """SIGKILL and reap every descendant until the shim has no child left."""
+    while True:
+        _kill_tree()
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        while True:  # drain whatever else is ready before the next /proc scan
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                break
+
+
+def _exit_like(status: int) -> None:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL/SIGSTOP cannot be handled anyway
+            pass
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        os.write(2, b"ralphnb shim: no command given\n")
+        os._exit(2)
+    _set_subreaper()
+    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGTERM, _ignore)
+    signal.signal(signal.SIGUSR1, _on_usr1)
+    pid = os.fork()
+    if pid == 0:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        try:
+            os.execvp(argv[0], argv)
+        except OSError as exc:
+            os.write(2, f"ralphnb shim: cannot execute {argv[0]!r}: {exc}\n".encode())
+        os._exit(127)
+    _state["agent"] = pid
+    if _state["kill_all"]:
+        _kill_tree()
+    status = None
+    while status is None:
+        try:
+            done, st = os.waitpid(-1, 0)
+        except ChildProcessError:  # cannot happen while the agent lives; be safe
+            break
+        if done == pid:
+            status = st
+    if _state["kill_all"]:
+        _reap_all()
+        status = 9  # raw wait status of a SIGKILLed process
+    else:
+        try:
+            more, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            more = -1
+        if more != -1:
+            _reap_all()
+    _exit_like(status if status is not None else 0)
+
+
+if __name__ == "__main__":
+    main()

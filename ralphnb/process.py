@@ -1,0 +1,628 @@
+"""Supervised worker processes: spawn, stream output, report the exit at once, stop/kill a tree.
+
+Owns: one agent process per `Worker`, run under the supervisor shim (`_shim.py`) in its own
+session, its log file, its bounded output tail, and the on-disk registry of live workers.
+Does not own: what the output means (runners parse lines) or what an exit means (the loop).
+Invariants:
+- Exactly one monitor thread per worker reaps the shim (`Popen.wait`) and calls `on_exit` the
+  moment it exits; no polling. Signals are never sent after the shim was reaped (the monitor
+  waits with WNOWAIT first), so a recycled pid is never signalled.
+- After `stop()`/`kill()` return, no process of the worker remains: the shim (a child subreaper)
+  kills every descendant, and a sweep by the per-worker token env var catches anything else.
+- Memory per worker is bounded: a tail of lines and one partial line of at most `MAX_LINE` bytes.
+- Workers get an environment built from an allow-list plus explicit additions (`build_env`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .errors import WorkerError
+
+log = logging.getLogger(__name__)
+
+TOKEN_VAR = "RALPHNB_WORKER_TOKEN"
+SHIM_PATH = Path(__file__).with_name("_shim.py")
+CHUNK = 64 * 1024
+MAX_LINE = 64 * 1024
+DEFAULT_ENV_ALLOW: tuple[str, ...] = (
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TERM", "TZ", "TMPDIR",
+    "SHELL", "GIT_AUTHOR_*", "GIT_COMMITTER_*",
+)  # fmt: skip
+
+
+def build_env(
+    extra: Mapping[str, str | None] | None = None,
+    *,
+    allow: Iterable[str] = DEFAULT_ENV_ALLOW,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The parent's allow-listed variables (`NAME` or `PREFIX*`) plus `extra` (None deletes)."""
+    base = os.environ if base is None else base
+    exact = {a for a in allow if not a.endswith("*")}
+    prefixes = tuple(a[:-1] for a in allow if a.endswith("*"))
+    env = {k: v for k, v in base.items() if k in exact or (prefixes and k.startswith(prefixes))}
+    for k, v in (extra or {}).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = str(v)
+    return env
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a worker ended. Exactly one of `returncode` and `signal` is set."""
+
+    pid: int
+    returncode: int | None
+    signal: int | None
+    started_at: datetime
+    ended_at: datetime
+    log_path: Path
+    reason: str | None  # "stop" | "kill" | None (exited by itself)
+    task_id: str | None = None
+    worker_id: str | None = None
+    stderr_path: Path | None = None
+
+    @property
+    def duration(self) -> float:
+        return (self.ended_at - self.started_at).total_seconds()
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+# ---------------------------------------------------------------- sweeping by token
+
+
+def _pids_with_token(token: str) -> list[int]:
+    """Pids of processes whose environment carries this worker token (self excluded)."""
+    needle = f"{TOKEN_VAR}={token}".encode()
+    me = os.getpid()
+    out = []
+    if os.path.isdir("/proc/self"):
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == me:
+                continue
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            if needle + b"\0" in data or data.endswith(needle):
+                out.append(int(name))
+        return out
+    for p in psutil.process_iter():  # pragma: no cover - non-Linux fallback
+        with contextlib.suppress(psutil.Error):
+            if p.pid != me and p.environ().get(TOKEN_VAR) == token:
+                out.append(p.pid)
+    return out
+
+
+def sweep_token(token: str, *, exclude: Iterable[int] = ()) -> int:
+    """SIGKILL every process carrying `token` (and its descendants); return how many."""
+    procs: dict[int, psutil.Process] = {}
+    skip = set(exclude)
+    for pid in _pids_with_token(token):
+        if pid in skip:
+            continue
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(pid)
+            procs[pid] = p
+            for c in p.children(recursive=True):
+                if c.pid not in skip:
+                    procs[c.pid] = c
+    for p in procs.values():
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    return len(procs)
+
+
+# ---------------------------------------------------------------- live-worker tracking
+
+_live: weakref.WeakSet[Worker] = weakref.WeakSet()
+_live_lock = threading.Lock()
+_atexit_registered = False
+
+
+def _track(worker: Worker) -> None:
+    global _atexit_registered
+    with _live_lock:
+        _live.add(worker)
+        if not _atexit_registered:
+            atexit.register(stop_all)
+            _atexit_registered = True
+
+
+def live_workers() -> list[Worker]:
+    """Workers of this process that have not exited yet."""
+    with _live_lock:
+        return [w for w in list(_live) if w.alive]
+
+
+def stop_all(grace: float = 0.5, timeout: float = 5.0) -> None:
+    """Stop every live worker of this process (SIGINT, short grace, then kill). Never raises."""
+    workers = live_workers()
+    for w in workers:
+        with contextlib.suppress(Exception):
+            w._send_level(1)
+    deadline = time.monotonic() + grace
+    for w in workers:
+        w._exited.wait(max(0.0, deadline - time.monotonic()))
+    for w in workers:
+        with contextlib.suppress(Exception):
+            w.kill(timeout=timeout)
+
+
+# ---------------------------------------------------------------- the worker
+
+
+class Worker:
+    """One agent process under the shim, with a monitor thread and an output reader thread."""
+
+    _pre_monitor_hook: Callable[[Worker], None] | None = None  # tests: delay the monitor
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | Path,
+        env: Mapping[str, str] | None = None,
+        log_path: str | Path,
+        worker_id: str,
+        task_id: str | None = None,
+        on_line: Callable[[str], None] | None = None,
+        on_exit: Callable[[ExitInfo], None] | None = None,
+        on_drained: Callable[[ExitInfo], None] | None = None,
+        stdin_path: str | Path | None = None,
+        tail_lines: int = 200,
+        registry: Registry | None = None,
+    ) -> None:
+        if isinstance(argv, str) or not argv:
+            raise WorkerError("argv must be a non-empty list of strings", task_id=task_id)
+        self.argv = [str(a) for a in argv]
+        self.cwd = Path(cwd)
+        self.env = dict(build_env() if env is None else env)
+        self.log_path = Path(log_path)
+        self.stderr_path = self.log_path.with_name(self.log_path.name + ".stderr")
+        self.worker_id = worker_id
+        self.task_id = task_id
+        self.on_line, self.on_exit, self.on_drained = on_line, on_exit, on_drained
+        self.stdin_path = Path(stdin_path) if stdin_path is not None else None
+        self.registry = registry
+        self.token = f"{os.getpid()}-{secrets.token_hex(8)}"
+        self.pid: int | None = None
+        self.create_time: float | None = None
+        self.started_at: datetime | None = None
+        self.exit_info: ExitInfo | None = None
+        self.lines_seen = 0
+        self.bytes_seen = 0
+        self._tail: collections.deque[str] = collections.deque(maxlen=max(1, tail_lines))
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._level = 0  # 1 SIGINT sent, 2 kill-all asked of the shim, 3 SIGKILL + sweep
+        self._reaping = False
+        self._reason: str | None = None
+        self._exited = threading.Event()
+        self._drained = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._monitor: threading.Thread | None = None
+        self._ps: dict[int, psutil.Process] = {}
+
+    def __repr__(self) -> str:
+        state = "new" if self.pid is None else ("running" if self.alive else "exited")
+        return f"<Worker {self.worker_id} task={self.task_id} pid={self.pid} {state}>"
+
+    # -------------------------------------------------------------- start
+
+    def _check_executable(self) -> None:
+        exe = self.argv[0]
+        if os.sep in exe:
+            path = exe if os.path.isabs(exe) else os.path.join(self.cwd, exe)
+            ok = os.path.isfile(path) and os.access(path, os.X_OK)
+        else:
+            ok = shutil.which(exe, path=self.env.get("PATH", os.defpath)) is not None
+        if not ok:
+            raise WorkerError(
+                f"cannot start worker {self.worker_id}: executable {exe!r} not found "
+                f"(PATH={self.env.get('PATH', '')!r}, cwd={str(self.cwd)!r}); install it or "
+                "give its full path",
+                task_id=self.task_id,
+            )
+
+    def start(self) -> Worker:
+        """Spawn the process under the shim and start its reader and monitor threads."""
+        if self._proc is not None:
+            raise WorkerError(f"worker {self.worker_id} was already started", task_id=self.task_id)
+        if not self.cwd.is_dir():
+            raise WorkerError(f"worker cwd {self.cwd} is not a directory", task_id=self.task_id)
+        self._check_executable()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(self.env)
+        env[TOKEN_VAR] = self.token
+        cmd = [sys.executable, "-I", "-S", str(SHIM_PATH), "--", *self.argv]
+        stdin = os.fspath(self.stdin_path) if self.stdin_path is not None else os.devnull
+        logf = open(self.log_path, "wb", buffering=0)  # noqa: SIM115 - owned by the reader
+        try:
+            with open(stdin, "rb") as fin, open(self.stderr_path, "wb") as ferr:
+                self.started_at = datetime.now(UTC)
+                self._proc = subprocess.Popen(
+                    cmd, cwd=self.cwd, env=env, stdin=fin, stdout=subprocess.PIPE, stderr=ferr,
+                    start_new_session=True, close_fds=True,
+                )  # fmt: skip
+        except OSError as exc:
+            logf.close()
+            raise WorkerError(
+                f"cannot start worker {self.worker_id} ({self.argv[0]!r}): {exc}",
+                task_id=self.task_id,
+            ) from exc
+        self.pid = self._proc.pid
+        with contextlib.suppress(psutil.Error):
+            self.create_time = psutil.Process(self.pid).create_time()
+        _track(self)
+        if self.registry is not None:
+            try:
+                self.registry.add(self)
+            except OSError as exc:
+                log.warning("could not record worker %s in registry: %s", self.worker_id, exc)
+        assert self._proc.stdout is not None
+        self._reader = threading.Thread(
+            target=self._read, args=(self._proc.stdout.fileno(), logf),
+            name=f"ralphnb-reader-{self.worker_id}", daemon=True,
+        )  # fmt: skip
+        self._reader.start()
+        if Worker._pre_monitor_hook is not None:
+            Worker._pre_monitor_hook(self)
+        self._monitor = threading.Thread(
+            target=self._watch, name=f"ralphnb-monitor-{self.worker_id}", daemon=True
+        )
+        self._monitor.start()
+        return self
+
+    # -------------------------------------------------------------- threads
+
+    def _emit(self, raw: bytes) -> None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        line = raw.decode("utf-8", errors="replace")
+        self._tail.append(line)
+        self.lines_seen += 1
+        if self.on_line is not None:
+            try:
+                self.on_line(line)
+            except Exception:
+                log.exception("on_line callback of worker %s failed", self.worker_id)
+
+    def _read(self, fd: int, logf: Any) -> None:
+        partial = bytearray()
+        overflow = False  # the current line passed MAX_LINE: drop bytes until its newline
+        try:
+            while True:
+                try:
+                    chunk = os.read(fd, CHUNK)
+                except InterruptedError:  # pragma: no cover - PEP 475 retries
+                    continue
+                if not chunk:
+                    break
+                self.bytes_seen += len(chunk)
+                logf.write(chunk)
+                start = 0
+                while True:
+                    nl = chunk.find(b"\n", start)
+                    if nl < 0:
+                        if not overflow:
+                            partial += chunk[start : start + MAX_LINE - len(partial)]
+                            overflow = len(partial) >= MAX_LINE
+                        break
+                    if overflow:
+                        overflow = False
+                        self._emit(bytes(partial))
+                        partial.clear()
+                    elif partial:
+                        partial += chunk[start : min(nl, start + MAX_LINE - len(partial))]
+                        self._emit(bytes(partial))
+                        partial.clear()
+                    else:
+                        self._emit(chunk[start : min(nl, start + MAX_LINE)])
+                    start = nl + 1
+            if partial:
+                self._emit(bytes(partial))
+        except Exception:
+            log.exception("output reader of worker %s failed", self.worker_id)
+        finally:
+            with contextlib.suppress(OSError):
+                logf.close()
+            if self._proc is not None and self._proc.stdout is not None:
+                with contextlib.suppress(OSError):
+                    self._proc.stdout.close()
+
+    def _watch(self) -> None:
+        proc = self._proc
+        assert proc is not None
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # wait without reaping
+        with self._lock:
+            self._reaping = True  # from now on the pid may be recycled: no more signals
+        rc = proc.wait()
+        ended = datetime.now(UTC)
+        assert self.started_at is not None
+        info = ExitInfo(
+            pid=proc.pid, returncode=rc if rc >= 0 else None, signal=-rc if rc < 0 else None,
+            started_at=self.started_at, ended_at=ended, log_path=self.log_path,
+            reason=self._reason, task_id=self.task_id, worker_id=self.worker_id,
+            stderr_path=self.stderr_path,
+        )  # fmt: skip
+        self.exit_info = info
+        self._exited.set()
+        if self.on_exit is not None:
+            try:
+                self.on_exit(info)
+            except Exception:
+                log.exception("on_exit callback of worker %s failed", self.worker_id)
+        self._drain(info)
+
+    def _drain(self, info: ExitInfo) -> None:
+        reader = self._reader
+        assert reader is not None
+        if info.signal == signal.SIGKILL:  # the shim may have died before sweeping
+            sweep_token(self.token)
+        reader.join(0.5)
+        if reader.is_alive():  # something still holds the output pipe: an escapee
+            n = sweep_token(self.token)
+            log.warning("worker %s: swept %d process(es) holding its output", self.worker_id, n)
+            reader.join(5.0)
+        if self.registry is not None:
+            self.registry.remove(self)
+        self._ps.clear()
+        self._drained.set()
+        if self.on_drained is not None:
+            try:
+                self.on_drained(info)
+            except Exception:
+                log.exception("on_drained callback of worker %s failed", self.worker_id)
+
+    # -------------------------------------------------------------- state
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and not self._exited.is_set()
+
+    @property
+    def drained(self) -> bool:
+        return self._drained.is_set()
+
+    def wait(self, timeout: float | None = None) -> ExitInfo | None:
+        """Block until the process exited and its output is drained; None on timeout."""
+        if self._proc is None:
+            raise WorkerError(f"worker {self.worker_id} was not started", task_id=self.task_id)
+        if not self._drained.wait(timeout):
+            return None
+        return self.exit_info
+
+    def tail(self, n: int = 50) -> list[str]:
+        """The last `n` output lines (bounded by `tail_lines`)."""
+        lines = list(self._tail)
+        return lines[-n:] if n > 0 else []
+
+    def stderr_tail(self, max_bytes: int = 4096) -> str:
+        """The end of the worker's stderr file (decoded, replacement for bad bytes)."""
+        try:
+            with open(self.stderr_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - max_bytes))
+                return f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    # -------------------------------------------------------------- stop / kill
+
+    def _send_level(self, level: int) -> None:
+        """Escalate to `level` once (1 SIGINT group, 2 shim kill-all, 3 SIGKILL + sweep)."""
+        with self._lock:
+            if self._reaping or self._level >= level or self._proc is None:
+                return
+            self._level = level
+            pid = self._proc.pid
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if level == 1:
+                    os.killpg(pid, signal.SIGINT)
+                elif level == 2:
+                    os.kill(pid, signal.SIGUSR1)
+                else:
+                    os.killpg(pid, signal.SIGKILL)
+        if level == 3:
+            sweep_token(self.token)
+
+    def _escalate(self, deadline: float) -> None:
+        self._send_level(2)
+        if not self._exited.wait(max(0.0, min(1.0, deadline - time.monotonic()))):
+            self._send_level(3)
+
+    def _finish(self, deadline: float) -> ExitInfo:
+        info = self.wait(max(0.0, deadline - time.monotonic()))
+        if info is None:
+            raise WorkerError(
+                f"worker {self.worker_id} (pid {self.pid}) did not exit in time; "
+                "reap it with ralphnb.process.reap_leftovers",
+                task_id=self.task_id,
+            )
+        return info
+
+    def stop(self, grace: float = 1.5, timeout: float = 10.0) -> ExitInfo:
+        """SIGINT the group, wait `grace`, then kill everything. Returns once exit is confirmed."""
+        if self._proc is None:
+            raise WorkerError(f"worker {self.worker_id} was not started", task_id=self.task_id)
+        deadline = time.monotonic() + grace + timeout
+        with self._lock:
+            if self._reason is None and not self._reaping:
+                self._reason = "stop"
+        self._send_level(1)
+        if not self._exited.wait(grace):
+            self._escalate(deadline)
+        return self._finish(deadline)
+
+    def kill(self, timeout: float = 10.0) -> ExitInfo:
+        """Kill the agent and every descendant now. Returns once exit is confirmed."""
+        if self._proc is None:
+            raise WorkerError(f"worker {self.worker_id} was not started", task_id=self.task_id)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if not self._reaping:
+                self._reason = "kill"
+        self._escalate(deadline)
+        return self._finish(deadline)
+
+    # -------------------------------------------------------------- resources
+
+    def resources(self) -> dict[str, float | int]:
+        """CPU % (since the previous call), RSS in MB and process count of the agent's tree.
+
+        The shim itself is left out. Sampled only when called; the first call reports 0 CPU.
+        """
+        out: dict[str, float | int] = {"cpu_percent": 0.0, "rss_mb": 0.0, "num_procs": 0}
+        if not self.alive or self.pid is None:
+            return out
+        try:
+            shim = self._ps.get(self.pid) or psutil.Process(self.pid)
+            self._ps[self.pid] = shim
+            tree = shim.children(recursive=True)
+        except psutil.Error:
+            return out
+        seen = {self.pid}
+        for p in tree:
+            cached = self._ps.setdefault(p.pid, p)
+            seen.add(p.pid)
+            try:
+                with cached.oneshot():
+                    out["cpu_percent"] += cached.cpu_percent(None)
+                    out["rss_mb"] += cached.memory_info().rss / 1e6
+                out["num_procs"] += 1
+            except psutil.Error:
+                continue
+        for pid in [p for p in self._ps if p not in seen]:
+            del self._ps[pid]
+        return out
+
+
+# ---------------------------------------------------------------- registry and leftovers
+
+
+class Registry:
+    """A directory of one small JSON record per live worker, so a later process can reap them."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _file(self, pid: int) -> Path:
+        return self.path / f"{pid}.json"
+
+    def add(self, worker: Worker) -> None:
+        assert worker.pid is not None
+        self.path.mkdir(parents=True, exist_ok=True)
+        rec = {
+            "pid": worker.pid, "create_time": worker.create_time, "token": worker.token,
+            "worker_id": worker.worker_id, "task_id": worker.task_id, "argv": worker.argv,
+            "started_at": worker.started_at.isoformat() if worker.started_at else None,
+            "parent_pid": os.getpid(),
+        }  # fmt: skip
+        tmp = self.path / f".{worker.pid}.json.tmp"
+        tmp.write_text(json.dumps(rec))
+        os.replace(tmp, self._file(worker.pid))
+
+    def remove(self, worker: Worker) -> None:
+        if worker.pid is not None:
+            with contextlib.suppress(OSError):
+                self._file(worker.pid).unlink()
+
+    def records(self) -> list[dict[str, Any]]:
+        out = []
+        for f in sorted(self.path.glob("*.json")) if self.path.is_dir() else []:
+            try:
+                rec = json.loads(f.read_text())
+                rec["_file"] = str(f)
+                out.append(rec)
+            except (OSError, ValueError):
+                continue
+        return out
+
+
+def _as_registries(path_or_paths: Any) -> list[Registry]:
+    if isinstance(path_or_paths, Registry):
+        return [path_or_paths]
+    if isinstance(path_or_paths, str | os.PathLike):
+        return [Registry(path_or_paths)]
+    return [p if isinstance(p, Registry) else Registry(p) for p in path_or_paths]
+
+
+def _leftovers(path_or_paths: Any) -> tuple[list[psutil.Process], list[tuple[dict, bool]]]:
+    mine = {w.token for w in live_workers()}
+    procs: dict[int, psutil.Process] = {}
+    recs: list[tuple[dict, bool]] = []
+    for reg in _as_registries(path_or_paths):
+        for rec in reg.records():
+            if rec.get("token") in mine:
+                continue
+            found = False
+            with contextlib.suppress(psutil.Error, TypeError, ValueError):
+                p = psutil.Process(int(rec["pid"]))
+                if (
+                    rec.get("create_time") is None
+                    or abs(p.create_time() - rec["create_time"]) < 0.1
+                ):
+                    procs[p.pid] = p
+                    found = True
+                    for c in p.children(recursive=True):
+                        procs[c.pid] = c
+            if rec.get("token"):
+                for pid in _pids_with_token(str(rec["token"])):
+                    with contextlib.suppress(psutil.Error):
+                        procs.setdefault(pid, psutil.Process(pid))
+                        found = True
+            recs.append((rec, found))
+    procs.pop(os.getpid(), None)
+    return list(procs.values()), recs
+
+
+def find_leftovers(path_or_paths: Any) -> list[psutil.Process]:
+    """Processes of workers recorded in registries whose owner is gone (pid + create_time + token).
+
+    Workers still supervised by this process are not reported.
+    """
+    return _leftovers(path_or_paths)[0]
+
+
+def reap_leftovers(path_or_paths: Any, *, timeout: float = 5.0) -> int:
+    """SIGKILL every leftover process (and its tree); remove the records. Returns how many."""
+    procs, recs = _leftovers(path_or_paths)
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(procs, timeout=timeout)  # not our children: no exit status to steal
+    for rec, _ in recs:
+        if rec.get("token"):
+            sweep_token(str(rec["token"]))
+        with contextlib.suppress(OSError):
+            os.unlink(rec["_file"])
+    return len(procs)
