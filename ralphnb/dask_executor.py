@@ -1,0 +1,758 @@
+"""Run workers on a Dask distributed cluster, with the same stop/kill/exit semantics as locally.
+
+Owns: `DaskExecutor` (client side: spawn, stop/kill over `client.run` aimed at the owning Dask
+worker, lost-worker detection, live lines and resources streamed back) and the remote side (the
+task function that supervises one agent with `process.Worker`, and `RalphnbWorkerPlugin`, whose
+teardown kills every agent of a closing Dask worker).
+Does not own: scheduling or what an exit means (the loop), workspaces (the loop creates them on
+the client; this executor needs that path visible on the Dask worker: LocalCluster, or a shared
+filesystem).
+Invariants:
+- `Future.cancel()` does not interrupt a running task, so stop/kill never rely on it: the agent
+  runs in its own session under the shim and is stopped by its own supervisor on the owner worker,
+  after checking the process identity (pid + create_time).
+- Every handle gets exactly one exit, delivered in order after its lines: the agent's own exit, or
+  a synthesised one with reason "lost" when its Dask worker died or the cluster went away (after
+  its processes were swept on that host).
+- Each task is pinned to one Dask worker and refuses to run anywhere else, so a lost task is never
+  silently re-run by the scheduler.
+- With `queue_writes="client"` the agent's `ralphnb task done` lands in a stub queue on the worker;
+  the client applies it to the user's queue. Only the client writes the user's queue files.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import queue as _queue
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from distributed import Client, WorkerPlugin, get_worker
+
+from .errors import WorkerError
+from .process import ExitInfo, Registry, Worker, find_leftovers, sweep_token
+
+log = logging.getLogger(__name__)
+
+PLUGIN_NAME = "ralphnb"
+LOST = "lost"
+_BATCH = 500  # lines per streamed message at most
+
+# ======================================================================= remote side
+
+
+def _registry_root() -> Path:
+    return Path(tempfile.gettempdir()) / f"ralphnb-dask-{os.getuid()}"
+
+
+def _proc_tag(pid: int) -> str:
+    return f"{pid}-{int(psutil.Process(pid).create_time() * 1000)}"
+
+
+def _tag_alive(tag: str) -> bool:
+    try:
+        pid, ms = (int(x) for x in tag.split("-"))
+        return abs(psutil.Process(pid).create_time() * 1000 - ms) < 100
+    except (ValueError, psutil.Error):
+        return False
+
+
+def reap_dead_workers(root: Path | None = None) -> int:
+    """Reap agents left by Dask worker processes of this host that died (e.g. SIGKILL).
+
+    Each Dask worker process records its agents under `<tmp>/ralphnb-dask-<uid>/<pid>-<ms>/`;
+    a directory whose owner is dead is swept (pid + create_time + token) and removed.
+    """
+    root = root or _registry_root()
+    n = 0
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if d.is_dir() and not _tag_alive(d.name):
+            n += _reap_dir(d)
+            shutil.rmtree(d, ignore_errors=True)
+    return n
+
+
+def _reap_dir(d: Path, timeout: float = 5.0) -> int:
+    """SIGKILL a registry's leftovers and wait until each is dead (a zombie counts as dead:
+    orphans are reaped by PID 1, which some containers do slowly)."""
+    procs = find_leftovers(d)
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        while time.monotonic() < deadline:
+            try:
+                if p.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.Error:
+                break
+            time.sleep(0.005)
+    for rec in Registry(d).records():
+        if rec.get("token"):
+            sweep_token(str(rec["token"]))
+    return len(procs)
+
+
+@dataclass
+class _Remote:
+    """One supervised agent inside a Dask worker process."""
+
+    worker: Worker
+    hid: str
+    topic: str
+    why: str | None = None  # set when the executor side (teardown, cancel) ended it
+
+
+@dataclass
+class _RemoteState:
+    registry: Registry
+    procs: dict[str, _Remote] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closing: bool = False
+
+
+_STATES: dict[str, _RemoteState] = {}
+_STATES_LOCK = threading.Lock()
+
+
+def _state(dask_worker: Any) -> _RemoteState:
+    with _STATES_LOCK:
+        st = _STATES.get(dask_worker.id)
+        if st is None:
+            st = _RemoteState(Registry(_registry_root() / _proc_tag(os.getpid())))
+            _STATES[dask_worker.id] = st
+        return st
+
+
+class RalphnbWorkerPlugin(WorkerPlugin):
+    """Kills every agent of a Dask worker when it closes; reaps agents of dead siblings."""
+
+    name = PLUGIN_NAME
+
+    def setup(self, worker: Any) -> None:
+        _state(worker)
+        with contextlib.suppress(Exception):
+            n = reap_dead_workers()
+            if n:
+                log.warning("ralphnb: reaped %d agent process(es) of dead Dask workers", n)
+
+    def teardown(self, worker: Any) -> None:
+        with _STATES_LOCK:
+            st = _STATES.pop(worker.id, None)
+        if st is None:
+            return
+        with st.lock:
+            st.closing = True
+            remotes = list(st.procs.values())
+        threads = []
+        for r in remotes:
+            r.why = r.why or f"Dask worker {worker.address} closed"
+            t = threading.Thread(target=_quiet_kill, args=(r.worker,), daemon=True)
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join(12.0)
+        with contextlib.suppress(OSError):
+            st.registry.path.rmdir()
+
+
+def _quiet_kill(w: Worker, grace: float | None = None) -> None:
+    with contextlib.suppress(Exception):
+        if grace is None:
+            w.kill()
+        else:
+            w.stop(grace=grace)
+
+
+def _exit_dict(info: ExitInfo) -> dict[str, Any]:
+    return {
+        "pid": info.pid, "returncode": info.returncode, "signal": info.signal,
+        "started_at": info.started_at.isoformat(), "ended_at": info.ended_at.isoformat(),
+        "log_path": str(info.log_path), "reason": info.reason,
+        "stderr_path": str(info.stderr_path) if info.stderr_path else None,
+    }  # fmt: skip
+
+
+def _make_stub(root: Path, task: dict[str, Any]) -> Path:
+    """A one-task queue on the worker for `ralphnb task done` to mark (links stripped)."""
+    from .jsonio import dumps_pretty
+
+    stub = {k: v for k, v in task.items() if k not in ("depends_on", "blocks", "parent_id")}
+    stub.update(status="doing")
+    ralph = root / ".ralph"
+    ralph.mkdir(parents=True, exist_ok=True)
+    (ralph / "queue.jsonc").write_bytes(dumps_pretty({"version": 1, "tasks": [stub]}))
+    (ralph / "done.jsonc").write_bytes(dumps_pretty({"version": 1, "tasks": []}))
+    return root
+
+
+def _read_marks(root: Path, task: dict[str, Any]) -> dict[str, Any] | None:
+    """What the agent did to its task in the stub queue: status and the notes it added."""
+    from .jsonio import read_jsonc
+
+    for name in ("queue.jsonc", "done.jsonc"):
+        with contextlib.suppress(Exception):
+            for t in read_jsonc(root / ".ralph" / name).get("tasks", []):
+                if t.get("id") == task.get("id") and t.get("status") in ("done", "rejected"):
+                    old = list(task.get("notes") or [])
+                    notes = list(t.get("notes") or [])
+                    return {"status": t["status"], "notes": notes[len(old) :]}
+    return None
+
+
+def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval: float) -> dict:
+    """Dask task: supervise one agent on this worker, streaming lines and the exit to `topic`."""
+    from distributed.worker import thread_state
+
+    dw = get_worker()
+    if dw.address != owner:  # re-run elsewhere after its worker died: the client owns retries
+        return {"refused": f"task pinned to {owner} reached {dw.address}"}
+    st = _state(dw)
+    key = getattr(thread_state, "key", None)
+    send_lock = threading.Lock()
+    pending: list[str] = []
+    seq = [0]
+
+    def send(kind: str, **data: Any) -> None:
+        with send_lock:
+            seq[0] += 1
+            dw.log_event(topic, {"h": hid, "k": kind, "seq": seq[0], **data})
+
+    def flush(res: dict | None = None) -> None:
+        with send_lock:
+            batch, pending[:] = pending[:], []
+        for i in range(0, len(batch), _BATCH):
+            send("lines", lines=batch[i : i + _BATCH])
+        if res is not None:
+            send("res", res=res)
+
+    def on_line(line: str) -> None:
+        with send_lock:
+            pending.append(line)
+
+    stub_root: Path | None = None
+    env = dict(spec["env"])
+    if spec.get("stub_task") is not None:
+        stub_root = _make_stub(st.registry.path / "stubs" / hid, spec["stub_task"])
+        env["RALPHNB_REPO"] = str(stub_root)
+    done = threading.Event()
+    result: dict[str, Any] = {}
+
+    def on_drained(info: ExitInfo) -> None:
+        flush()
+        remote = st.procs.get(hid)
+        ex = _exit_dict(info)
+        if remote is not None and remote.why:
+            ex.update(reason=LOST, detail=remote.why)
+        if stub_root is not None:
+            ex["marks"] = _read_marks(stub_root, spec["stub_task"])
+        result.update(ex)
+        send("exit", exit=ex)
+        done.set()
+
+    w = Worker(
+        spec["argv"], cwd=spec["cwd"], env=env, log_path=spec["log_path"],
+        worker_id=spec["worker_id"], task_id=spec.get("task_id"), on_line=on_line,
+        on_drained=on_drained, stdin_path=spec.get("stdin_path"), registry=st.registry,
+    )  # fmt: skip
+    with st.lock:
+        if st.closing:
+            return {"refused": f"Dask worker {dw.address} is closing"}
+        st.procs[hid] = _Remote(w, hid, topic)
+    try:
+        try:
+            w.start()
+        except WorkerError as exc:
+            send("error", message=str(exc))
+            return {"error": str(exc)}
+        send("started", pid=w.pid, create_time=w.create_time, address=dw.address,
+             started_at=w.started_at.isoformat() if w.started_at else None)  # fmt: skip
+        last_res = 0.0
+        while not done.wait(interval):
+            now = time.monotonic()
+            res = None
+            if now - last_res >= 1.0:
+                last_res, res = now, w.resources()
+            flush(res)
+            ts = dw.state.tasks.get(key) if key is not None else None
+            if key is not None and (ts is None or ts.state in ("cancelled", "released")):
+                remote = st.procs[hid]
+                remote.why = remote.why or "the Dask task was cancelled"
+                threading.Thread(target=_quiet_kill, args=(w,), daemon=True).start()
+                done.wait(15.0)
+                break
+        return result
+    finally:
+        with st.lock:
+            st.procs.pop(hid, None)
+        if stub_root is not None:
+            shutil.rmtree(stub_root, ignore_errors=True)
+
+
+def _remote_control(
+    hid: str, pid: int, create_time: float | None, action: str, grace: float,
+    dask_worker: Any = None,
+) -> str:  # fmt: skip
+    """`client.run` target: stop or kill one agent of this worker, after an identity check."""
+    st = _STATES.get(dask_worker.id) if dask_worker is not None else None
+    remote = st.procs.get(hid) if st is not None else None
+    if remote is None:
+        return "gone"
+    w = remote.worker
+    if w.pid != pid:
+        return "mismatch"
+    try:
+        if create_time is not None and abs(psutil.Process(pid).create_time() - create_time) > 0.1:
+            return "mismatch"
+    except psutil.Error:
+        return "gone"
+    args = (w, grace) if action == "stop" else (w,)
+    threading.Thread(target=_quiet_kill, args=args, daemon=True).start()
+    return "ok"
+
+
+def _remote_sweep(dask_worker: Any = None) -> int:  # noqa: ARG001 - client.run injects it
+    return reap_dead_workers()
+
+
+# ======================================================================= client side
+
+
+def _spec_dict(spec: Any) -> dict[str, Any]:
+    get = spec.get if isinstance(spec, Mapping) else (lambda k, d=None: getattr(spec, k, d))
+    argv = list(get("argv"))
+    stdin = get("stdin_path")
+    return {
+        "argv": [str(a) for a in argv], "env": dict(get("env") or {}),
+        "cwd": str(get("cwd")), "log_path": str(get("log_path")),
+        "worker_id": str(get("worker_id")), "task_id": get("task_id"),
+        "stdin_path": str(stdin) if stdin else None,
+    }  # fmt: skip
+
+
+def _callback(callbacks: Any, name: str) -> Callable[..., Any] | None:
+    if callbacks is None:
+        return None
+    if isinstance(callbacks, Mapping):
+        return callbacks.get(name)
+    return getattr(callbacks, name, None)
+
+
+def _local_host(host: str) -> bool:
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return True
+    with contextlib.suppress(OSError):
+        return host in socket.gethostbyname_ex(socket.gethostname())[2]
+    return False
+
+
+class DaskHandle:
+    """One agent running on a Dask worker; same surface as a local worker handle."""
+
+    def __init__(self, executor: DaskExecutor, spec: dict[str, Any], callbacks: Any,
+                 address: str, tail_lines: int = 200) -> None:  # fmt: skip
+        self._ex = executor
+        self.hid = uuid.uuid4().hex[:12]
+        self.spec = spec
+        self.task_id: str | None = spec.get("task_id")
+        self.worker_id: str = spec["worker_id"]
+        self.address = address  # the owning Dask worker
+        self.log_path = Path(spec["log_path"])
+        self.pid: int | None = None
+        self.create_time: float | None = None
+        self.started_at = datetime.now(UTC)
+        self.exit_info: ExitInfo | None = None
+        self.detail: str | None = None  # why a "lost" exit happened
+        self.future: Any = None
+        self._on_line = _callback(callbacks, "on_line")
+        self._on_exit = _callback(callbacks, "on_exit")
+        self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self._res: dict[str, float | int] = {"cpu_percent": 0.0, "rss_mb": 0.0, "num_procs": 0}
+        self._started = threading.Event()
+        self._exited = threading.Event()
+        self._lock = threading.Lock()
+        self._losing = False
+        self.host = ""
+
+    def __repr__(self) -> str:
+        state = "exited" if self._exited.is_set() else "running"
+        return f"<DaskHandle {self.worker_id} task={self.task_id} on {self.address} {state}>"
+
+    # ------------------------------------------------------------ applied on the dispatcher
+
+    def _apply(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("k")
+        if self._exited.is_set():
+            return
+        if kind == "lines":
+            for line in msg["lines"]:
+                self._line(line)
+        elif kind == "res":
+            self._res = dict(msg["res"])
+        elif kind == "started":
+            self.pid, self.create_time = msg["pid"], msg["create_time"]
+            if msg.get("started_at"):
+                self.started_at = datetime.fromisoformat(msg["started_at"])
+            self._started.set()
+        elif kind == "error":
+            self._line(f"[ralphnb] cannot start on {self.address}: {msg['message']}")
+            self._finish(self._synth(returncode=127, reason=None), msg["message"])
+        elif kind == "exit":
+            ex = msg["exit"]
+            if ex.get("marks"):
+                self._apply_marks(ex["marks"])
+            if ex.get("detail"):
+                self._line(f"[ralphnb] {ex['detail']}")
+            info = ExitInfo(
+                pid=ex["pid"], returncode=ex["returncode"], signal=ex["signal"],
+                started_at=datetime.fromisoformat(ex["started_at"]),
+                ended_at=datetime.fromisoformat(ex["ended_at"]), log_path=Path(ex["log_path"]),
+                reason=ex["reason"], task_id=self.task_id, worker_id=self.worker_id,
+                stderr_path=Path(ex["stderr_path"]) if ex.get("stderr_path") else None,
+            )  # fmt: skip
+            self._finish(info, ex.get("detail"))
+        elif kind == "lost":
+            self._line(f"[ralphnb] {msg['why']}")
+            self._finish(self._synth(signal_=signal.SIGKILL, reason=LOST), msg["why"])
+
+    def _line(self, line: str) -> None:
+        self._tail.append(line)
+        if self._on_line is not None:
+            try:
+                self._on_line(line)
+            except Exception:
+                log.exception("on_line callback of %s failed", self.worker_id)
+
+    def _apply_marks(self, marks: dict[str, Any]) -> None:
+        """Apply what the agent did to its stub queue to the user's queue (client writes only)."""
+        repo = self.spec["env"].get("RALPHNB_REPO")
+        if not repo:
+            return
+        from .queue import Queue
+
+        note = "\n".join(marks.get("notes") or []) or None
+        try:
+            q = Queue(repo)
+            if marks["status"] == "done":
+                q.complete(self.task_id, note, archive=False)
+            elif marks["status"] == "rejected":
+                q.reject(self.task_id, note)
+        except Exception as exc:
+            log.warning("could not apply %s's queue update for %s: %s", self.worker_id,
+                        self.task_id, exc)  # fmt: skip
+
+    def _synth(self, *, returncode: int | None = None, signal_: int | None = None,
+               reason: str | None) -> ExitInfo:  # fmt: skip
+        return ExitInfo(
+            pid=self.pid or 0, returncode=returncode, signal=signal_, started_at=self.started_at,
+            ended_at=datetime.now(UTC), log_path=self.log_path, reason=reason,
+            task_id=self.task_id, worker_id=self.worker_id,
+        )  # fmt: skip
+
+    def _finish(self, info: ExitInfo, detail: str | None = None) -> None:
+        with self._lock:
+            if self._exited.is_set():
+                return
+            self.exit_info, self.detail = info, detail
+            self._exited.set()
+        self._started.set()
+        self._ex._forget(self)
+        if self._on_exit is not None:
+            try:
+                self._on_exit(info)
+            except Exception:
+                log.exception("on_exit callback of %s failed", self.worker_id)
+
+    # ------------------------------------------------------------ public surface
+
+    @property
+    def alive(self) -> bool:
+        return not self._exited.is_set()
+
+    def wait(self, timeout: float | None = None) -> ExitInfo | None:
+        """Block until the exit event was delivered (lines first); None on timeout."""
+        return self.exit_info if self._exited.wait(timeout) else None
+
+    def tail(self, n: int = 50) -> list[str]:
+        lines = list(self._tail)
+        return lines[-n:] if n > 0 else []
+
+    def resources(self) -> dict[str, float | int]:
+        """The latest sample sent by the owner (about once a second); zeros once exited."""
+        if not self.alive:
+            return {"cpu_percent": 0.0, "rss_mb": 0.0, "num_procs": 0}
+        return dict(self._res)
+
+    def stop(self, grace: float = 1.5, timeout: float = 10.0) -> ExitInfo:
+        """SIGINT the agent's group, `grace` seconds, then kill the tree; returns the exit."""
+        return self._control("stop", grace, grace + timeout)
+
+    def kill(self, timeout: float = 10.0) -> ExitInfo:
+        """SIGKILL the agent and every descendant now; returns the exit."""
+        return self._control("kill", 0.0, timeout)
+
+    def _control(self, action: str, grace: float, timeout: float) -> ExitInfo:
+        deadline = time.monotonic() + timeout
+        if self.alive and not self._started.wait(timeout):
+            self._ex._cancel(self, f"{action} before the agent started")
+        if self.alive and self.pid is not None:
+            try:
+                res = self._ex.client.run(
+                    _remote_control, self.hid, self.pid, self.create_time, action, grace,
+                    workers=[self.address], on_error="return",
+                )  # fmt: skip
+                answer = res.get(self.address)
+            except Exception as exc:  # the owner is gone: the lost path delivers the exit
+                answer = exc
+            if answer != "ok" and self.alive and not self._exited.wait(0.5):
+                log.warning("%s on %s for %s answered %r", action, self.address, self.worker_id,
+                            answer)  # fmt: skip
+        info = self.wait(max(0.0, deadline - time.monotonic()))
+        if info is None:
+            raise WorkerError(
+                f"{action} of worker {self.worker_id} on Dask worker {self.address} was not "
+                f"confirmed within {timeout:.1f}s",
+                task_id=self.task_id,
+            )
+        return info
+
+
+class DaskExecutor:
+    """Start agents on a Dask cluster: `Loop(..., executor=DaskExecutor(client))`.
+
+    `client`: a connected `distributed.Client`. `workers`: restrict to these worker addresses.
+    `queue_writes`: "client" (the agent's `ralphnb task done` goes to a stub queue on the worker
+    and the client applies it) or "direct" (RALPHNB_REPO left as given; needs a shared queue).
+    The workspace, log and prompt paths in each spec must be visible on the Dask workers.
+    """
+
+    def __init__(self, client: Client, *, workers: list[str] | None = None,
+                 queue_writes: str = "client", interval: float = 0.1,
+                 register_plugin: bool = True) -> None:  # fmt: skip
+        if queue_writes not in ("client", "direct"):
+            raise ValueError("queue_writes must be 'client' or 'direct'")
+        self.client = client
+        self.workers = list(workers) if workers else None
+        self.queue_writes = queue_writes
+        self.interval = interval
+        self.topic = f"ralphnb-{uuid.uuid4().hex[:12]}"
+        self._handles: dict[str, DaskHandle] = {}
+        self._lock = threading.Lock()
+        self._watched: set[str] = set()
+        self._inbox: _queue.SimpleQueue[tuple[DaskHandle, dict] | None] = _queue.SimpleQueue()
+        self._closed = False
+        if register_plugin:
+            client.register_plugin(RalphnbWorkerPlugin(), name=PLUGIN_NAME)
+        client.subscribe_topic(self.topic, self._on_event)
+        self._dispatcher = threading.Thread(target=self._dispatch, daemon=True,
+                                            name="ralphnb-dask-dispatch")  # fmt: skip
+        self._dispatcher.start()
+        self._watchdog = threading.Thread(target=self._watch, daemon=True,
+                                          name="ralphnb-dask-watchdog")  # fmt: skip
+        self._watchdog.start()
+
+    def __repr__(self) -> str:
+        return f"<DaskExecutor {self.client.scheduler.address} running={len(self._handles)}>"
+
+    # ------------------------------------------------------------ spawning
+
+    def _pick(self) -> tuple[str, str]:
+        """The least-busy worker (by our own running agents per thread) and its host."""
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        if self.workers:
+            info = {a: w for a, w in info.items() if a in self.workers}
+        if not info:
+            raise WorkerError("no Dask worker available to run an agent")
+        with self._lock:
+            busy = collections.Counter(h.address for h in self._handles.values())
+        addr = min(info, key=lambda a: (busy[a] / max(1, info[a].get("nthreads", 1)), a))
+        return addr, info[addr].get("host", "")
+
+    def spawn(self, spec: Any, callbacks: Any = None) -> DaskHandle:
+        """Submit one agent; returns at once. `callbacks`: on_line(str), on_exit(ExitInfo)."""
+        if self._closed:
+            raise WorkerError("DaskExecutor is closed")
+        sd = _spec_dict(spec)
+        addr, host = self._pick()
+        h = DaskHandle(self, sd, callbacks, addr)
+        h.host = host
+        remote = dict(sd)
+        if self.queue_writes == "client" and sd["env"].get("RALPHNB_REPO") and h.task_id:
+            remote["stub_task"] = self._task_dict(sd["env"]["RALPHNB_REPO"], h.task_id)
+        self._watch_worker(addr)
+        with self._lock:
+            self._handles[h.hid] = h
+        h.future = self.client.submit(
+            _remote_run, remote, h.hid, self.topic, addr, self.interval,
+            key=f"ralphnb-{h.task_id or 'cmd'}-{h.hid}", workers=[addr],
+            allow_other_workers=False, pure=False, retries=0,
+        )  # fmt: skip
+        h.future.add_done_callback(lambda fut, h=h: self._on_done(h, fut))
+        return h
+
+    @staticmethod
+    def _task_dict(repo: str, task_id: str) -> dict[str, Any] | None:
+        from .queue import Queue
+
+        with contextlib.suppress(Exception):
+            return Queue(repo).get(task_id).to_dict()
+        return None
+
+    # ------------------------------------------------------------ events
+
+    def _on_event(self, event: tuple[float, dict]) -> None:  # on the client's event loop
+        msg = event[1]
+        h = self._handles.get(msg.get("h", ""))
+        if h is not None:
+            self._inbox.put((h, msg))
+        elif msg.get("k") == "started":  # a handle we already gave up on: kill it there
+            threading.Thread(target=self._kill_stray, args=(msg,), daemon=True).start()
+
+    def _kill_stray(self, msg: dict) -> None:
+        with contextlib.suppress(Exception):
+            self.client.run(_remote_control, msg["h"], msg["pid"], msg["create_time"], "kill",
+                            0.0, workers=[msg["address"]], on_error="ignore")  # fmt: skip
+
+    def _dispatch(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            h, msg = item
+            try:
+                h._apply(msg)
+            except Exception:
+                log.exception("applying %s to %s failed", msg.get("k"), h.worker_id)
+
+    def _watch_worker(self, addr: str) -> None:
+        with self._lock:
+            if addr in self._watched:
+                return
+            self._watched.add(addr)
+        self.client.subscribe_topic(addr, lambda ev, a=addr: self._on_worker_event(a, ev[1]))
+
+    def _on_worker_event(self, addr: str, msg: dict) -> None:  # on the client's event loop
+        if msg.get("action") != "remove-worker":
+            return
+        with self._lock:
+            self._watched.discard(addr)
+            lost = [h for h in self._handles.values() if h.address == addr]
+        for h in lost:
+            self._lose(h, f"Dask worker {addr} was removed from the cluster mid-task")
+
+    def _on_done(self, h: DaskHandle, fut: Any) -> None:
+        """Backstop: the task ended but no exit event came (cancelled, errored, refused)."""
+        if not h.alive:
+            return
+
+        def later() -> None:
+            if h._exited.wait(2.0):
+                return
+            why = f"the Dask task ended ({fut.status}) without an exit event"
+            with contextlib.suppress(Exception):
+                res = fut.result(timeout=0) if fut.status == "finished" else None
+                if isinstance(res, dict) and res.get("pid"):
+                    self._inbox.put((h, {"k": "exit", "exit": res}))
+                    return
+                if isinstance(res, dict):
+                    why = res.get("refused") or res.get("error") or why
+            self._lose(h, why, sweep=False)
+
+        threading.Thread(target=later, daemon=True).start()
+
+    def _lose(self, h: DaskHandle, why: str, *, sweep: bool = True) -> None:
+        """Synthesise the exit of an agent whose Dask worker is gone, after sweeping its host."""
+        with h._lock:
+            if h._losing or not h.alive:
+                return
+            h._losing = True
+
+        def run() -> None:
+            with contextlib.suppress(Exception):
+                h.future.cancel()
+            if sweep:
+                self._sweep_host(getattr(h, "host", ""), exclude=h.address)
+            self._inbox.put((h, {"k": "lost", "why": why}))
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def _cancel(self, h: DaskHandle, why: str) -> None:
+        self._lose(h, why, sweep=False)
+
+    def _sweep_host(self, host: str, exclude: str) -> None:
+        """Reap the agents of dead Dask worker processes on `host` (from a survivor there)."""
+        with contextlib.suppress(Exception):
+            info = self.client.scheduler_info(n_workers=-1)["workers"]
+            peers = [a for a, w in info.items() if w.get("host") == host and a != exclude]
+            if peers:
+                self.client.run(_remote_sweep, workers=peers[:1], on_error="ignore")
+                return
+        if _local_host(host):
+            with contextlib.suppress(Exception):
+                reap_dead_workers()
+
+    def _watch(self) -> None:
+        """Once a second while agents run: a client cut off from its scheduler loses them all."""
+        cut_since: float | None = None
+        while not self._closed:
+            time.sleep(1.0)
+            if not self._handles:
+                cut_since = None
+                continue
+            if self.client.status == "running":
+                cut_since = None
+                continue
+            cut_since = cut_since or time.monotonic()
+            if time.monotonic() - cut_since > 3.0:
+                for h in list(self._handles.values()):
+                    self._lose(h, f"lost contact with the Dask scheduler ({self.client.status})")
+
+    def _forget(self, h: DaskHandle) -> None:
+        with self._lock:
+            self._handles.pop(h.hid, None)
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def running(self) -> list[DaskHandle]:
+        with self._lock:
+            return list(self._handles.values())
+
+    def stop_all(self, grace: float = 1.5, timeout: float = 10.0) -> None:
+        """Stop every running agent (in parallel); never raises."""
+        threads = [threading.Thread(target=_quiet_kill, args=(h, grace)) for h in self.running]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(grace + timeout + 1.0)
+
+    def close(self, grace: float = 0.5) -> None:
+        """Stop every agent and stop listening. The client stays open (it is the caller's)."""
+        if self._closed:
+            return
+        self.stop_all(grace=grace)
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self.client.unsubscribe_topic(self.topic)
+        self._inbox.put(None)
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
