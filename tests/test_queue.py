@@ -84,7 +84,8 @@ def test_jsonc_queue_with_comments_is_read_and_written_back_plain(queue_repo: Qu
     q.queue_path.write_text(
         '{\n  // my queue\n  "version": 1,\n  "tasks": [\n'
         '    {"id": "RQ-0001", "title": "a // b", /* inline */'
-        ' "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "tags": ["x",],},\n  ],\n}\n'
+        ' "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",'
+        ' "tags": ["x",],},\n  ],\n}\n'
     )
     assert q.get("RQ-0001").title == "a // b"
     q.add("second")
