@@ -1,0 +1,54 @@
+"""`python -m ralphnb.demo [PATH]` (what `make demo` runs): create a sample repo and show it.
+
+For now it creates the sample repository (default ./demo-repo, replaced if it is a previous
+demo) and prints its queue; the loop step is `run_loop(repo)`, kept separate so switching the
+demo to a real Loop is a small change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .sample import create_sample_repo
+
+
+def prepare(path: Path, n_tasks: int, *, duration: float | None) -> Path:
+    """A fresh sample repo at `path` (a previous demo repo there is replaced)."""
+    if path.exists() and (path / ".ralph").is_dir():
+        shutil.rmtree(path)
+    return create_sample_repo(path, n_tasks, duration=duration)
+
+
+def show_queue(repo: Path) -> None:
+    from ..queue import Queue
+
+    df = Queue(repo).df
+    cols = [c for c in ("id", "status", "title", "depends_on") if c in df.columns]
+    print(df[cols].to_string(index=False) if cols else df.to_string())
+
+
+def run_loop(repo: Path, *, parallel: int) -> int:  # noqa: ARG001 - the loop lands here
+    """Run the demo agent over the sample queue. Placeholder until the Loop is wired in."""
+    print("\n(The loop is not wired into the demo yet; the queue above is what it will run.)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ralphnb.demo", description=__doc__)
+    ap.add_argument("path", nargs="?", default="demo-repo")
+    ap.add_argument("--tasks", type=int, default=6)
+    ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument("--duration", type=float, default=None, help="seconds per demo task")
+    args = ap.parse_args(argv)
+    repo = prepare(Path(args.path), args.tasks, duration=args.duration)
+    print(f"Sample repository: {repo}\n")
+    show_queue(repo)
+    return run_loop(repo, parallel=args.parallel)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""A sample repository for demos and tests: a real git repo with a ralph queue of demo tasks.
+
+Owns: `create_sample_repo(path, n_tasks=6, ...)`. The tasks carry `demo.*` custom fields that
+tell the demo agent what to edit, and a few `depends_on` links, so a loop over them shows
+parallel work, waiting on dependencies, and a task that needs two iterations.
+Invariants: the queue is written through `ralphnb.queue` (so it validates like any other);
+git identity comes from env variables for the commit, never from global config.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ..queue import init
+
+FILES = {
+    "README.md": "# Sample project\n\nA tiny project that the ralphnb demo agent works on.\n",
+    "src/app.py": 'def main() -> None:\n    print("hello")\n\n\nif __name__ == "__main__":\n'
+                  "    main()\n",
+    "docs/index.md": "# Docs\n",
+    ".gitignore": ".ralph/cache/\n.ralph/lock/\n",
+}
+
+# (title, custom fields, indexes of tasks it depends on)
+TASKS: list[tuple[str, dict[str, str], list[int]]] = [
+    ("Add a greeting module",
+     {"demo.file": "src/greeting.py", "demo.content": 'GREETING = "Hello from ralphnb"'}, []),
+    ("Add a changelog",
+     {"demo.file": "CHANGELOG.md", "demo.content": "## 0.1.0 - first release"}, []),
+    ("Document the greeting",
+     {"demo.file": "docs/greeting.md", "demo.content": "The greeting lives in src/greeting.py."},
+     [0]),
+    ("Add a contributing guide",
+     {"demo.file": "CONTRIBUTING.md", "demo.content": "Open a task in .ralph/queue.jsonc.",
+      "demo.iterations": "2"}, []),
+    ("Write a test for the greeting",
+     {"demo.file": "tests/test_greeting.py",
+      "demo.content": "def test_greeting():\n    assert True", "demo.finish": "promise"}, [0]),
+    ("Link the docs from the README",
+     {"demo.file": "README.md", "demo.content": "See docs/index.md and docs/greeting.md."},
+     [2]),
+]
+
+
+def _git(repo: Path, *args: str) -> None:
+    env = dict(os.environ)
+    env.setdefault("GIT_AUTHOR_NAME", "ralphnb sample")
+    env.setdefault("GIT_AUTHOR_EMAIL", "sample@ralphnb.invalid")
+    env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
+    env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
+    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True,
+                   stdin=subprocess.DEVNULL)
+
+
+def sample_tasks(n_tasks: int = 6, *, duration: float | None = None) -> list[dict[str, Any]]:
+    """The task specs (title, custom_fields, depends_on as indexes) for `n_tasks` tasks."""
+    out: list[dict[str, Any]] = []
+    for i in range(n_tasks):
+        if i < len(TASKS):
+            title, fields, deps = TASKS[i]
+        else:
+            title = f"Add note {i + 1}"
+            fields = {"demo.file": f"notes/note-{i + 1:03d}.md",
+                      "demo.content": f"Note {i + 1}"}
+            deps = [] if i % 3 else [i - 3]
+        fields = dict(fields)
+        if duration is not None:
+            fields["demo.duration"] = f"{duration:g}"
+        out.append({"title": title, "custom_fields": fields, "deps": [d for d in deps if d < i]})
+    return out
+
+
+def create_sample_repo(path: str | os.PathLike[str] = "demo-repo", n_tasks: int = 6, *,
+                       duration: float | None = None, git: bool = True,
+                       track_queue: bool = True) -> Path:
+    """Create `path` (must not exist or be empty) as a sample repo with `n_tasks` demo tasks.
+
+    `duration`: seconds each demo task takes (default: the agent's own, about 2 s).
+    `git=False` makes a plain directory; `track_queue=False` leaves `.ralph/` untracked.
+    """
+    repo = Path(path).resolve()
+    if repo.exists() and any(repo.iterdir()):
+        raise FileExistsError(f"{repo} exists and is not empty; choose another path")
+    repo.mkdir(parents=True, exist_ok=True)
+    for rel, text in FILES.items():
+        f = repo / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text, encoding="utf-8")
+    q = init(repo)
+    ids: list[str] = []
+    for spec in sample_tasks(n_tasks, duration=duration):
+        fields: dict[str, Any] = {"custom_fields": spec["custom_fields"]}
+        if spec["deps"]:
+            fields["depends_on"] = [ids[d] for d in spec["deps"]]
+        ids.append(q.add(spec["title"], **fields).id)
+    if git:
+        _git(repo, "init", "-q", "-b", "main")
+        if not track_queue:
+            with (repo / ".gitignore").open("a", encoding="utf-8") as fh:
+                fh.write(".ralph/\n")
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", "Sample project with a ralph task queue")
+    return repo
