@@ -269,6 +269,7 @@ def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval
         spec["argv"], cwd=spec["cwd"], env=env, log_path=spec["log_path"],
         worker_id=spec["worker_id"], task_id=spec.get("task_id"), on_line=on_line,
         on_drained=on_drained, stdin_path=spec.get("stdin_path"), registry=st.registry,
+        tail_lines=spec.get("tail_lines", 200),
     )  # fmt: skip
     with st.lock:
         if st.closing:
@@ -342,6 +343,7 @@ def _spec_dict(spec: Any) -> dict[str, Any]:
         "cwd": str(get("cwd")), "log_path": str(get("log_path")),
         "worker_id": str(get("worker_id")), "task_id": get("task_id"),
         "stdin_path": str(stdin) if stdin else None,
+        "tail_lines": int(get("tail_lines", 200) or 200),
     }  # fmt: skip
 
 
@@ -373,7 +375,7 @@ class DaskHandle:
         self.worker_id: str = spec["worker_id"]
         self.address = address  # the owning Dask worker
         self.log_path = Path(spec["log_path"])
-        self.pid: int | None = None
+        self.pid: int | None = None  # on the owner's host
         self.create_time: float | None = None
         self.started_at = datetime.now(UTC)
         self.exit_info: ExitInfo | None = None
@@ -381,7 +383,8 @@ class DaskHandle:
         self.future: Any = None
         self._on_line = _callback(callbacks, "on_line")
         self._on_exit = _callback(callbacks, "on_exit")
-        self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self._on_drained = _callback(callbacks, "on_drained")
+        self._tail: collections.deque[str] = collections.deque(maxlen=max(1, tail_lines))
         self._res: dict[str, float | int] = {"cpu_percent": 0.0, "rss_mb": 0.0, "num_procs": 0}
         self._started = threading.Event()
         self._exited = threading.Event()
@@ -472,11 +475,12 @@ class DaskHandle:
             self._exited.set()
         self._started.set()
         self._ex._forget(self)
-        if self._on_exit is not None:
-            try:
-                self._on_exit(info)
-            except Exception:
-                log.exception("on_exit callback of %s failed", self.worker_id)
+        for cb in (self._on_exit, self._on_drained):  # remote lines are drained before exit
+            if cb is not None:
+                try:
+                    cb(info)
+                except Exception:
+                    log.exception("exit callback of %s failed", self.worker_id)
 
     # ------------------------------------------------------------ public surface
 
@@ -589,7 +593,7 @@ class DaskExecutor:
             raise WorkerError("DaskExecutor is closed")
         sd = _spec_dict(spec)
         addr, host = self._pick()
-        h = DaskHandle(self, sd, callbacks, addr)
+        h = DaskHandle(self, sd, callbacks, addr, tail_lines=sd["tail_lines"])
         h.host = host
         remote = dict(sd)
         if self.queue_writes == "client" and sd["env"].get("RALPHNB_REPO") and h.task_id:

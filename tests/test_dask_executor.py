@@ -1,0 +1,284 @@
+"""DaskExecutor on a real LocalCluster with process workers: lines and exits come back, stop and
+kill reach the remote process tree (escapees included), a SIGKILLed Dask worker or a closed
+cluster gives a `lost` exit and leaves no agent process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from ralphnb.dask_executor import DaskExecutor, reap_dead_workers  # noqa: E402
+from ralphnb.executors import Callbacks, WorkerSpec  # noqa: E402
+from ralphnb.process import build_env  # noqa: E402
+
+# A misbehaving agent: N sleeping children and a grandchild that leaves the session (setsid),
+# all pids printed as one JSON line; optionally ignores SIGINT.
+TREE = textwrap.dedent(
+    """
+    import json, os, signal, subprocess, sys, time
+    n, ignore = int(sys.argv[1]), sys.argv[2] == "ignore"
+    if ignore:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGINT, lambda *a: sys.exit(130))
+    kids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            for _ in range(n)]
+    esc = subprocess.Popen([sys.executable, "-c",
+        "import os, subprocess, sys, time\\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import os, time\\\\nos.setsid()\\\\n"
+        "time.sleep(600)'])\\n"
+        "print(p.pid, flush=True)\\ntime.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    escapee = int(esc.stdout.readline())
+    print(json.dumps({"pids": [os.getpid(), esc.pid, escapee] + [k.pid for k in kids]}),
+          flush=True)
+    while True:
+        time.sleep(600)
+    """
+)
+
+
+def no_survivor(pids: list[int], timeout: float = 5.0) -> list[int]:
+    """Pids still running after `timeout` (a zombie waiting for PID 1 counts as dead)."""
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        still = []
+        for pid in alive:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    still.append(pid)
+            except psutil.Error:
+                pass
+        alive = still
+        if alive:
+            time.sleep(0.05)
+    return alive
+
+
+class Recorder:
+    """Callbacks that record lines and exits, and can wait for a line."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.order: list[str] = []
+        self.exits: list = []
+        self.cond = threading.Condition()
+
+    def callbacks(self) -> Callbacks:
+        return Callbacks(on_line=self._line, on_exit=self._exit, on_drained=self._drained)
+
+    def _line(self, line: str) -> None:
+        with self.cond:
+            self.lines.append(line)
+            self.order.append("line")
+            self.cond.notify_all()
+
+    def _exit(self, info) -> None:
+        self.order.append("exit")
+        self.exits.append(info)
+
+    def _drained(self, info) -> None:
+        self.order.append("drained")
+
+    def wait_line(self, pred, timeout: float = 20.0) -> str:
+        with self.cond:
+            ok = self.cond.wait_for(lambda: any(pred(x) for x in self.lines), timeout)
+            assert ok, f"no matching line in {self.lines!r}"
+            return next(x for x in self.lines if pred(x))
+
+
+def spec(tmp: Path, name: str, argv: list[str], **kw) -> WorkerSpec:
+    return WorkerSpec(worker_id=name, task_id="RQ-0001", iteration=1, argv=tuple(argv),
+                      cwd=str(tmp), env=build_env(), log_path=str(tmp / f"{name}.log"), **kw)
+
+
+def tree_pids(rec: Recorder) -> list[int]:
+    return json.loads(rec.wait_line(lambda x: x.startswith('{"pids"')))["pids"]
+
+
+def new_cluster():
+    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                    dashboard_address=None)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with new_cluster() as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture
+def executor(client):
+    ex = DaskExecutor(client)
+    yield ex
+    ex.close()
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    p = tmp_path / "tree.py"
+    p.write_text(TREE)
+    return p
+
+
+@pytest.mark.slow
+def test_lines_and_true_exit_code_come_back_in_order(executor, tmp_path):
+    rec = Recorder()
+    code = "import sys\nfor i in range(1200): print('line', i)\nsys.exit(3)"
+    h = executor.spawn(spec(tmp_path, "w1", [sys.executable, "-c", code]), rec.callbacks())
+    info = h.wait(30)
+    assert info is not None and info.returncode == 3 and info.signal is None
+    assert info.reason is None and info.pid == h.pid
+    assert rec.lines == [f"line {i}" for i in range(1200)]  # all of them, in order, before exit
+    assert rec.order[-2:] == ["exit", "drained"] and rec.order.count("exit") == 1
+    assert h.tail(2) == ["line 1198", "line 1199"]
+    assert (tmp_path / "w1.log").read_text().splitlines()[-1] == "line 1199"
+    assert not h.alive and h.address in executor.client.scheduler_info()["workers"]
+
+
+@pytest.mark.slow
+def test_stop_sigint_honoured_exits_130(executor, tmp_path, tree):
+    rec = Recorder()
+    h = executor.spawn(spec(tmp_path, "w2", [sys.executable, str(tree), "1", "honour"]),
+                       rec.callbacks())
+    pids = tree_pids(rec)
+    t0 = time.monotonic()
+    info = h.stop(grace=5.0)
+    assert time.monotonic() - t0 < 3.0  # it honoured SIGINT, no need for the grace period
+    assert info.returncode == 130 and info.reason == "stop"
+    assert rec.exits == [info]
+    assert no_survivor(pids + [h.pid]) == []
+
+
+@pytest.mark.slow
+def test_stop_of_sigint_ignoring_tree_kills_everything_after_grace(executor, tmp_path, tree):
+    rec = Recorder()
+    h = executor.spawn(spec(tmp_path, "w3", [sys.executable, str(tree), "3", "ignore"]),
+                       rec.callbacks())
+    pids = tree_pids(rec)
+    time.sleep(1.2)  # one resource sample from the owner
+    res = h.resources()
+    assert res["num_procs"] >= 5 and res["rss_mb"] > 0
+    t0 = time.monotonic()
+    info = h.stop(grace=0.3)
+    took = time.monotonic() - t0
+    assert info.reason == "stop" and info.signal == signal.SIGKILL and 0.3 <= took < 3.0
+    assert no_survivor(pids + [h.pid]) == []  # the setsid escapee too
+    assert h.resources()["num_procs"] == 0
+
+
+@pytest.mark.slow
+def test_kill_reaches_the_remote_tree_at_once(executor, tmp_path, tree):
+    rec = Recorder()
+    h = executor.spawn(spec(tmp_path, "w4", [sys.executable, str(tree), "2", "ignore"]),
+                       rec.callbacks())
+    pids = tree_pids(rec)
+    t0 = time.monotonic()
+    info = h.kill()
+    assert time.monotonic() - t0 < 2.0
+    assert info.reason == "kill" and info.signal is not None and info.returncode is None
+    assert no_survivor(pids + [h.pid]) == []
+    assert h.kill() is info  # idempotent once exited
+
+
+@pytest.mark.slow
+def test_missing_executable_gives_an_exit_naming_it(executor, tmp_path):
+    rec = Recorder()
+    h = executor.spawn(spec(tmp_path, "w5", ["no-such-agent-cli"]), rec.callbacks())
+    info = h.wait(20)
+    assert info is not None and info.returncode == 127
+    assert "no-such-agent-cli" in h.tail(1)[0] and h.detail
+
+
+@pytest.mark.slow
+def test_cancelled_future_kills_the_agent(executor, tmp_path, tree):
+    rec = Recorder()
+    h = executor.spawn(spec(tmp_path, "w6", [sys.executable, str(tree), "1", "ignore"]),
+                       rec.callbacks())
+    pids = tree_pids(rec)
+    h.future.cancel()  # what a user might do by hand: Future.cancel() alone would not interrupt
+    info = h.wait(20)
+    assert info is not None and info.reason == "lost" and "cancelled" in (h.detail or "")
+    assert no_survivor(pids + [h.pid]) == []
+
+
+@pytest.mark.slow
+def test_dask_worker_sigkilled_mid_task_gives_lost_exit_and_no_orphan(tmp_path, tree):
+    with new_cluster() as cluster, distributed.Client(cluster) as c:
+        ex = DaskExecutor(c)
+        rec = Recorder()
+        h = ex.spawn(spec(tmp_path, "w7", [sys.executable, str(tree), "2", "ignore"]),
+                     rec.callbacks())
+        pids = tree_pids(rec)
+        dask_pid = c.run(os.getpid, workers=[h.address])[h.address]
+        os.kill(dask_pid, signal.SIGKILL)
+        info = h.wait(20)
+        assert info is not None and info.reason == "lost" and info.signal == signal.SIGKILL
+        assert h.address in h.detail and "removed" in h.detail
+        assert rec.lines[-1].startswith("[ralphnb] Dask worker")  # the reason, in the tail
+        assert no_survivor(pids + [h.pid]) == []
+        # the cluster goes on: a new agent runs on a surviving or restarted worker
+        rec2 = Recorder()
+        h2 = ex.spawn(spec(tmp_path, "w8", [sys.executable, "-c", "print('ok')"]),
+                      rec2.callbacks())
+        assert h2.wait(30).returncode == 0 and rec2.lines == ["ok"]
+        ex.close()
+
+
+@pytest.mark.slow
+def test_cluster_closed_while_agents_run_leaves_no_orphans(tmp_path, tree):
+    cluster = new_cluster()
+    c = distributed.Client(cluster)
+    ex = DaskExecutor(c)
+    recs = [Recorder() for _ in range(2)]
+    hs = [ex.spawn(spec(tmp_path, f"c{i}", [sys.executable, str(tree), "2", "ignore"]),
+                   r.callbacks()) for i, r in enumerate(recs)]
+    pids = [p for r in recs for p in tree_pids(r)] + [h.pid for h in hs]
+    assert {h.address for h in hs} == set(c.scheduler_info()["workers"])  # one on each
+    cluster.close()
+    infos = [h.wait(20) for h in hs]
+    assert all(i is not None and i.reason == "lost" for i in infos)
+    assert no_survivor(pids) == []
+    c.close()
+    ex.close()
+
+
+def test_reap_dead_workers_sweeps_agents_of_a_dead_dask_worker_process(tmp_path):
+    """The plugin's setup (and the client, via a surviving worker) reaps what a SIGKILLed Dask
+    worker left: here a parent that records its agent the same way, then dies by SIGKILL."""
+    root = tmp_path / "reg"
+    code = textwrap.dedent(
+        f"""
+        import os, sys, time
+        from pathlib import Path
+        from ralphnb.dask_executor import _proc_tag
+        from ralphnb.process import Registry, Worker, build_env
+        reg = Registry(Path({str(root)!r}) / _proc_tag(os.getpid()))
+        w = Worker(["sleep", "600"], cwd={str(tmp_path)!r}, env=build_env(),
+                   log_path={str(tmp_path / "o.log")!r}, worker_id="o", registry=reg).start()
+        print(w.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    shim = int(parent.stdout.readline())
+    agent = psutil.Process(shim).children()
+    assert reap_dead_workers(root) == 0  # its owner is alive: left alone
+    parent.kill()
+    parent.wait()
+    assert psutil.Process(shim).status() != psutil.STATUS_ZOMBIE  # orphaned, still running
+    assert reap_dead_workers(root) >= 1
+    assert no_survivor([shim] + [p.pid for p in agent]) == []
+    assert list(root.iterdir()) == []
