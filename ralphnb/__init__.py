@@ -29,6 +29,15 @@ __all__ = [
     "Task",
     "WorkerError",
     "WorkspaceError",
+    "DaskExecutor",
     "__version__",
     "init",
 ]
+
+
+def __getattr__(name: str):  # lazy: importing ralphnb must not import dask
+    if name == "DaskExecutor":
+        from .dask_executor import DaskExecutor
+
+        return DaskExecutor
+    raise AttributeError(f"module 'ralphnb' has no attribute {name!r}")
