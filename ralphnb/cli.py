@@ -155,9 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="machine-readable output")  # fmt: skip
     common.add_argument("--repo", default=argparse.SUPPRESS,
                         help="repository holding .ralph/ (default: found from env/cwd)")
-    p = argparse.ArgumentParser(prog="ralphnb", parents=[common],
+    p = argparse.ArgumentParser(prog="ralphnb",
                                 description="Run AI coding-agent loops over a ralph queue.")
-    p.set_defaults(json=False, repo=None)
+    # Own actions here: the shared `common` actions must keep their SUPPRESS defaults.
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--repo", help="repository holding .ralph/ (default: found from env/cwd)")
     sub = p.add_subparsers(dest="command", required=True)
 
     sp = sub.add_parser("init", parents=[common], help="create .ralph/ with empty queue files")

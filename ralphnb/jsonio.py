@@ -43,7 +43,13 @@ def _blank(m: re.Match[str]) -> str:
 
 def _drop_comma(m: re.Match[str]) -> str:
     s = m.group(0)
-    return s if s[0] == '"' else " "
+    if s[0] == '"':
+        return s
+    text, i = m.string, m.start() - 1
+    while i >= 0 and text[i] in " \t\r\n":
+        i -= 1
+    # Only a comma after a value is a trailing comma; `[,]` stays a syntax error.
+    return s if i < 0 or text[i] in "[{," else " "
 
 
 def strip_jsonc(text: str) -> str:

@@ -118,3 +118,9 @@ def test_sweep_removes_temp_of_dead_writer_only(tmp_path: Path):
     finally:
         live.kill()
         live.wait()
+
+
+def test_a_comma_without_a_value_before_it_stays_an_error():
+    for bad in ("[,]", '{"a": [1,,]}', "{,}"):
+        with pytest.raises(QueueError):
+            jsonio.loads_jsonc(bad)
