@@ -16,10 +16,18 @@ from .errors import (
     WorkspaceError,
 )
 from .queue import Queue, Task, init
+from .runners import Claude, Codex, Command, Cursor, Demo, Gemini, Opencode
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Claude",
+    "Codex",
+    "Command",
+    "Cursor",
+    "Demo",
+    "Gemini",
+    "Opencode",
     "IntegrationError",
     "LockError",
     "Queue",
