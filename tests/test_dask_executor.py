@@ -282,3 +282,48 @@ def test_reap_dead_workers_sweeps_agents_of_a_dead_dask_worker_process(tmp_path)
     assert reap_dead_workers(root) >= 1
     assert no_survivor([shim] + [p.pid for p in agent]) == []
     assert list(root.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("queue_writes", ["client", "direct"])
+def test_demo_agent_marks_its_task_done_in_the_users_queue(client, tmp_path, queue_writes):
+    """The demo agent edits a copy of the repo on the Dask worker and runs `ralphnb task done`;
+    its parsed stream comes back live. With queue_writes="client" the agent marks a stub queue
+    on the worker and the client applies it to the user's queue."""
+    import shutil
+
+    from ralphnb.demo.sample import create_sample_repo
+    from ralphnb.queue import Queue
+    from ralphnb.runners import get_runner
+    from ralphnb.runners.prompt import build_prompt
+
+    repo = create_sample_repo(tmp_path / "repo", n_tasks=2, git=False)
+    ws = tmp_path / "ws"
+    shutil.copytree(repo, ws, ignore=shutil.ignore_patterns(".ralph"))
+    q = Queue(repo)
+    task = q.start(q.next().id)
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text(build_prompt(task, workspace=ws, completion_promise="<promise>X</promise>"))
+    runner = get_runner("demo")
+    runner.speed = 0.05
+    cmd = runner.command(task, workspace=ws, prompt_file=prompt, iteration=1)
+    env = build_env({**cmd.env, "RALPHNB_REPO": str(repo), "RALPHNB_WORKER": "w-demo",
+                     "RALPHNB_TASK_ID": task.id, "RALPHNB_ITERATION": "1"})
+    parser, events = runner.parser(), []
+    rec = Recorder()
+    cbs = rec.callbacks()
+    cbs.on_line = lambda line: (events.extend(parser.feed(line)), rec._line(line))
+    ex = DaskExecutor(client, queue_writes=queue_writes)
+    try:
+        h = ex.spawn(WorkerSpec(worker_id="w-demo", task_id=task.id, iteration=1,
+                                argv=tuple(cmd.argv), cwd=str(ws), env=env,
+                                log_path=str(tmp_path / "demo.log")), cbs)
+        info = h.wait(60)
+    finally:
+        ex.close()
+    assert info is not None and info.returncode == 0, h.tail(20)
+    kinds = {e["type"] for e in events}
+    assert {"session", "result"} <= kinds
+    assert (ws / "src/greeting.py").read_text().strip().endswith('"Hello from ralphnb"')
+    assert not (repo / "src/greeting.py").exists()  # the user's checkout is not touched
+    assert Queue(repo).get(task.id).status == "done"  # applied before the exit was delivered
