@@ -1,0 +1,93 @@
+"""The claude runner end to end with the real Claude Code CLI and a scripted model on loopback:
+the command the runner builds, spawned as a ralphnb Worker, parsed by the runner's parser."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from claude_fixtures import (
+    ERROR_SCRIPT,
+    PROMISE,
+    WRITE_SCRIPT,
+    WRITTEN,
+    claude_runner,
+    require_claude,
+)
+
+from ralphnb.process import Worker, build_env
+from ralphnb.runners import build_prompt
+from ralphnb.testing.model_server import ScriptedAnthropicServer
+
+pytestmark = pytest.mark.claude
+
+
+@pytest.fixture
+def claude_exe() -> str:
+    return require_claude()
+
+TASK = {"id": "RQ-0042", "title": "Write hello.txt", "status": "doing",
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
+
+
+def run_attempt(runner, tmp_path: Path, *, timeout: float = 60.0):
+    ws = tmp_path / "ws"
+    ws.mkdir(exist_ok=True)
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text(build_prompt(TASK, workspace=ws, completion_promise=PROMISE, iteration=1))
+    spec = runner.command(TASK, workspace=ws, prompt_file=prompt, iteration=1)
+    parser = runner.parser()
+    events: list[dict] = []
+    lock = threading.Lock()
+
+    def on_line(line: str) -> None:
+        with lock:
+            events.extend(parser.feed(line))
+
+    w = Worker(spec.argv, cwd=ws, env=build_env(spec.env), log_path=tmp_path / "attempt.log",
+               worker_id="w1", task_id=TASK["id"], on_line=on_line, stdin_path=spec.stdin_path)
+    t0 = time.monotonic()
+    w.start()
+    info = w.wait(timeout=timeout)
+    if info is None:
+        w.kill()
+        pytest.fail(f"claude did not finish in {timeout}s; log tail: {w.tail(20)}")
+    return ws, info, events, parser, time.monotonic() - t0, w
+
+
+def test_real_claude_writes_file_and_reports_session_turns_cost(tmp_path, claude_exe):
+    with ScriptedAnthropicServer(WRITE_SCRIPT) as srv:
+        runner = claude_runner(srv, tmp_path / "home", exe=claude_exe)
+        ws, info, events, parser, _, w = run_attempt(runner, tmp_path)
+        first = srv.message_requests[0]
+    assert info.returncode == 0, w.tail(30)
+    assert (ws / "hello.txt").read_text() == WRITTEN
+    # the prompt went in on stdin: the model saw the task block
+    assert "RQ-0042" in str(first["messages"]) and "```json" in str(first["messages"])
+    assert srv.turns_used == 2
+    sessions = [e for e in events if e["type"] == "session"]
+    assert len(sessions) == 1
+    assert [e["name"] for e in events if e["type"] == "tool"] == ["Write"]
+    (result,) = [e for e in events if e["type"] == "result"]
+    assert result["session_id"] == sessions[0]["session_id"]
+    assert result["turns"] == 2 and result["is_error"] is False
+    assert result["cost_usd"] is not None and result["cost_usd"] > 0
+    assert result["tokens_in"] > 0 and result["tokens_out"] > 0
+    assert PROMISE in result["text"]
+    assert parser.summary()["session_id"] == result["session_id"]
+    assert not [e for e in events if e["type"] in ("error", "text")]
+
+
+def test_real_claude_api_error_is_clear_and_quick(tmp_path, claude_exe):
+    with ScriptedAnthropicServer(ERROR_SCRIPT) as srv:
+        runner = claude_runner(srv, tmp_path / "home", exe=claude_exe)
+        ws, info, events, _, elapsed, w = run_attempt(runner, tmp_path)
+    assert info.returncode == 1, w.tail(30)
+    assert elapsed < 30
+    (result,) = [e for e in events if e["type"] == "result"]
+    assert result["is_error"] is True
+    (err,) = [e for e in events if e["type"] == "error"]
+    assert "400" in err["message"] and "scripted bad request" in err["message"]
+    assert not (ws / "hello.txt").exists()
