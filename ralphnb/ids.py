@@ -13,7 +13,7 @@ from .errors import QueueError
 
 DEFAULT_PREFIX = "RQ"
 DEFAULT_WIDTH = 4
-_ID_RE = re.compile(r"^(?P<prefix>[A-Z][A-Z0-9]{0,15})-(?P<num>[0-9]{1,12})$")
+_ID_RE = re.compile(r"^(?P<prefix>[A-Z][A-Z0-9]{0,15})-(?P<num>[0-9]{1,12})\Z")
 
 
 def is_task_id(value: object) -> bool:
