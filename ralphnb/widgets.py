@@ -63,7 +63,10 @@ def _val(rec: Mapping[str, Any], key: str) -> Any:
 def _fmt_secs(s: Any) -> str:
     if s is None:
         return ""
-    s = int(float(s))
+    s = float(s)
+    if s < 10:
+        return f"{s:.1f}s"
+    s = int(s)
     if s >= 3600:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 60}:{s % 60:02d}"
@@ -325,6 +328,7 @@ class Dashboard(W.VBox):
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], Any] | None = None
         self.finished = False
+        self._finishing = False  # the loop said loop_finished; its `finished` follows soon
 
         def head_btn(label: str, action: str, style: str) -> W.Button:
             b = W.Button(description=label, tooltip=f"{label} (whole loop)", button_style=style,
@@ -363,13 +367,16 @@ class Dashboard(W.VBox):
         self._thread = threading.Thread(target=self._run, name="ralphnb-dashboard", daemon=True)
         self._thread.start()
 
-    def _on_event(self, *_args: Any, **_kw: Any) -> None:
-        self._dirty.set()  # called from the loop's threads: only flag, never touch widgets
+    def _on_event(self, event: Any = None, *_args: Any) -> None:
+        # called from the loop's threads: only flag, never touch widgets here
+        if getattr(event, "kind", None) == "loop_finished":
+            self._finishing = True
+        self._dirty.set()
 
     def _run(self) -> None:
         try:
             while not self._closed.is_set():
-                woke = self._dirty.wait(timeout=self.tick)
+                woke = self._dirty.wait(timeout=0.05 if self._finishing else self.tick)
                 if self._closed.is_set():
                     break
                 self._dirty.clear()
@@ -468,7 +475,7 @@ class Dashboard(W.VBox):
         s = summary(records, progress=_progress(self.loop, records),
                     elapsed_s=_loop_elapsed(self.loop, records, now))
         head = summary_line(s)
-        paused = bool(getattr(self.loop, "paused", False))
+        paused = bool(getattr(self.loop, "paused", getattr(self.loop, "_paused", False)))
         if paused:
             head += " | paused"
         table = html_table(records, now=now, head=head, fixed_rows=True)
