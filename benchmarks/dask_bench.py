@@ -1,0 +1,170 @@
+"""DaskExecutor beside LocalExecutor, same parallelism, same demo-agent tasks.
+
+Measures, in one run on this machine:
+- 100 short demo tasks (the demo agent at speed 0: a real Python process that edits a file and
+  prints its stream) through a 2-worker LocalCluster (1 thread each) and through the local
+  executor with parallel 2: wall time, mean spawn-to-exit latency, overhead per task;
+- stop latency (SIGINT-honouring agent) and kill latency (SIGINT-ignoring agent with children),
+  from the call to the confirmed exit, both executors.
+
+Run: `python benchmarks/dask_bench.py [--tasks 100] [--parallel 2] [--rounds 10]`.
+Prints a markdown section for benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from ralphnb.executors import Callbacks, LocalExecutor, WorkerSpec
+from ralphnb.process import build_env
+from ralphnb.runners import get_runner
+from ralphnb.runners.prompt import build_prompt
+
+
+def make_spec(root: Path, i: int, fields: dict[str, str], speed: float) -> WorkerSpec:
+    tid = f"RQ-{i + 1:04d}"
+    ws = root / "ws" / tid
+    ws.mkdir(parents=True, exist_ok=True)
+    task = {"id": tid, "title": f"Task {i + 1}", "custom_fields": fields}
+    prompt = root / "prompts" / f"{tid}.md"
+    prompt.parent.mkdir(exist_ok=True)
+    prompt.write_text(build_prompt(task, workspace=ws, completion_promise="<promise>C</promise>"))
+    runner = get_runner("demo")
+    runner.speed = speed
+    cmd = runner.command(task, workspace=ws, prompt_file=prompt, iteration=1)
+    env = build_env({**cmd.env, "RALPHNB_TASK_ID": tid, "RALPHNB_ITERATION": "1"})
+    return WorkerSpec(worker_id=f"w-{tid}", task_id=tid, iteration=1, argv=tuple(cmd.argv),
+                      cwd=str(ws), env=env, log_path=str(root / "logs" / f"{tid}.log"))
+
+
+def batch(executor, specs: list[WorkerSpec], parallel: int) -> tuple[float, list[float]]:
+    """Run all specs, at most `parallel` at once; wall time and per-task spawn-to-exit times."""
+    slots = threading.Semaphore(parallel)
+    lat: list[float] = []
+    done = threading.Event()
+    bad: list[str] = []
+    lock = threading.Lock()
+
+    def finished(t0: float, info) -> None:
+        with lock:
+            lat.append(time.perf_counter() - t0)
+            if info.returncode != 0:
+                bad.append(f"{info.worker_id}: {info}")
+            if len(lat) == len(specs):
+                done.set()
+        slots.release()
+
+    t_start = time.perf_counter()
+    for spec in specs:
+        slots.acquire()
+        t0 = time.perf_counter()
+        executor.spawn(spec, Callbacks(on_drained=lambda info, t0=t0: finished(t0, info)))
+    done.wait(600)
+    wall = time.perf_counter() - t_start
+    if bad:
+        raise SystemExit(f"{len(bad)} task(s) failed, e.g. {bad[0]}")
+    return wall, lat
+
+
+def stop_kill(executor, root: Path, rounds: int, offset: int) -> dict[str, list[float]]:
+    """Latency from stop()/kill() to the confirmed exit, `rounds` times each."""
+    out: dict[str, list[float]] = {"stop": [], "kill": []}
+    for r in range(rounds):
+        for action in ("stop", "kill"):
+            fields = {"demo.hang": "1", "demo.duration": "1"}
+            if action == "kill":
+                fields.update({"demo.ignore_sigint": "1", "demo.children": "3"})
+            spec = make_spec(root, offset + 2 * r + (action == "kill"), fields, speed=1.0)
+            seen = threading.Event()
+            h = executor.spawn(spec, Callbacks(
+                on_line=lambda line, seen=seen: "Reading task" in line and seen.set()))
+            if not seen.wait(30):
+                raise SystemExit(f"{action}: the agent never started: {h.tail(5)}")
+            t0 = time.perf_counter()
+            info = h.stop(grace=1.5) if action == "stop" else h.kill()
+            out[action].append(time.perf_counter() - t0)
+            assert info.reason == action, info
+    return out
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.1f} ms"
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=100)
+    ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=10)
+    args = ap.parse_args()
+
+    from distributed import Client, LocalCluster
+
+    from ralphnb.dask_executor import DaskExecutor
+
+    fields = {"demo.file": "note.md", "demo.content": "hello", "demo.finish": "promise"}
+    rows: dict[str, dict[str, float | list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="ralphnb-dask-bench-") as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        cluster = LocalCluster(n_workers=args.parallel, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+        dask_ex = DaskExecutor(client)
+        startup = time.perf_counter() - t0
+        local_ex = LocalExecutor()
+        try:
+            for name, ex in (("local", local_ex), ("dask", dask_ex)):
+                batch(ex, [make_spec(root / f"warm-{name}", i, fields, 0.0) for i in range(4)],
+                      args.parallel)  # warm up imports and the page cache
+            for name, ex in (("local", local_ex), ("dask", dask_ex)):
+                specs = [make_spec(root / name, i, fields, 0.0) for i in range(args.tasks)]
+                wall, lat = batch(ex, specs, args.parallel)
+                sk = stop_kill(ex, root / f"sk-{name}", args.rounds, args.tasks)
+                rows[name] = {"wall": wall, "lat": lat, **sk}
+        finally:
+            dask_ex.close()
+            client.close()
+            cluster.close()
+
+    loc, dsk = rows["local"], rows["dask"]
+    n, par = args.tasks, args.parallel
+    over_wall = (dsk["wall"] - loc["wall"]) / n * par
+    over_lat = statistics.mean(dsk["lat"]) - statistics.mean(loc["lat"])
+    print(f"### Dask executor (`benchmarks/dask_bench.py`, distributed {_dver()})\n")
+    print(f"{n} short demo tasks (demo agent at speed 0, promise finish), parallel {par}: a "
+          f"{par}-worker LocalCluster (processes, 1 thread each; started in {startup:.2f} s) "
+          f"beside the local executor. Stop/kill: {args.rounds} rounds each, call to confirmed "
+          "exit.\n")
+    print("| | local executor | Dask executor |")
+    print("|---|---|---|")
+    print(f"| wall time, {n} tasks | {loc['wall']:.2f} s | {dsk['wall']:.2f} s |")
+    print(f"| tasks/s | {n / loc['wall']:.1f} | {n / dsk['wall']:.1f} |")
+    for key, label in (("lat", "spawn to exit"), ("stop", "stop (SIGINT honoured)"),
+                       ("kill", "kill (3 children, SIGINT ignored)")):
+        a, b = loc[key], dsk[key]
+        print(f"| {label}, p50 / p90 | {ms(statistics.median(a))} / {ms(pct(a, 0.9))} | "
+              f"{ms(statistics.median(b))} / {ms(pct(b, 0.9))} |")
+    print(f"\nOverhead per task: {ms(over_lat)} on spawn-to-exit latency (mean), "
+          f"{ms(over_wall)} of wall time per task per slot.")
+
+
+def _dver() -> str:
+    import distributed
+
+    return distributed.__version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())
