@@ -247,7 +247,13 @@ class Agent:
             self.result(msg)
             return 0
         self.sleep(step)
-        rel = self.edit()
+        try:
+            rel = self.edit()
+        except (ValueError, OSError) as exc:
+            msg = f"Cannot edit for {self.tid}: {exc}"
+            self.say(msg)
+            self.result(msg, is_error=True)
+            return 2
         self.sleep(step)
         self.commit(rel)
         finish = self.cf.get("finish", "cli").strip().lower()

@@ -3,7 +3,8 @@
 Owns: `create_sample_repo(path, n_tasks=6, ...)`. The tasks carry `demo.*` custom fields that
 tell the demo agent what to edit, and a few `depends_on` links, so a loop over them shows
 parallel work, waiting on dependencies, and a task that needs two iterations.
-Invariants: the queue is written through `ralphnb.queue` (so it validates like any other);
+Invariants: `ralphnb.queue.init` makes `.ralph/`; the tasks are written in one atomic write
+(not one locked write per task, which costs an fsync each) and then validated by `Queue`;
 git identity comes from env variables for the commit, never from global config.
 """
 
@@ -14,6 +15,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from ..events import format_time, utcnow
+from ..ids import format_task_id
+from ..jsonio import atomic_write_bytes, dumps_pretty
 from ..queue import init
 
 FILES = {
@@ -90,12 +94,19 @@ def create_sample_repo(path: str | os.PathLike[str] = "demo-repo", n_tasks: int 
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(text, encoding="utf-8")
     q = init(repo)
-    ids: list[str] = []
-    for spec in sample_tasks(n_tasks, duration=duration):
-        fields: dict[str, Any] = {"custom_fields": spec["custom_fields"]}
+    now = format_time(utcnow())
+    tasks: list[dict[str, Any]] = []
+    for i, spec in enumerate(sample_tasks(n_tasks, duration=duration)):
+        task: dict[str, Any] = {
+            "id": format_task_id(i + 1), "status": "todo", "title": spec["title"],
+            "priority": "medium", "created_at": now, "updated_at": now,
+        }
         if spec["deps"]:
-            fields["depends_on"] = [ids[d] for d in spec["deps"]]
-        ids.append(q.add(spec["title"], **fields).id)
+            task["depends_on"] = [format_task_id(d + 1) for d in spec["deps"]]
+        task["custom_fields"] = spec["custom_fields"]
+        tasks.append(task)
+    atomic_write_bytes(q.queue_path, dumps_pretty({"version": 1, "tasks": tasks}))
+    q.validate()
     if git:
         _git(repo, "init", "-q", "-b", "main")
         if not track_queue:
