@@ -390,6 +390,8 @@ class DaskHandle:
         self._exited = threading.Event()
         self._lock = threading.Lock()
         self._losing = False
+        self._spawning = False
+        self.start_error: str | None = None
         self.host = ""
 
     def __repr__(self) -> str:
@@ -413,6 +415,11 @@ class DaskHandle:
                 self.started_at = datetime.fromisoformat(msg["started_at"])
             self._started.set()
         elif kind == "error":
+            if self._spawning:  # spawn() raises it, as the local executor does: no exit
+                self.start_error = msg["message"]
+                self._ex._forget(self)
+                self._started.set()
+                return
             self._line(f"[ralphnb] cannot start on {self.address}: {msg['message']}")
             self._finish(self._synth(returncode=127, reason=None), msg["message"])
         elif kind == "exit":
@@ -431,6 +438,8 @@ class DaskHandle:
             self._finish(info, ex.get("detail"))
         elif kind == "lost":
             self._line(f"[ralphnb] {msg['why']}")
+            with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(f"[ralphnb] {msg['why']}\n")  # shared path; its writer is gone
             self._finish(self._synth(signal_=signal.SIGKILL, reason=LOST), msg["why"])
 
     def _line(self, line: str) -> None:
@@ -547,13 +556,14 @@ class DaskExecutor:
 
     def __init__(self, client: Client, *, workers: list[str] | None = None,
                  queue_writes: str = "client", interval: float = 0.1,
-                 register_plugin: bool = True) -> None:  # fmt: skip
+                 register_plugin: bool = True, wait_started: bool = True) -> None:  # fmt: skip
         if queue_writes not in ("client", "direct"):
             raise ValueError("queue_writes must be 'client' or 'direct'")
         self.client = client
         self.workers = list(workers) if workers else None
         self.queue_writes = queue_writes
         self.interval = interval
+        self.wait_started = wait_started
         self.topic = f"ralphnb-{uuid.uuid4().hex[:12]}"
         self._handles: dict[str, DaskHandle] = {}
         self._lock = threading.Lock()
@@ -588,7 +598,12 @@ class DaskExecutor:
         return addr, info[addr].get("host", "")
 
     def spawn(self, spec: Any, callbacks: Any = None) -> DaskHandle:
-        """Submit one agent; returns at once. `callbacks`: on_line(str), on_exit(ExitInfo)."""
+        """Start one agent on a Dask worker; returns once it runs there (its pid known).
+
+        Raises `WorkerError` if it cannot start (e.g. missing executable on that worker), like
+        the local executor. `callbacks`: on_line(str), on_exit(ExitInfo), on_drained(ExitInfo).
+        With `wait_started=False` it returns at once and a start failure is an exit code 127.
+        """
         if self._closed:
             raise WorkerError("DaskExecutor is closed")
         sd = _spec_dict(spec)
@@ -599,6 +614,7 @@ class DaskExecutor:
         if self.queue_writes == "client" and sd["env"].get("RALPHNB_REPO") and h.task_id:
             remote["stub_task"] = self._task_dict(sd["env"]["RALPHNB_REPO"], h.task_id)
         self._watch_worker(addr)
+        h._spawning = self.wait_started and threading.current_thread() is not self._dispatcher
         with self._lock:
             self._handles[h.hid] = h
         h.future = self.client.submit(
@@ -607,6 +623,13 @@ class DaskExecutor:
             allow_other_workers=False, pure=False, retries=0,
         )  # fmt: skip
         h.future.add_done_callback(lambda fut, h=h: self._on_done(h, fut))
+        if not h._spawning:
+            return h
+        h._started.wait()  # started, failed to start, or lost (worker gone / cluster closed)
+        h._spawning = False
+        if h.start_error is not None:
+            raise WorkerError(f"cannot start {h.worker_id} on Dask worker {addr}: "
+                              f"{h.start_error}", task_id=h.task_id)  # fmt: skip
         return h
 
     @staticmethod

@@ -194,11 +194,23 @@ def test_kill_reaches_the_remote_tree_at_once(executor, tmp_path, tree):
 
 
 @pytest.mark.slow
-def test_missing_executable_gives_an_exit_naming_it(executor, tmp_path):
+def test_missing_executable_raises_at_spawn_naming_it(executor, tmp_path):
+    from ralphnb.errors import WorkerError
+
     rec = Recorder()
-    h = executor.spawn(spec(tmp_path, "w5", ["no-such-agent-cli"]), rec.callbacks())
+    with pytest.raises(WorkerError, match="no-such-agent-cli"):
+        executor.spawn(spec(tmp_path, "w5", ["no-such-agent-cli"]), rec.callbacks())
+    assert rec.exits == [] and executor.running == []
+
+
+@pytest.mark.slow
+def test_missing_executable_without_waiting_gives_exit_127(client, tmp_path):
+    ex = DaskExecutor(client, wait_started=False)
+    rec = Recorder()
+    h = ex.spawn(spec(tmp_path, "w5b", ["no-such-agent-cli"]), rec.callbacks())
     info = h.wait(20)
-    assert info is not None and info.returncode == 127
+    ex.close()
+    assert info is not None and info.returncode == 127 and rec.exits == [info]
     assert "no-such-agent-cli" in h.tail(1)[0] and h.detail
 
 
@@ -228,6 +240,8 @@ def test_dask_worker_sigkilled_mid_task_gives_lost_exit_and_no_orphan(tmp_path, 
         assert info is not None and info.reason == "lost" and info.signal == signal.SIGKILL
         assert h.address in h.detail and "removed" in h.detail
         assert rec.lines[-1].startswith("[ralphnb] Dask worker")  # the reason, in the tail
+        log_end = (tmp_path / "w7.log").read_text().splitlines()[-1]
+        assert log_end == rec.lines[-1]  # and at the end of the log file
         assert no_survivor(pids + [h.pid]) == []
         # the cluster goes on: a new agent runs on a surviving or restarted worker
         rec2 = Recorder()
