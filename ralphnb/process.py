@@ -220,6 +220,7 @@ class Worker:
         self.lines_seen = 0
         self.bytes_seen = 0
         self._tail: collections.deque[str] = collections.deque(maxlen=max(1, tail_lines))
+        self._tail_lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._level = 0  # 1 SIGINT sent, 2 kill-all asked of the shim, 3 SIGKILL + sweep
@@ -279,22 +280,17 @@ class Worker:
                 task_id=self.task_id,
             ) from exc
         self.pid = self._proc.pid
-        with contextlib.suppress(psutil.Error):
-            self.create_time = psutil.Process(self.pid).create_time()
         _track(self)
-        if self.registry is not None:
-            try:
-                self.registry.add(self)
-            except OSError as exc:
-                log.warning("could not record worker %s in registry: %s", self.worker_id, exc)
         assert self._proc.stdout is not None
         self._reader = threading.Thread(
-            target=self._read, args=(self._proc.stdout.fileno(), logf),
-            name=f"ralphnb-reader-{self.worker_id}", daemon=True,
-        )  # fmt: skip
-        self._reader.start()
+            target=self._read,
+            args=(self._proc.stdout.fileno(), logf),
+            name=f"ralphnb-reader-{self.worker_id}",
+            daemon=True,
+        )
         if Worker._pre_monitor_hook is not None:
             Worker._pre_monitor_hook(self)
+        # The monitor starts the reader and records the worker, keeping start() cheap.
         self._monitor = threading.Thread(
             target=self._watch, name=f"ralphnb-monitor-{self.worker_id}", daemon=True
         )
@@ -307,7 +303,8 @@ class Worker:
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         line = raw.decode("utf-8", errors="replace")
-        self._tail.append(line)
+        with self._tail_lock:
+            self._tail.append(line)
         self.lines_seen += 1
         if self.on_line is not None:
             try:
@@ -360,7 +357,15 @@ class Worker:
 
     def _watch(self) -> None:
         proc = self._proc
-        assert proc is not None
+        assert proc is not None and self._reader is not None
+        with contextlib.suppress(psutil.Error):
+            self.create_time = psutil.Process(proc.pid).create_time()
+        if self.registry is not None:
+            try:
+                self.registry.add(self)
+            except OSError as exc:
+                log.warning("could not record worker %s in registry: %s", self.worker_id, exc)
+        self._reader.start()
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # wait without reaping
         with self._lock:
@@ -423,7 +428,8 @@ class Worker:
 
     def tail(self, n: int = 50) -> list[str]:
         """The last `n` output lines (bounded by `tail_lines`)."""
-        lines = list(self._tail)
+        with self._tail_lock:
+            lines = list(self._tail)
         return lines[-n:] if n > 0 else []
 
     def stderr_tail(self, max_bytes: int = 4096) -> str:
