@@ -4,7 +4,8 @@
 as `make test` installs it); `require_claude()` skips when it is absent locally and fails on CI.
 `claude_runner(server, home)` is a `ralphnb.Claude` pointed at a `ScriptedAnthropicServer`
 with an isolated HOME. Scripts: `WRITE_SCRIPT` (a Write tool_use, then a final text with the
-promise) and `ERROR_SCRIPT` (HTTP 400).
+promise), `ERROR_SCRIPT` (HTTP 400) and `done_script(id, title)` (write, commit, `ralphnb task
+done`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ WRITE_SCRIPT = [
     text(f"Wrote hello.txt. {PROMISE}"),
 ]
 ERROR_SCRIPT = [error(400, "scripted bad request")]
+
+
+def done_script(task_id: str, title: str, *, file: str = "hello.txt") -> list[dict]:
+    """Write a file, commit it as `<ID>: <title>`, run `ralphnb task done ID`, finish."""
+    return [
+        tool_use("Write", {"file_path": file, "content": WRITTEN}),
+        tool_use("Bash", {"command": f"git add {file} && git commit -q -m '{task_id}: {title}'",
+                          "description": "Commit the change"}),
+        tool_use("Bash", {"command": f"ralphnb task done {task_id}",
+                          "description": "Mark the task done"}),
+        text(f"{task_id} is done."),
+    ]
 
 
 def claude_executable() -> str | None:

@@ -3,6 +3,8 @@ the command the runner builds, spawned as a ralphnb Worker, parsed by the runner
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,10 +16,13 @@ from claude_fixtures import (
     WRITE_SCRIPT,
     WRITTEN,
     claude_runner,
+    done_script,
     require_claude,
 )
 
+from ralphnb.demo import create_sample_repo
 from ralphnb.process import Worker, build_env
+from ralphnb.queue import Queue
 from ralphnb.runners import build_prompt
 from ralphnb.testing.model_server import ScriptedAnthropicServer
 
@@ -32,12 +37,13 @@ TASK = {"id": "RQ-0042", "title": "Write hello.txt", "status": "doing",
         "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
 
 
-def run_attempt(runner, tmp_path: Path, *, timeout: float = 60.0):
-    ws = tmp_path / "ws"
+def run_attempt(runner, tmp_path: Path, *, timeout: float = 60.0, task: dict = TASK,
+                ws: Path | None = None, env: dict | None = None):
+    ws = ws or tmp_path / "ws"
     ws.mkdir(exist_ok=True)
     prompt = tmp_path / "prompt.md"
-    prompt.write_text(build_prompt(TASK, workspace=ws, completion_promise=PROMISE, iteration=1))
-    spec = runner.command(TASK, workspace=ws, prompt_file=prompt, iteration=1)
+    prompt.write_text(build_prompt(task, workspace=ws, completion_promise=PROMISE, iteration=1))
+    spec = runner.command(task, workspace=ws, prompt_file=prompt, iteration=1)
     parser = runner.parser()
     events: list[dict] = []
     lock = threading.Lock()
@@ -46,8 +52,9 @@ def run_attempt(runner, tmp_path: Path, *, timeout: float = 60.0):
         with lock:
             events.extend(parser.feed(line))
 
-    w = Worker(spec.argv, cwd=ws, env=build_env(spec.env), log_path=tmp_path / "attempt.log",
-               worker_id="w1", task_id=TASK["id"], on_line=on_line, stdin_path=spec.stdin_path)
+    w = Worker(spec.argv, cwd=ws, env=build_env({**spec.env, **(env or {})}),
+               log_path=tmp_path / "attempt.log", worker_id="w1", task_id=task["id"],
+               on_line=on_line, stdin_path=spec.stdin_path)
     t0 = time.monotonic()
     w.start()
     info = w.wait(timeout=timeout)
@@ -91,3 +98,28 @@ def test_real_claude_api_error_is_clear_and_quick(tmp_path, claude_exe):
     (err,) = [e for e in events if e["type"] == "error"]
     assert "400" in err["message"] and "scripted bad request" in err["message"]
     assert not (ws / "hello.txt").exists()
+
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+
+
+def test_real_claude_commits_and_marks_done_in_the_users_queue(tmp_path, claude_exe):
+    repo = create_sample_repo(tmp_path / "repo", n_tasks=2)
+    ws = tmp_path / "ws"
+    subprocess.run(["git", "worktree", "add", "-q", "-b", "ralph/RQ-0001", str(ws)], cwd=repo,
+                   check=True, env={**os.environ, **GIT_ENV})
+    task = Queue(repo).start("RQ-0001").to_dict()
+    worker_env = {**GIT_ENV, "RALPHNB_REPO": str(repo), "RALPHNB_WORKER": "w1",
+                  "RALPHNB_TASK_ID": "RQ-0001", "RALPHNB_ITERATION": "1"}
+    with ScriptedAnthropicServer(done_script("RQ-0001", task["title"])) as srv:
+        runner = claude_runner(srv, tmp_path / "home", exe=claude_exe)
+        _, info, events, parser, _, w = run_attempt(runner, tmp_path, task=task, ws=ws,
+                                                    env=worker_env)
+    assert info.returncode == 0, w.tail(30)
+    log = subprocess.run(["git", "log", "-1", "--format=%s", "--", "hello.txt"], cwd=ws,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert log == "RQ-0001: Add a greeting module"
+    assert Queue(repo).get("RQ-0001").status == "done"  # the user's queue, not the workspace's
+    assert not [e for e in events if e["type"] == "error"]  # no permission denials
+    assert parser.summary()["turns"] == 4

@@ -26,7 +26,10 @@ from ralphnb.runners import (
     runner_for_task,
     task_from_prompt,
 )
+from ralphnb.runners.base import path_with_ralphnb, secret_values
+from ralphnb.runners.claude import DEFAULT_ALLOWED_TOOLS
 
+ALLOWED = "--allowedTools=" + ",".join(DEFAULT_ALLOWED_TOOLS)
 TASK = {"id": "RQ-0007", "title": "Fix the parser", "status": "todo"}
 PROMISE = "<promise>COMPLETE</promise>"
 
@@ -60,7 +63,7 @@ def test_claude_argv_prompt_on_stdin_and_api_env(tmp_path, ws, monkeypatch):
                env={"EXTRA": "1"}, extra_args=["--max-budget-usd", "1"])
     spec = r.command(TASK, workspace=workspace, prompt_file=prompt, iteration=1)
     assert spec.argv == [exe, "-p", "--output-format", "stream-json", "--verbose",
-                         "--model=sonnet", "--permission-mode=acceptEdits",
+                         "--model=sonnet", "--permission-mode=acceptEdits", ALLOWED,
                          "--max-budget-usd", "1"]
     assert spec.stdin_path == prompt
     assert spec.env["ANTHROPIC_API_KEY"] == "sk-test"
@@ -75,9 +78,13 @@ def test_claude_resume_and_no_bypass_by_default(tmp_path, ws):
     exe = fake_cli(tmp_path, "claude")
     spec = Claude(executable=exe).command(TASK, workspace=workspace, prompt_file=prompt,
                                           iteration=2, session_id="0bf51e4f-af97-4eb6")
-    assert spec.argv == [exe, "-p", "--output-format", "stream-json", "--verbose",
+    assert spec.argv == [exe, "-p", "--output-format", "stream-json", "--verbose", ALLOWED,
                          "--resume=0bf51e4f-af97-4eb6"]
     assert not any("dangerously" in a or "bypass" in a for a in spec.argv)
+    assert "Bash(ralphnb task done:*)" in ALLOWED and "Bash(git commit:*)" in ALLOWED
+    bare = Claude(executable=exe, allowed_tools=()).command(
+        TASK, workspace=workspace, prompt_file=prompt, iteration=1)
+    assert bare.argv == [exe, "-p", "--output-format", "stream-json", "--verbose"]
     opted = Claude(executable=exe, bypass_permissions=True).command(
         TASK, workspace=workspace, prompt_file=prompt, iteration=1)
     assert "--permission-mode=bypassPermissions" in opted.argv
@@ -243,3 +250,18 @@ def test_build_prompt_templates(tmp_path):
     assert task_from_prompt("```json\n" + fmt.split("\n", 1)[1] + "\n```") == TASK
     with pytest.raises(RunnerError, match="nope"):
         build_prompt(TASK, workspace=tmp_path, completion_promise=PROMISE, template="{nope}")
+
+
+def test_path_gets_ralphnb_scripts_dir_only_when_needed(tmp_path):
+    bindir = os.path.dirname(sys.executable)
+    if not os.path.exists(os.path.join(bindir, "ralphnb")):
+        pytest.skip("ralphnb is not installed beside this interpreter")
+    fixed = path_with_ralphnb({"PATH": str(tmp_path)})
+    assert fixed == {"PATH": bindir + os.pathsep + str(tmp_path)}
+    assert path_with_ralphnb({"PATH": bindir}) == {}
+
+
+def test_secret_values_for_redaction():
+    env = {"ANTHROPIC_API_KEY": "sk-ant-123456789", "OPENAI_API_KEY": "short",
+           "CLAUDE_CODE_OAUTH_TOKEN": "tok-abcdefghij", "ANTHROPIC_BASE_URL": "http://x:1/v1"}
+    assert secret_values(env) == ["sk-ant-123456789", "tok-abcdefghij"]

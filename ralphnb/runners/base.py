@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -84,6 +85,26 @@ def as_float(v: Any) -> float | None:
         return None if v is None else float(v)
     except (TypeError, ValueError):
         return None
+
+
+def path_with_ralphnb(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`{"PATH": ...}` with this interpreter's scripts directory first when the `ralphnb`
+    command lives there but is not on PATH (a kernel started from an unactivated venv), so an
+    agent can run `ralphnb task done ID`; `{}` when nothing needs changing."""
+    environ = os.environ if environ is None else environ
+    path = environ.get("PATH", os.defpath)
+    bindir = os.path.dirname(sys.executable)
+    if shutil.which("ralphnb", path=path) or not os.path.exists(os.path.join(bindir, "ralphnb")):
+        return {}
+    return {"PATH": bindir + os.pathsep + path}
+
+
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.I)
+
+
+def secret_values(env: Mapping[str, str], *, min_length: int = 8) -> list[str]:
+    """Values of variables whose names look secret (API keys, tokens): what to redact."""
+    return sorted({v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= min_length})
 
 
 class StreamParser:
@@ -270,6 +291,7 @@ class Runner:
 
     def base_env(self) -> dict[str, str]:
         env = self.passthrough_env()
+        env.update(path_with_ralphnb())
         env.update(self.env)
         return env
 
@@ -317,5 +339,7 @@ __all__ = [
     "as_int",
     "check_value",
     "clip",
+    "path_with_ralphnb",
+    "secret_values",
     "task_dict",
 ]

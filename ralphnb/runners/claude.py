@@ -11,12 +11,22 @@ id; a `system/api_retry` line announces each retry; the final `result` line carr
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .base import CommandSpec, Runner, StreamParser, as_float, as_int, check_value, task_dict
 
 PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto")
+
+#: What the prompt asks the agent to run. Headless Claude Code denies Bash commands that are not
+#: allowed ("This command requires approval"), so these narrow rules are on by default; pass
+#: `allowed_tools=()` to grant nothing. Not a bypass: every other command still needs approval.
+DEFAULT_ALLOWED_TOOLS = (
+    "Bash(ralphnb task done:*)", "Bash(git add:*)", "Bash(git commit:*)",
+    "Bash(git status:*)", "Bash(git diff:*)", "Bash(git log:*)",
+)  # fmt: skip
 
 
 class ClaudeStreamParser(StreamParser):
@@ -94,6 +104,13 @@ class ClaudeStreamParser(StreamParser):
             text = obj.get("result")
             if not isinstance(text, str):
                 text = None
+            denied = [
+                f"{d.get('tool_name')}: {json.dumps(d.get('tool_input'))[:200]}"
+                for d in obj.get("permission_denials") or [] if isinstance(d, dict)
+            ]
+            if denied:
+                out.append({"type": "error", "fatal": False,
+                            "message": "claude: permission denied for " + "; ".join(denied)})
             if is_error:
                 detail = text or obj.get("subtype") or "unknown error"
                 status = obj.get("api_error_status")
@@ -110,6 +127,8 @@ class Claude(Runner):
 
     Prompt delivery: stdin from the prompt file (`claude -p` reads the prompt from stdin).
     Resume: `session_id` given to `command()` becomes `--resume=<id>`.
+    `allowed_tools`: `--allowedTools` rules (default: the git and `ralphnb task done` commands
+    the prompt asks for; headless Claude Code denies other Bash commands).
     """
 
     name: ClassVar[str] = "claude"
@@ -123,11 +142,13 @@ class Claude(Runner):
 
     def __init__(self, executable=None, model=None, extra_args=(), env=None, *,  # noqa: ANN001
                  permission_mode: str | None = None, bypass_permissions: bool = False,
-                 effort: str | None = None, max_turns: int | None = None) -> None:
+                 effort: str | None = None, max_turns: int | None = None,
+                 allowed_tools: Iterable[str] = DEFAULT_ALLOWED_TOOLS) -> None:
         super().__init__(executable, model, extra_args, env,
                          bypass_permissions=bypass_permissions, effort=effort)
         self.permission_mode = permission_mode
         self.max_turns = max_turns
+        self.allowed_tools = tuple(allowed_tools)
 
     def argv(self, exe: str, *, session_id: str | None = None) -> list[str]:
         argv = [exe, "-p", "--output-format", "stream-json", "--verbose"]
@@ -140,6 +161,8 @@ class Claude(Runner):
             argv += self._flag("--effort", "effort", self.effort)
         if self.max_turns:
             argv.append(f"--max-turns={int(self.max_turns)}")
+        if self.allowed_tools:
+            argv.append("--allowedTools=" + ",".join(self.allowed_tools))
         argv += self._flag("--resume", "session id", session_id)
         return argv + self.extra_args
 
