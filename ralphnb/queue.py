@@ -12,7 +12,6 @@ never overwritten. Task dicts keep their key order and any valid data ralphnb do
 from __future__ import annotations
 
 import copy
-import os
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -102,8 +101,70 @@ def _bad(path: Path | None, tid: Any, field: str | None, problem: str) -> QueueE
     return QueueError(f"{where}{who}: {what}{problem}", path=path, task_id=tid, field=field)
 
 
+_STATUS_SET = frozenset(STATUSES)
+_PRIORITY_SET = frozenset(PRIORITIES)
+_ID_MATCH = re.compile(r"[A-Z][A-Z0-9]{0,15}-[0-9]{1,12}\Z").match  # same rule as ralphnb.ids
+_TS_MATCH = _TS_RE.match
+_SCALARS = (str, int, float, bool)
+
+
+def _task_ok(t: Any) -> bool:
+    """Fast path of `check_task`: True when valid (C-level checks; any doubt returns False)."""
+    try:
+        if type(t) is not dict or not ALLOWED.issuperset(t):
+            return False
+        get = t.get
+        tid, title = t["id"], t["title"]
+        if type(tid) is not str or _ID_MATCH(tid) is None or type(title) is not str:
+            return False
+        if not title.strip() or _TS_MATCH(t["created_at"]) is None:
+            return False
+        if _TS_MATCH(t["updated_at"]) is None:
+            return False
+        status = get("status", "todo")
+        if status not in _STATUS_SET or get("priority", "medium") not in _PRIORITY_SET:
+            return False
+        for k in ("started_at", "scheduled_start", "completed_at"):
+            v = get(k)
+            if v is not None and _TS_MATCH(v) is None:
+                return False
+        for k in TEXT_LISTS:
+            v = get(k)
+            if v is not None and (type(v) is not list or not all(map(str.__len__, v))):
+                return False
+        for k in ID_LISTS:
+            v = get(k)
+            if v is not None and (type(v) is not list or not all(map(_ID_MATCH, v))):
+                return False
+        for k in ("description", "request"):
+            v = get(k)
+            if v is not None and type(v) is not str:
+                return False
+        for k in ("duplicates", "parent_id"):
+            v = get(k)
+            if v is not None and (type(v) is not str or _ID_MATCH(v) is None):
+                return False
+        for k in MINUTES:
+            v = get(k)
+            if v is not None and (type(v) is not int or v < 0):
+                return False
+        cf = get("custom_fields")
+        if cf and (type(cf) is not dict or not all(type(x) in _SCALARS for x in cf.values())):
+            return False
+        if cf is not None and type(cf) is not dict:
+            return False
+        agent = get("agent")
+        if agent is not None and type(agent) is not dict:
+            return False
+        return not (status in TERMINAL and get("completed_at") is None)
+    except (KeyError, TypeError):
+        return False
+
+
 def check_task(t: Any, path: Path | None = None) -> None:
     """Validate one task dict against ralph's rules; QueueError names file, task and field."""
+    if _task_ok(t):
+        return
     if type(t) is not dict:
         raise _bad(path, None, None, "is not a JSON object")
     tid = t.get("id")
@@ -176,8 +237,10 @@ def check_doc(doc: Any, path: Path | None, *, archive: bool = False) -> list[dic
     tasks = doc.get("tasks", [])
     if type(tasks) is not list:
         raise QueueError(f"{path}: 'tasks' must be a list", path=path, field="tasks")
+    ok = _task_ok
     for t in tasks:
-        check_task(t, path)
+        if not ok(t):
+            check_task(t, path)
         if archive and t.get("status", "todo") not in TERMINAL:
             raise _bad(path, t["id"], "status", "done.jsonc may only hold done/rejected tasks")
     return tasks
@@ -234,9 +297,10 @@ def heal_interrupted_move(open_tasks: list[dict], done_tasks: list[dict]) -> lis
     A move writes done.jsonc first; a crash before queue.jsonc is rewritten leaves the task in
     both. The same task (same id, title and created_at) in both files is that case.
     """
-    archived = {(t["id"], t.get("title"), t.get("created_at")) for t in done_tasks}
-    if not archived:
+    done_ids = {t["id"] for t in done_tasks}
+    if not any(t["id"] in done_ids for t in open_tasks):
         return open_tasks
+    archived = {(t["id"], t.get("title"), t.get("created_at")) for t in done_tasks}
     return [t for t in open_tasks if (t["id"], t.get("title"), t.get("created_at")) not in archived]
 
 
@@ -323,16 +387,32 @@ def set_field(task: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
 
 
 class _State:
-    __slots__ = ("qdoc", "ddoc", "open", "done", "healed")
+    """Both files parsed and validated, with the exact bytes they were parsed from."""
 
-    def __init__(self, qdoc: dict, ddoc: dict, healed: bool) -> None:
+    __slots__ = ("qdoc", "ddoc", "open", "done", "healed", "qraw", "draw")
+
+    def __init__(self, qdoc: dict, ddoc: dict, healed: bool, qraw: bytes, draw: bytes | None):
         self.qdoc, self.ddoc, self.healed = qdoc, ddoc, healed
         self.open: list[dict] = qdoc["tasks"]
         self.done: list[dict] = ddoc["tasks"]
+        self.qraw, self.draw = qraw, draw
+
+    def working_copy(self) -> _State:
+        """Copy-on-write view for one mutation: new lists, shared (unmodified) task dicts."""
+        qdoc = {**self.qdoc, "tasks": list(self.open)}
+        ddoc = {**self.ddoc, "tasks": list(self.done)}
+        return _State(qdoc, ddoc, self.healed, self.qraw, self.draw)
+
+
+def _naive(v: str | None) -> str:
+    if not v:
+        return "NaT"
+    return v[:-1] if v[-1] == "Z" else v[:-6]
 
 
 def tasks_frame(open_tasks: Sequence[dict], done_tasks: Sequence[dict]) -> Any:
     """A typed DataFrame of both files' tasks (works with pandas 2.2 and 3.x)."""
+    import numpy as np
     import pandas as pd
 
     rows = [(t, "queue") for t in open_tasks] + [(t, "done") for t in done_tasks]
@@ -343,9 +423,9 @@ def tasks_frame(open_tasks: Sequence[dict], done_tasks: Sequence[dict]) -> Any:
     cols["priority"] = pd.Categorical([t.get("priority", "medium") for t, _ in rows],
                                       categories=list(PRIORITIES), ordered=True)  # fmt: skip
     cols["title"] = [t["title"] for t, _ in rows]
-    for k in TIMES:
-        raw = pd.Series([t.get(k) for t, _ in rows], dtype=object)
-        cols[k] = pd.to_datetime(raw, utc=True, format="ISO8601").astype("datetime64[us, UTC]")
+    for k in TIMES:  # validated as …Z or …+00:00: numpy parses the naive part (fast)
+        naive = np.array([_naive(t.get(k)) for t, _ in rows], dtype="datetime64[us]")
+        cols[k] = pd.Series(naive).dt.tz_localize("UTC")
     for k in MINUTES:
         cols[k] = pd.array([t.get(k) for t, _ in rows], dtype="Int64")
     for k in ("description", "request", "duplicates", "parent_id"):
@@ -361,14 +441,6 @@ def tasks_frame(open_tasks: Sequence[dict], done_tasks: Sequence[dict]) -> Any:
                              else v) for k, v in cols.items()})  # fmt: skip
 
 
-def _stat_key(path: Path) -> tuple[int, int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
-
-
 class Queue:
     """A repository's queue. Reads are fresh (cached only while both files are unchanged)."""
 
@@ -380,7 +452,7 @@ class Queue:
         self.done_path = self.ralph_dir / "done.jsonc"
         self.lock_timeout = lock_timeout
         self.label = label
-        self._cache: tuple[Any, _State] | None = None
+        self._cache: _State | None = None  # valid only while both files hold the same bytes
         if not self.queue_path.is_file():
             raise QueueError(
                 f"{self.queue_path}: no queue here; create one with ralphnb.init({str(repo)!r})"
@@ -393,31 +465,30 @@ class Queue:
 
     # -- reading ------------------------------------------------------------------------------
     def _load(self, *, fresh: bool = False) -> _State:
-        key = (_stat_key(self.queue_path), _stat_key(self.done_path))
-        if not fresh and self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
+        """Both files, parsed and validated. The parse is reused only when the bytes on disk
+        are identical to those it came from (so hand edits are always seen)."""
         try:
             qraw = self.queue_path.read_bytes()
         except FileNotFoundError:
             raise QueueError(f"{self.queue_path}: file not found", path=self.queue_path) from None
         try:
-            draw = self.done_path.read_bytes()
+            draw: bytes | None = self.done_path.read_bytes()
         except FileNotFoundError:
             draw = None
+        c = self._cache
+        if not fresh and c is not None and c.qraw == qraw and c.draw == draw:
+            return c
         qdoc = loads_jsonc(qraw, path=self.queue_path)
         ddoc = (loads_jsonc(draw, path=self.done_path) if draw is not None
-                else {"version": 1, "tasks": []})
+                else {"version": 1, "tasks": []})  # fmt: skip
         open_tasks = check_doc(qdoc, self.queue_path)
         done_tasks = check_doc(ddoc, self.done_path, archive=True)
         healed = heal_interrupted_move(open_tasks, done_tasks)
-        if len(healed) != len(open_tasks):
-            qdoc["tasks"] = healed
-        qdoc.setdefault("tasks", healed)
-        ddoc.setdefault("tasks", done_tasks)
-        check_links(qdoc["tasks"], ddoc["tasks"], self.queue_path, self.done_path)
-        state = _State(qdoc, ddoc, len(healed) != len(open_tasks))
-        if not fresh:
-            self._cache = (key, state)
+        qdoc["tasks"] = healed
+        ddoc["tasks"] = done_tasks
+        check_links(healed, done_tasks, self.queue_path, self.done_path)
+        state = _State(qdoc, ddoc, len(healed) != len(open_tasks), qraw, draw)
+        self._cache = state
         return state
 
     def validate(self) -> int:
@@ -471,20 +542,32 @@ class Queue:
         return DirLock(self.ralph_dir, label=self.label, timeout=self.lock_timeout)
 
     def _mutate(self, change: Any) -> Task:
-        """Lock, read fresh, apply `change(state) -> (task, touched_files)`, validate, write."""
+        """Lock, read fresh, apply `change(state) -> (task, touched_files)`, validate, write.
+
+        `change` works on a copy-on-write state: it may reorder the lists and must replace
+        (not modify) a task dict it edits, so the cached parse stays what is on disk.
+        """
         with self.lock():
             sweep_temp_files(self.ralph_dir)
-            s = self._load(fresh=True)
+            s = self._load().working_copy()
             task, touched = change(s)
-            check_doc(s.qdoc, self.queue_path)
-            check_doc(s.ddoc, self.done_path, archive=True)
+            # Both files were fully validated when loaded; the change touched one task.
+            in_done = any(t is task for t in s.done)
+            path = self.done_path if in_done else self.queue_path
+            check_task(task, path)
+            if in_done and task.get("status") not in TERMINAL:
+                raise _bad(path, task["id"], "status", "done.jsonc may only hold done/rejected")
             check_links(s.open, s.done, self.queue_path, self.done_path)
-            if "done" in touched:
-                atomic_write_bytes(self.done_path, dumps_pretty(s.ddoc))
-            if "queue" in touched or s.healed:
-                atomic_write_bytes(self.queue_path, dumps_pretty(s.qdoc))
             self._cache = None
-        return Task(copy.deepcopy(task), "done" if any(t is task for t in s.done) else "queue")
+            if "done" in touched:
+                s.draw = dumps_pretty(s.ddoc)
+                atomic_write_bytes(self.done_path, s.draw)
+            if "queue" in touched or s.healed:
+                s.qraw = dumps_pretty(s.qdoc)
+                atomic_write_bytes(self.queue_path, s.qraw)
+            s.healed = False
+            self._cache = s
+        return Task(copy.deepcopy(task), "done" if in_done else "queue")
 
     def add(self, title: str, **fields: Any) -> Task:
         """Append a new task (next id, allocated under the lock) and persist it."""
@@ -514,7 +597,7 @@ class Queue:
     def _edit(self, task_id: str, edit: Any, *, move: bool = False) -> Task:
         def change(s: _State) -> tuple[dict, set[str]]:
             tasks, i = self._find(s, task_id)
-            t = tasks[i]
+            t = tasks[i] = copy.deepcopy(tasks[i])  # copy-on-write: the cache stays intact
             edit(t)
             set_field(t, "updated_at", format_time(utcnow()))
             touched = {"queue" if tasks is s.open else "done"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -283,3 +284,20 @@ def test_missing_done_file_is_an_empty_archive(queue_repo: Queue):
     assert queue_repo.done == []
     queue_repo.complete(t.id)
     assert [x.id for x in queue_repo.done] == [t.id]
+
+
+def test_same_size_edit_with_unchanged_mtime_is_still_seen(queue_repo: Queue):
+    """The parse cache is keyed on the file's bytes, not on stat data an edit can leave equal."""
+    q = queue_repo
+    a = q.add("aaaa")
+    q.add("bbbb")
+    assert q.get(a.id).title == "aaaa"  # cached now
+    st = q.queue_path.stat()
+    raw = q.queue_path.read_bytes()
+    with open(q.queue_path, "r+b") as f:  # in place: same inode, same size
+        f.write(raw.replace(b'"aaaa"', b'"zzzz"'))
+    os.utime(q.queue_path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert q.queue_path.stat().st_size == st.st_size
+    assert q.get(a.id).title == "zzzz"
+    q.start("RQ-0002")
+    assert json.loads(q.queue_path.read_text())["tasks"][0]["title"] == "zzzz"
