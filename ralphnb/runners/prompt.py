@@ -38,7 +38,8 @@ Rules:
   message "{task_id}: {title}".
 - When the task is complete, mark it done by running:
     {done_command}
-  If you cannot run commands, print this exact line instead: {completion_promise}
+  If you cannot run that command, or it fails, print this exact line instead:
+    {completion_promise}
 - If the task is not complete yet, stop and say what is left; you will be run again
   (this is iteration {iteration}).
 """
