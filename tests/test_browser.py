@@ -83,8 +83,8 @@ def test_kill_and_stop_buttons_in_jupyterlab(tmp_path: Path) -> None:
             page.goto(lab.page_url("quickstart.ipynb"))
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
             kernel = lab.wait_kernel_idle(timeout=90)
-            page.locator(".jp-MenuBar").get_by_text("Run", exact=True).click()
-            page.get_by_text("Run All Cells", exact=True).click()
+            page.locator('.lm-MenuBar-itemLabel:text-is("Run")').click()
+            page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
 
             # both long-running workers are up, with their buttons live, in the dashboard
             kc = kernel_client(lab, kernel["id"])
