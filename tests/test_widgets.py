@@ -273,3 +273,105 @@ def test_text_table_shows_one_row_per_task_latest_attempt() -> None:
     assert len(lines) == 4
     assert "integrated 1" in lines[0] and "killed 1" in lines[0] and "$0.500" in lines[0]
     assert lines[2].split()[:2] == ["RQ-0001", "integrated"] and "1:05" in lines[2]
+
+
+# ---------------------------------------------------------------- with a real Loop
+
+def _real_loop(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from ralphnb.demo.sample import create_sample_repo
+    from ralphnb.loop import Loop
+    from ralphnb.queue import Queue
+
+    monkeypatch.setenv("RALPHNB_DEMO_SPEED", "0.2")
+    repo = create_sample_repo(tmp_path / "repo", n_tasks=1)
+    q = Queue(repo)
+    q.add("long", custom_fields={"demo.hang": "true", "demo.children": "1"})
+    q.add("stuck", custom_fields={"demo.hang": "true", "demo.children": "2"})
+    return Loop(repo, runner="demo", parallel=3, max_iterations=1)
+
+
+def _tree(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.slow
+def test_buttons_stop_and_kill_real_demo_workers(tmp_path: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = _real_loop(tmp_path, monkeypatch)
+    dash = loop.dashboard()
+    assert dash is widgets.dashboard(loop)
+    loop.start()
+    try:
+        def running(tid: str) -> dict | None:
+            rows = [r for r in loop.snapshot() if r["task_id"] == tid]
+            return rows[-1] if rows and rows[-1]["status"] == "running" else None
+
+        assert _until(lambda: running("RQ-0002") and running("RQ-0003"), timeout=60)
+        # the agents have started their children once they report them
+        assert _until(lambda: len(_tree(running("RQ-0003")["pid"])) >= 4, timeout=20)
+        assert _until(lambda: {"RQ-0002", "RQ-0003"} <= set(dash._rows), timeout=5)
+        long_tree = _tree(running("RQ-0002")["pid"])
+        stuck_tree = _tree(running("RQ-0003")["pid"])
+        rows = dash._rows
+        assert rows["RQ-0003"].kill.tooltip == "Kill RQ-0003"
+        assert rows["RQ-0002"].stop.tooltip == "Stop RQ-0002"
+        assert not rows["RQ-0003"].kill.disabled and not rows["RQ-0002"].stop.disabled
+        t0 = time.monotonic()
+        rows["RQ-0003"].kill.click()
+        rows["RQ-0002"].stop.click()
+        assert time.monotonic() - t0 < 0.5  # the handlers returned at once
+        assert loop.wait(60)
+        assert not [p for p in long_tree + stuck_tree if _alive(p)]
+        assert dash.join(5) and not dash.alive
+        final = {r["task_id"]: r["status"] for r in loop.snapshot()}
+        assert final == {"RQ-0001": "integrated", "RQ-0002": "stopped", "RQ-0003": "killed"}
+        html = dash.table.value
+        for tid, st in final.items():
+            assert f'data-task="{tid}" data-status="{st}"' in html
+            assert rows[tid].stop.disabled and rows[tid].kill.disabled
+        assert dash.pause_button.disabled and dash.stop_all_button.disabled
+        bundle = widgets.mimebundle(loop)
+        assert "killed" in bundle["text/plain"] and 'data-status="stopped"' in bundle["text/html"]
+    finally:
+        loop.stop_all()
+        loop.wait(30)
+        dash.close()
+
+
+@pytest.mark.slow
+def test_pause_resume_and_stop_all_buttons_on_a_real_loop(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = _real_loop(tmp_path, monkeypatch)
+    dash = widgets.Dashboard(loop)
+    loop.start()
+    try:
+        assert _until(lambda: sum(r["status"] == "running" for r in loop.snapshot()) >= 2, 60)
+        dash.pause_button.click()
+        assert _until(lambda: dash.resume_button.disabled is False, 5)
+        dash.resume_button.click()
+        assert _until(lambda: dash.pause_button.disabled is False, 5)
+        dash.stop_all_button.click()
+        assert loop.wait(60)
+        assert dash.join(5)
+        statuses = {r["task_id"]: r["status"] for r in loop.snapshot()}
+        assert statuses["RQ-0002"] == statuses["RQ-0003"] == "stopped", statuses
+        kinds = [e.kind for e in loop.events]
+        assert "paused" in kinds and "resumed" in kinds
+    finally:
+        loop.stop_all()
+        loop.wait(30)
+        dash.close()
