@@ -3,6 +3,7 @@ the command the runner builds, spawned as a ralphnb Worker, parsed by the runner
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -24,7 +25,7 @@ from ralphnb.demo import create_sample_repo
 from ralphnb.process import Worker, build_env
 from ralphnb.queue import Queue
 from ralphnb.runners import build_prompt
-from ralphnb.testing.model_server import ScriptedAnthropicServer
+from ralphnb.testing.model_server import ScriptedAnthropicServer, text
 
 pytestmark = pytest.mark.claude
 
@@ -104,6 +105,7 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
 
 
+@pytest.mark.slow
 def test_real_claude_commits_and_marks_done_in_the_users_queue(tmp_path, claude_exe):
     repo = create_sample_repo(tmp_path / "repo", n_tasks=2)
     ws = tmp_path / "ws"
@@ -123,3 +125,29 @@ def test_real_claude_commits_and_marks_done_in_the_users_queue(tmp_path, claude_
     assert Queue(repo).get("RQ-0001").status == "done"  # the user's queue, not the workspace's
     assert not [e for e in events if e["type"] == "error"]  # no permission denials
     assert parser.summary()["turns"] == 4
+
+
+@pytest.mark.slow
+def test_real_claude_resumes_a_session(tmp_path, claude_exe):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    prompt = tmp_path / "p.md"
+    with ScriptedAnthropicServer([text("first answer"), text("second answer")]) as srv:
+        runner = claude_runner(srv, tmp_path / "home", exe=claude_exe)
+        sid = None
+        for i, words in enumerate(["first prompt", "second prompt"], start=1):
+            prompt.write_text(words)
+            spec = runner.command(TASK, workspace=ws, prompt_file=prompt, iteration=i,
+                                  session_id=sid)
+            with open(spec.stdin_path) as fin:
+                p = subprocess.run(spec.argv, cwd=ws, env=build_env(spec.env), stdin=fin,
+                                   capture_output=True, text=True, timeout=60)
+            assert p.returncode == 0, p.stderr
+            parser = runner.parser()
+            for line in p.stdout.splitlines():
+                parser.feed(line)
+            assert sid is None or parser.session_id == sid
+            sid = parser.session_id
+        assert parser.last_message == "second answer"
+        history = srv.message_requests[-1]["messages"]
+        assert "first prompt" in json.dumps(history) and "first answer" in json.dumps(history)
