@@ -1,0 +1,175 @@
+"""`Loop(executor=DaskExecutor(client))` on a real LocalCluster: the demo agent end to end,
+stop and kill from the Loop API reaching the remote tree, a Dask worker SIGKILLed mid-task
+(the loop retries on its policy), and a cluster closed under a running loop (tasks back to
+todo, no orphans)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from ralphnb.dask_executor import DaskExecutor  # noqa: E402
+from ralphnb.demo.sample import create_sample_repo  # noqa: E402
+from ralphnb.loop import Loop  # noqa: E402
+from ralphnb.queue import Queue  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def git_identity(monkeypatch):
+    for k in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+        monkeypatch.setenv(k, "ralphnb test")
+    for k in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(k, "test@ralphnb.invalid")
+
+
+def new_cluster():
+    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                    dashboard_address=None)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with new_cluster() as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def agent_procs(repo: Path) -> list[psutil.Process]:
+    """Every live (non-zombie) process started for this repo's workers: its environment names
+    a workspace beside the repo (RALPHNB_REPO itself points at a stub on the Dask worker)."""
+    prefix = str(repo.parent)
+    out = []
+    for p in psutil.process_iter():
+        try:
+            if p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if p.environ().get("RALPHNB_WORKSPACE", "").startswith(prefix):
+                out.append(p)
+        except psutil.Error:
+            continue
+    return out
+
+
+def wait_for(pred, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def running_rows(loop: Loop, n: int):
+    df = loop.df
+    rows = df[(df.status == "running") & df.pid.notna()]
+    return len(rows) >= n
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def test_demo_agent_end_to_end_through_dask(client, tmp_path):
+    repo = create_sample_repo(tmp_path / "repo", n_tasks=4, duration=0.4)
+    loop = Loop(repo, runner="demo", parallel=2, executor=DaskExecutor(client))
+    df = loop.run()
+    q = Queue(repo)
+    assert q.tasks == [] and sorted(t.id for t in q.done) == [f"RQ-000{i}" for i in range(1, 5)]
+    assert all(t.status == "done" for t in q.done)
+    final = df.groupby("task_id").tail(1)
+    assert set(final.status) == {"integrated"}, df[["task_id", "status"]]
+    assert df.pid.notna().all() and (df.exit_code == 0).all()
+    assert df.session_id.notna().all() and (df.turns > 0).all()  # parsed stream came back
+    assert len(df[df.task_id == "RQ-0004"]) == 2  # the task that needs two iterations
+    # merged into the user's branch, by the client
+    assert "Hello from ralphnb" in git(repo, "show", "HEAD:src/greeting.py")
+    assert "CONTRIBUTING.md" in git(repo, "ls-tree", "--name-only", "HEAD")
+    assert agent_procs(repo) == []
+
+
+def test_stop_and_kill_from_the_loop_reach_the_remote_tree(client, tmp_path):
+    repo = create_sample_repo(tmp_path / "repo", n_tasks=2, duration=1.0, git=True)
+    q = Queue(repo)
+    q.update("RQ-0001", custom_fields={"demo.hang": "1", "demo.children": "2"})
+    q.update("RQ-0002", custom_fields={"demo.hang": "1", "demo.ignore_sigint": "1",
+                                       "demo.children": "2"})
+    ex = DaskExecutor(client)
+    loop = Loop(repo, runner="demo", parallel=2, executor=ex, grace=0.5).start()
+    try:
+        wait_for(lambda: running_rows(loop, 2), what="two running workers")
+        assert {h.address for h in ex.running} == set(client.scheduler_info()["workers"])
+        wait_for(lambda: len(agent_procs(repo)) >= 6, what="agents and their children")
+        t0 = time.monotonic()
+        loop.stop("RQ-0001")  # honours SIGINT
+        stop_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        loop.kill("RQ-0002")  # ignores SIGINT, has children
+        kill_s = time.monotonic() - t0
+        assert loop.wait(30)
+    finally:
+        loop.stop_all()
+        loop.wait(30)
+    df = loop.df.set_index("task_id")
+    assert df.loc["RQ-0001", "status"] == "stopped" and df.loc["RQ-0002", "status"] == "killed"
+    assert df.loc["RQ-0002", "signal"] == signal.SIGKILL
+    assert stop_s < 3.0 and kill_s < 3.0
+    assert agent_procs(repo) == []  # no survivor anywhere, children included
+    for t in Queue(repo).tasks:
+        assert t.status == "todo" and any("by the user" in n for n in t.notes)
+
+
+def test_dask_worker_sigkilled_mid_task_is_retried_by_the_loop(tmp_path):
+    repo = create_sample_repo(tmp_path / "repo", n_tasks=1, duration=1.5)
+    with new_cluster() as cluster, distributed.Client(cluster) as c:
+        ex = DaskExecutor(c)
+        loop = Loop(repo, runner="demo", parallel=1, max_iterations=3, executor=ex).start()
+        try:
+            wait_for(lambda: running_rows(loop, 1), what="a running worker")
+            owner = ex.running[0].address
+            first_pids = [p.pid for p in agent_procs(repo)]
+            os.kill(c.run(os.getpid, workers=[owner])[owner], signal.SIGKILL)
+            assert loop.wait(60)
+        finally:
+            loop.stop_all()
+            loop.wait(30)
+        df = loop.df
+    assert list(df.iteration) == [1, 2] and list(df.status) == ["failed", "integrated"]
+    assert df.signal.iloc[0] == signal.SIGKILL
+    lost = [e for e in loop.events if e.kind == "exited" and e.data.get("reason") == "lost"]
+    assert len(lost) == 1  # the exit event says why
+    assert any("was removed from the cluster" in line for line in loop.logs("RQ-0001", 500)) or \
+        "removed from the cluster" in Path(df.log_path.iloc[0]).read_text()
+    assert [t.id for t in Queue(repo).done] == ["RQ-0001"]
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+                   for p in first_pids)
+
+
+def test_cluster_closed_under_a_running_loop_leaves_no_task_doing_and_no_orphan(tmp_path):
+    repo = create_sample_repo(tmp_path / "repo", n_tasks=3, duration=30)
+    cluster = new_cluster()
+    c = distributed.Client(cluster)
+    loop = Loop(repo, runner="demo", parallel=2, max_iterations=2, executor=DaskExecutor(c))
+    loop.start()
+    try:
+        wait_for(lambda: running_rows(loop, 2), what="two running workers")
+        cluster.close()
+        assert loop.wait(60), loop
+    finally:
+        loop.stop_all()
+        loop.wait(30)
+        c.close()
+    assert agent_procs(repo) == []
+    tasks = Queue(repo).tasks
+    assert len(tasks) == 3 and all(t.status == "todo" for t in tasks)  # none left doing
+    assert "failed" in set(loop.df.status)
