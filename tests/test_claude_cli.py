@@ -25,7 +25,7 @@ from ralphnb.demo import create_sample_repo
 from ralphnb.process import Worker, build_env
 from ralphnb.queue import Queue
 from ralphnb.runners import build_prompt
-from ralphnb.testing.model_server import ScriptedAnthropicServer, text
+from ralphnb.testing.model_server import ScriptedAnthropicServer, error, text
 
 pytestmark = pytest.mark.claude
 
@@ -88,8 +88,12 @@ def test_real_claude_writes_file_and_reports_session_turns_cost(tmp_path, claude
     assert not [e for e in events if e["type"] in ("error", "text")]
 
 
-def test_real_claude_api_error_is_clear_and_quick(tmp_path, claude_exe):
-    with ScriptedAnthropicServer(ERROR_SCRIPT) as srv:
+@pytest.mark.parametrize("script,words", [
+    (ERROR_SCRIPT, ["400", "scripted bad request"]),
+    ([error(401, "invalid x-api-key")], ["401", "API key"]),
+], ids=["400", "401"])
+def test_real_claude_api_error_is_clear_and_quick(tmp_path, claude_exe, script, words):
+    with ScriptedAnthropicServer(script) as srv:
         runner = claude_runner(srv, tmp_path / "home", exe=claude_exe)
         ws, info, events, _, elapsed, w = run_attempt(runner, tmp_path)
     assert info.returncode == 1, w.tail(30)
@@ -97,8 +101,20 @@ def test_real_claude_api_error_is_clear_and_quick(tmp_path, claude_exe):
     (result,) = [e for e in events if e["type"] == "result"]
     assert result["is_error"] is True
     (err,) = [e for e in events if e["type"] == "error"]
-    assert "400" in err["message"] and "scripted bad request" in err["message"]
+    assert all(word in err["message"] for word in words), err
     assert not (ws / "hello.txt").exists()
+
+
+def test_real_claude_overload_retries_are_announced_then_fail(tmp_path, claude_exe):
+    with ScriptedAnthropicServer([error(529, "Overloaded")] * 5) as srv:
+        runner = claude_runner(srv, tmp_path / "home", exe=claude_exe, max_retries=1)
+        _, info, events, _, _, w = run_attempt(runner, tmp_path)
+        assert srv.turns_used == 2  # the first call and one retry
+    assert info.returncode == 1, w.tail(30)
+    retries = [e for e in events if e["type"] == "retry"]
+    assert [(r["attempt"], r["max_retries"]) for r in retries] == [(1, 1)]
+    assert "529" in retries[0]["error"]
+    assert [e for e in events if e["type"] == "result"][0]["is_error"] is True
 
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",

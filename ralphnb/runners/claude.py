@@ -129,6 +129,8 @@ class Claude(Runner):
     Resume: `session_id` given to `command()` becomes `--resume=<id>`.
     `allowed_tools`: `--allowedTools` rules (default: the git and `ralphnb task done` commands
     the prompt asks for; headless Claude Code denies other Bash commands).
+    `max_retries`: API retries on 5xx/overload (`CLAUDE_CODE_MAX_RETRIES`; the CLI's default is
+    10 with growing delays, minutes in all); each retry is a `retry` event.
     """
 
     name: ClassVar[str] = "claude"
@@ -143,12 +145,14 @@ class Claude(Runner):
     def __init__(self, executable=None, model=None, extra_args=(), env=None, *,  # noqa: ANN001
                  permission_mode: str | None = None, bypass_permissions: bool = False,
                  effort: str | None = None, max_turns: int | None = None,
-                 allowed_tools: Iterable[str] = DEFAULT_ALLOWED_TOOLS) -> None:
+                 allowed_tools: Iterable[str] = DEFAULT_ALLOWED_TOOLS,
+                 max_retries: int | None = None) -> None:
         super().__init__(executable, model, extra_args, env,
                          bypass_permissions=bypass_permissions, effort=effort)
         self.permission_mode = permission_mode
         self.max_turns = max_turns
         self.allowed_tools = tuple(allowed_tools)
+        self.max_retries = max_retries
 
     def argv(self, exe: str, *, session_id: str | None = None) -> list[str]:
         argv = [exe, "-p", "--output-format", "stream-json", "--verbose"]
@@ -172,9 +176,12 @@ class Claude(Runner):
         if session_id is not None:
             check_value(self.name, "session id", session_id)
         exe = self.resolve_executable()
+        env = self.base_env()
+        if self.max_retries is not None:
+            env["CLAUDE_CODE_MAX_RETRIES"] = str(int(self.max_retries))
         return CommandSpec(
             argv=self.argv(exe, session_id=session_id),
-            env=self.base_env(),
+            env=env,
             stdin_path=Path(prompt_file),
         )
 
