@@ -1,8 +1,8 @@
 """Per-worker supervisor shim: run one agent command and never leave a descendant behind.
 
-Run as `python -I -S _shim.py -- ARGV...` by `ralphnb.process.Worker` in a new session (the shim
-is session and process-group leader). Owns: the agent process and every process it spawns.
-Invariants:
+Run as `python -I -S _shim.py [--status-fd N] -- ARGV...` by `ralphnb.process.Worker` in a new
+session (the shim is session and process-group leader). Owns: the agent process and every
+process it spawns. Invariants:
 - The shim is a child subreaper (Linux prctl), so a grandchild that calls setsid and is orphaned
   re-parents to the shim instead of PID 1 and can still be found and killed.
 - When the agent exits, every remaining descendant is SIGKILLed and reaped, then the shim exits
@@ -10,6 +10,8 @@ Invariants:
 - SIGINT/SIGTERM are ignored by the shim itself (they reach the agent through the group);
   SIGUSR1 means "kill everything now": agent and descendants are SIGKILLed and the shim dies of
   SIGKILL. Exec failure exits 127 with a message on stderr.
+- With `--status-fd N`, the agent's raw wait status is written to fd N (decimal, newline) the
+  moment the agent is reaped, so the parent learns of the exit before any sweep or shim teardown.
 Stdlib only (os, signal, sys, ctypes) so it starts fast; imports nothing from ralphnb.
 """
 
@@ -106,6 +108,11 @@ def _exit_like(status: int) -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
+    status_fd = -1
+    if argv[:1] == ["--status-fd"] and len(argv) > 1:
+        status_fd = int(argv[1])
+        os.set_inheritable(status_fd, False)  # the agent must not hold it
+        argv = argv[2:]
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
@@ -135,6 +142,12 @@ def main() -> None:
             break
         if done == pid:
             status = st
+            if status_fd >= 0:  # tell the parent at once, before any sweeping
+                try:
+                    os.write(status_fd, b"%d\n" % st)
+                    os.close(status_fd)
+                except OSError:
+                    pass
     if _state["kill_all"]:
         _reap_all()
         status = 9  # raw wait status of a SIGKILLed process

@@ -229,6 +229,7 @@ class Worker:
         self._exited = threading.Event()
         self._drained = threading.Event()
         self._reader: threading.Thread | None = None
+        self._status_fd = -1
         self._monitor: threading.Thread | None = None
         self._ps: dict[int, psutil.Process] = {}
 
@@ -263,7 +264,9 @@ class Worker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(self.env)
         env[TOKEN_VAR] = self.token
-        cmd = [sys.executable, "-I", "-S", str(SHIM_PATH), "--", *self.argv]
+        status_r, status_w = os.pipe()  # the shim writes the agent's wait status here
+        cmd = [sys.executable, "-I", "-S", str(SHIM_PATH), "--status-fd", str(status_w), "--",
+               *self.argv]  # fmt: skip
         stdin = os.fspath(self.stdin_path) if self.stdin_path is not None else os.devnull
         logf = open(self.log_path, "wb", buffering=0)  # noqa: SIM115 - owned by the reader
         try:
@@ -271,14 +274,18 @@ class Worker:
                 self.started_at = datetime.now(UTC)
                 self._proc = subprocess.Popen(
                     cmd, cwd=self.cwd, env=env, stdin=fin, stdout=subprocess.PIPE, stderr=ferr,
-                    start_new_session=True, close_fds=True,
+                    start_new_session=True, close_fds=True, pass_fds=(status_w,),
                 )  # fmt: skip
         except OSError as exc:
             logf.close()
+            os.close(status_r)
             raise WorkerError(
                 f"cannot start worker {self.worker_id} ({self.argv[0]!r}): {exc}",
                 task_id=self.task_id,
             ) from exc
+        finally:
+            os.close(status_w)
+        self._status_fd = status_r
         self.pid = self._proc.pid
         _track(self)
         assert self._proc.stdout is not None
@@ -366,16 +373,41 @@ class Worker:
             except OSError as exc:
                 log.warning("could not record worker %s in registry: %s", self.worker_id, exc)
         self._reader.start()
+        status = self._read_status()  # the agent's own exit, reported by the shim at once
+        info = self._exited_with(status) if status is not None else None
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # wait without reaping
         with self._lock:
             self._reaping = True  # from now on the pid may be recycled: no more signals
         rc = proc.wait()
-        ended = datetime.now(UTC)
-        assert self.started_at is not None
+        if info is None:  # the shim died without reporting (e.g. SIGKILLed from outside)
+            info = self._exited_with(rc)
+        elif rc == -signal.SIGKILL and info.signal != signal.SIGKILL:
+            sweep_token(self.token)  # the shim was killed while sweeping: finish its job
+        self._drain(info)
+
+    def _read_status(self) -> int | None:
+        """Block until the shim reports the agent's wait status; None if it never does."""
+        data = b""
+        try:
+            while not data.endswith(b"\n"):
+                chunk = os.read(self._status_fd, 64)
+                if not chunk:
+                    return None
+                data += chunk
+            return os.waitstatus_to_exitcode(int(data))
+        except (OSError, ValueError):
+            return None
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(self._status_fd)
+
+    def _exited_with(self, rc: int) -> ExitInfo:
+        """Record the exit (Popen convention: -N for signal N) and fire `on_exit`."""
+        assert self.started_at is not None and self.pid is not None
         info = ExitInfo(
-            pid=proc.pid, returncode=rc if rc >= 0 else None, signal=-rc if rc < 0 else None,
-            started_at=self.started_at, ended_at=ended, log_path=self.log_path,
+            pid=self.pid, returncode=rc if rc >= 0 else None, signal=-rc if rc < 0 else None,
+            started_at=self.started_at, ended_at=datetime.now(UTC), log_path=self.log_path,
             reason=self._reason, task_id=self.task_id, worker_id=self.worker_id,
             stderr_path=self.stderr_path,
         )  # fmt: skip
@@ -386,7 +418,7 @@ class Worker:
                 self.on_exit(info)
             except Exception:
                 log.exception("on_exit callback of worker %s failed", self.worker_id)
-        self._drain(info)
+        return info
 
     def _drain(self, info: ExitInfo) -> None:
         reader = self._reader
