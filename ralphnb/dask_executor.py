@@ -440,7 +440,7 @@ class DaskHandle:
             self._line(f"[ralphnb] {msg['why']}")
             with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as f:
                 f.write(f"[ralphnb] {msg['why']}\n")  # shared path; its writer is gone
-            self._finish(self._synth(signal_=signal.SIGKILL, reason=LOST), msg["why"])
+            self._finish(self._synth(signal_=int(signal.SIGKILL), reason=LOST), msg["why"])
 
     def _line(self, line: str) -> None:
         self._tail.append(line)
