@@ -18,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import html
+import inspect
 import threading
 import time
 import weakref
@@ -208,6 +209,52 @@ def _records(loop: Any) -> list[Mapping[str, Any]]:
     return list(loop.snapshot())
 
 
+def _unsampled(loop: Any) -> Callable[[], list[dict[str, Any]]] | None:
+    """A cheap way to read the loop's records without sampling CPU/RSS of every worker
+    (sampling walks /proc per worker); None if the loop offers none."""
+    try:
+        params = inspect.signature(loop.snapshot).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "sample" in params:
+        return lambda: list(loop.snapshot(sample=False))
+    table = getattr(loop, "_table", None)
+    if callable(getattr(table, "records", None)):
+        return lambda: list(table.records())
+    return None
+
+
+class _Sampler:
+    """Records for rendering: a full `loop.snapshot()` (live CPU/RSS) at most every
+    `every` seconds and within `budget` of a core; cheap unsampled reads in between, with
+    the last CPU/RSS figures carried over to live workers."""
+
+    def __init__(self, loop: Any, every: float = 2.0, budget: float = 0.01) -> None:
+        self.loop, self.every, self.budget = loop, every, budget
+        self.cheap = _unsampled(loop)
+        self.next_at = 0.0
+        self.last: dict[Any, tuple[Any, Any]] = {}
+
+    @staticmethod
+    def _key(rec: Mapping[str, Any]) -> Any:
+        return rec.get("worker_id") or (rec.get("task_id"), rec.get("iteration"))
+
+    def records(self) -> list[Mapping[str, Any]]:
+        now = time.monotonic()
+        if self.cheap is None or now >= self.next_at:
+            t0 = time.perf_counter()
+            recs = _records(self.loop)
+            took = time.perf_counter() - t0
+            self.next_at = now + max(self.every, took / self.budget)
+            self.last = {self._key(r): (r.get("cpu_percent"), r.get("rss_mb")) for r in recs}
+            return recs
+        recs = self.cheap()
+        for r in recs:
+            if _val(r, "ended_at") is None and self._key(r) in self.last:
+                r["cpu_percent"], r["rss_mb"] = self.last[self._key(r)]
+        return recs
+
+
 def _loop_finished(loop: Any) -> bool:
     """True once the loop has run and is not running any more."""
     for name in ("finished", "is_finished", "done"):
@@ -329,6 +376,7 @@ class Dashboard(W.VBox):
         self._unsubscribe: Callable[[], Any] | None = None
         self.finished = False
         self._finishing = False  # the loop said loop_finished; its `finished` follows soon
+        self._sampler = _Sampler(loop)
 
         def head_btn(label: str, action: str, style: str) -> W.Button:
             b = W.Button(description=label, tooltip=f"{label} (whole loop)", button_style=style,
@@ -470,7 +518,7 @@ class Dashboard(W.VBox):
     def _render(self) -> None:
         self.render_count += 1
         now = datetime.now(UTC)
-        records = _records(self.loop)
+        records = self._sampler.records()
         latest = latest_by_task(records)
         s = summary(records, progress=_progress(self.loop, records),
                     elapsed_s=_loop_elapsed(self.loop, records, now))
