@@ -31,6 +31,7 @@ from typing import Any
 import psutil
 
 from .errors import LockError
+from .events import parse_time
 
 OWNER_FILE = "owner"
 MISSING_OWNER_GRACE = 1.0  # seconds a lock dir may exist without an owner file
@@ -71,7 +72,7 @@ def _parse_rfc3339(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return parse_time(value).timestamp()  # ralph writes up to 9 fractional digits
     except ValueError:
         return None
 

@@ -53,6 +53,8 @@ def test_is_stale_decisions():
     assert not is_stale(ralph, t + 60, t - 30)  # started before taking the lock: the owner
     assert is_stale(ralph, t + 60, t + 30)  # started after the lock was taken: reused pid
     assert not is_stale({"pid": 1, "started_at": "unknown"}, now, now - 5)  # cannot tell
+    nano = {"pid": 1, "started_at": "2027-01-15T08:00:00.123456789Z"}  # ralph's precision
+    assert is_stale(nano, t + 60, t + 30) and not is_stale(nano, t + 60, t - 30)
 
 
 def test_lock_of_dead_owner_is_cleared(tmp_path: Path):
