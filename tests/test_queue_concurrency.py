@@ -87,8 +87,14 @@ def _writer(repo: Path) -> None:  # runs in a forked child until killed
 @pytest.mark.slow
 def test_sigkill_at_random_instants_never_leaves_a_torn_file(queue_repo: Queue):
     q = queue_repo
-    for i in range(150):  # make each write take a few ms, so kills land mid-write
-        q.add(f"seed {i}", description="s" * 300)
+    # A queue big enough that writing it takes a while, so kills land mid-write (a plain
+    # truncate-and-write fails this test within a few kills; checked by hand).
+    seed_tasks = [
+        {"id": f"RQ-{i:04d}", "title": f"seed {i}", "created_at": "2026-01-01T00:00:00Z",
+         "updated_at": "2026-01-01T00:00:00Z", "description": "s" * 300}
+        for i in range(1, 1501)
+    ]  # fmt: skip
+    q.queue_path.write_text(json.dumps({"version": 1, "tasks": seed_tasks}))
     seeds = {t.id for t in q.tasks}
     rng = random.Random(1234)
     kills = 0
