@@ -15,7 +15,10 @@ from .errors import (
     WorkerError,
     WorkspaceError,
 )
+from .executors import LocalExecutor
+from .loop import Loop
 from .queue import Queue, Task, init
+from .run import Run
 from .runners import Claude, Codex, Command, Cursor, Demo, Gemini, Opencode
 
 __version__ = "0.1.0"
@@ -29,10 +32,13 @@ __all__ = [
     "Gemini",
     "Opencode",
     "IntegrationError",
+    "LocalExecutor",
     "LockError",
+    "Loop",
     "Queue",
     "QueueError",
     "RalphError",
+    "Run",
     "RunnerError",
     "Task",
     "WorkerError",

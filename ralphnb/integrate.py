@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .workspace import run_git
 
 QUEUE_FILES: tuple[str, ...] = (".ralph/queue.jsonc", ".ralph/done.jsonc")
 _FALLBACK_IDENTITY = {
@@ -31,13 +34,6 @@ def git(
     args: list[str], cwd: str | Path, *, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Run git with hooks and fsmonitor disabled (delegates to workspace.run_git)."""
-    try:
-        from .workspace import run_git
-    except ImportError:  # pragma: no cover - until the workspace module lands
-        return subprocess.run(
-            ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", *args],
-            cwd=cwd, env=env, capture_output=True, text=True, check=check,
-        )  # fmt: skip
     return run_git(args, cwd, check=check, env=env)
 
 
@@ -215,6 +211,7 @@ def integrate(
     task_id: str,
     title: str,
     base: str | None = None,
+    before_merge: Callable[[], object] | None = None,
 ) -> MergeResult:
     """Commit the workspace, keep bookkeeping out, merge into `target`. Never raises for a
     conflict or a dirty checkout: the result says so."""
@@ -222,5 +219,7 @@ def integrate(
     commit_workspace(workspace, f"{task_id}: {title}", env=env)
     mb = base or _out(["merge-base", f"refs/heads/{target}", "HEAD"], workspace)
     neutralise_bookkeeping(workspace, mb, env=env)
+    if before_merge is not None:  # e.g. fetch a clone's branch into the user's repository
+        before_merge()
     return merge_branch(repo, branch, target, message=f"Merge {branch}: {task_id}: {title}",
                         env=env)  # fmt: skip

@@ -3,7 +3,8 @@
 Owns: the layout of a run directory (`.ralph/cache/ralphnb/runs/<run_id>/` with `events.jsonl`,
 `logs/`, `prompts/`, `workers/`, `loop.json`) and `Run.load`, which replays `events.jsonl`
 through the same `table.apply_event` the live loop uses, so `Run.load(path).df` equals the
-loop's final `loop.df`. Read-only: nothing here writes a run.
+loop's final `loop.df`. Also the control channel of a running loop (`ControlServer`,
+`send_control`, `live_run`), which `ralphnb status/stop/kill` use from another process.
 """
 
 from __future__ import annotations
@@ -116,3 +117,93 @@ def pid_create_time(pid: int | None = None) -> float:
     import psutil
 
     return psutil.Process(pid or os.getpid()).create_time()
+
+
+# --- the control channel: another process asks a running loop for status / stop / kill -----
+
+
+class ControlServer:
+    """A unix socket (Linux abstract namespace: no file, gone when the process dies) on which
+    a running loop answers one JSON request per connection. One thread blocks in `accept()`:
+    no polling. `handler(request) -> reply` must not raise."""
+
+    def __init__(self, name: str, handler: Any) -> None:
+        import socket
+        import threading
+
+        self.handler = handler
+        self.address = "\0ralphnb-" + name
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(self.address)
+        self._sock.listen(8)
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="ralphnb-control", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: Any) -> None:
+        with conn:
+            try:
+                conn.settimeout(10)
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                request = json.loads(data or b"{}")
+                reply = self.handler(request)
+            except Exception as exc:  # a bad request never takes the loop down
+                reply = {"error": f"{type(exc).__name__}: {exc}"}
+            try:
+                conn.sendall(json.dumps(reply, default=str).encode() + b"\n")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        import socket
+
+        self._closed = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+
+
+def send_control(address: str, request: dict[str, Any], *, timeout: float = 30.0) -> dict:
+    """Send one request to a running loop's control socket; its JSON reply."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(address)
+        except OSError as exc:
+            raise RalphError(f"the loop is not answering ({exc}); is it still running?") from exc
+        s.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data or b"{}")
+
+
+def live_run(repo: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The run directory and loop info of a loop running now on `repo` (newest first)."""
+    for run_dir in reversed(list_runs(repo)):
+        info = read_loop_info(run_dir)
+        if info and info.get("finished_at") is None and loop_alive(info):
+            return run_dir, info
+    return None

@@ -1,0 +1,350 @@
+"""The Loop end to end: real git, real processes, the demo agent (fast via RALPHNB_DEMO_SPEED)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import psutil
+import pytest
+
+from ralphnb.demo.sample import create_sample_repo
+from ralphnb.errors import RalphError
+from ralphnb.jsonio import read_jsonc
+from ralphnb.loop import Loop, decide, deps_merged, next_deadline, pick_tasks
+from ralphnb.queue import Queue, init
+from ralphnb.run import Run
+
+SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "ralph" / "queue.schema.json"
+
+
+@pytest.fixture(autouse=True)
+def fast_env(monkeypatch):
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.invalid")
+    monkeypatch.setenv("RALPHNB_DEMO_SPEED", "0.05")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def make_repo(tmp_path: Path, tasks: list[dict], *, track_queue: bool = False) -> Path:
+    """A git repo with a file `f.txt` and the given tasks (title + fields)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "f.txt").write_text("line one\nline two\n")
+    q = init(repo)
+    for t in tasks:
+        t = dict(t)
+        q.add(t.pop("title"), **t)
+    git(repo, "init", "-q", "-b", "main")
+    if not track_queue:
+        with open(repo / ".gitignore", "a") as fh:
+            fh.write(".ralph/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "init")
+    return repo
+
+
+def demo(title: str, **cf: str) -> dict:
+    fields = {"demo.file": f"{title.replace(' ', '_')}.txt", "demo.content": title}
+    fields.update({f"demo.{k}": v for k, v in cf.items()})
+    return {"title": title, "custom_fields": fields}
+
+
+def assert_queue_files_valid(repo: Path, n_done: int) -> None:
+    schema = read_jsonc(SCHEMA) if SCHEMA.exists() else None
+    ids = []
+    for name in ("queue.jsonc", "done.jsonc"):
+        text = (repo / ".ralph" / name).read_text()
+        assert "<<<<<<<" not in text and ">>>>>>>" not in text
+        doc = read_jsonc(repo / ".ralph" / name)
+        if schema is not None:
+            jsonschema.validate(doc, schema)
+        ids += [t["id"] for t in doc["tasks"]]
+    assert len(ids) == len(set(ids)), ids
+    assert len(Queue(repo).done) == n_done
+
+
+def no_process(pids) -> bool:
+    return all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE
+               for p in pids)
+
+
+# ------------------------------------------------------------------ pure decisions
+
+
+def test_decide_complete_retry_fail():
+    assert decide(iteration=1, max_iterations=3, marked_done=True, promise_seen=False,
+                  check_ok=None).action == "complete"
+    d = decide(iteration=1, max_iterations=3, marked_done=False, promise_seen=True,
+               check_ok=False, check_msg="pytest exited 1")
+    assert d.action == "retry" and "check failed" in d.reason
+    d = decide(iteration=3, max_iterations=3, marked_done=False, promise_seen=False,
+               check_ok=None, exit_msg="exit code 2")
+    assert d.action == "fail" and "after 3 iteration" in d.reason and "exit code 2" in d.reason
+
+
+def test_pick_respects_unmerged_deps_and_free_slots():
+    runnable = [{"id": "RQ-0001"}, {"id": "RQ-0002", "depends_on": ["RQ-0009"]},
+                {"id": "RQ-0003", "depends_on": ["RQ-0008"]}, {"id": "RQ-0004"}]
+    status = {"RQ-0009": "done", "RQ-0008": "rejected"}  # 0009 done but not yet archived
+    assert not deps_merged(runnable[1], status) and deps_merged(runnable[2], status)
+    got = pick_tasks(runnable, status, busy={"RQ-0001"}, free=2)
+    assert [t["id"] for t in got] == ["RQ-0003", "RQ-0004"]
+
+
+def test_next_deadline_only_for_real_deadlines():
+    from datetime import timedelta
+
+    from ralphnb.events import utcnow
+    now = utcnow()
+    assert next_deadline(now, wall_deadline=None, scheduled=[]) is None
+    assert next_deadline(now, wall_deadline=now + timedelta(seconds=5),
+                         scheduled=[now + timedelta(seconds=2)]) == pytest.approx(2.0)
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@pytest.mark.slow
+def test_six_tasks_with_deps_parallel_3_tracked_queue(tmp_path):
+    repo = create_sample_repo(tmp_path / "repo", 6)
+    assert ".ralph/queue.jsonc" in git(repo, "ls-files")
+    seen: list = []
+    loop = Loop(repo, parallel=3)
+    unsub = loop.subscribe(seen.append)
+    df = loop.run()
+    unsub()
+    last = df.drop_duplicates("task_id", keep="last").set_index("task_id")
+    assert set(last.status) == {"integrated"}, df[["worker_id", "status", "error"]]
+    assert len(last) == 6
+    assert Queue(repo).tasks == []
+    assert_queue_files_valid(repo, 6)
+    # dependencies: a dependent starts only after its dependency is integrated
+    q = {t.id: t for t in Queue(repo).done}
+    integrated_at = {e.task_id: e.time for e in loop.events if e.kind == "integrated"}
+    for tid, t in q.items():
+        for dep in t.depends_on or []:
+            assert df[df.task_id == tid].started_at.min() > integrated_at[dep]
+    # never more than 3 at once
+    spans = [(r.started_at, r.ended_at) for r in df.itertuples()]
+    assert max(sum(1 for s, e in spans if s <= t0 < e) for t0, _ in spans) <= 3
+    # every change went through subscribers and the journal; replay gives the same frame
+    assert len(seen) == len(loop.events)
+    pd.testing.assert_frame_equal(Run.load(loop.run_dir).df, loop.df)
+    # bookkeeping committed: the checkout is clean, HEAD's queue files are valid
+    assert git(repo, "status", "--porcelain") == ""
+    for name in ("queue.jsonc", "done.jsonc"):
+        text = git(repo, "show", f"HEAD:.ralph/{name}")
+        assert "<<<<<<<" not in text
+    assert "RQ-0003: Document the greeting" in git(repo, "log", "--format=%s")
+    assert not (tmp_path / ".workspaces" / "repo" / "RQ-0001").exists()
+    assert "integrated 6" in repr(loop)
+
+
+def test_never_completing_task_stops_at_max_iterations(tmp_path):
+    repo = make_repo(tmp_path, [demo("Never", finish="none")])
+    loop = Loop(repo, parallel=1, max_iterations=2)
+    df = loop.run()
+    assert list(df.worker_id) == ["RQ-0001#1", "RQ-0001#2"]
+    assert df.status.iloc[-1] == "failed"
+    assert "not complete after 2 iteration" in df.error.iloc[-1]
+    t = Queue(repo).get("RQ-0001")
+    assert t.status == "todo" and "not complete after 2" in t.notes[-1]
+    assert (tmp_path / ".workspaces" / "repo" / "RQ-0001").is_dir()  # kept for a later run
+
+
+def test_task_agent_iterations_override(tmp_path):
+    task = demo("Once", finish="none")
+    task["agent"] = {"iterations": 1}
+    repo = make_repo(tmp_path, [task])
+    df = Loop(repo, max_iterations=5).run()
+    assert list(df.worker_id) == ["RQ-0001#1"] and df.status.iloc[0] == "failed"
+
+
+def test_check_fails_then_passes(tmp_path):
+    repo = make_repo(tmp_path, [demo("Checked")])
+    counter = tmp_path / "count"
+    script = ("import pathlib, sys; p = pathlib.Path(sys.argv[1]); "
+              "n = int(p.read_text()) if p.exists() else 0; p.write_text(str(n + 1)); "
+              "print('checked', n); sys.exit(0 if n >= 1 else 3)")
+    loop = Loop(repo, check=[sys.executable, "-c", script, str(counter)], max_iterations=3)
+    df = loop.run()
+    assert list(df.status) == ["succeeded", "integrated"]
+    ends = [e for e in loop.events if e.kind == "iteration_end"]
+    assert ends[0].data["check_ok"] is False and "exited 3" in ends[0].data["reason"]
+    assert ends[1].data["check_ok"] is True
+    assert counter.read_text() == "2"
+    assert [t.id for t in Queue(repo).done] == ["RQ-0001"]
+
+
+def test_callable_check_gets_the_workspace(tmp_path):
+    repo = make_repo(tmp_path, [demo("Callable")])
+    seen = []
+
+    def check(ws: Path) -> bool:
+        seen.append(ws)
+        return (ws / "Callable.txt").exists()
+
+    df = Loop(repo, check=check).run()
+    assert df.status.iloc[-1] == "integrated" and seen[0].name == "RQ-0001"
+
+
+def test_same_line_one_integrates_other_conflicts(tmp_path):
+    repo = make_repo(tmp_path, [
+        {"title": "A", "custom_fields": {"demo.file": "f.txt", "demo.line": "1",
+                                         "demo.content": "by A"}},
+        {"title": "B", "custom_fields": {"demo.file": "f.txt", "demo.line": "1",
+                                         "demo.content": "by B"}},
+    ])
+    df = Loop(repo, parallel=2).run()
+    st = dict(zip(df.task_id, df.status, strict=True))
+    assert sorted(st.values()) == ["conflict", "integrated"]
+    loser = next(t for t, s in st.items() if s == "conflict")
+    row = df[df.task_id == loser].iloc[-1]
+    assert "f.txt" in row.error
+    t = Queue(repo).get(loser)
+    assert t.status == "todo" and "merge conflict" in t.notes[-1]
+    assert (tmp_path / ".workspaces" / "repo" / loser).is_dir()
+    text = (repo / "f.txt").read_text()
+    assert "<<<<<<<" not in text and text.splitlines()[0] in ("by A", "by B")
+
+
+@pytest.mark.slow
+def test_stop_and_kill_single_workers_while_others_continue(tmp_path):
+    repo = make_repo(tmp_path, [demo("Hang one", hang="1"), demo("Hang two", hang="1",
+                                ignore_sigint="1", children="2"), demo("Fine one"),
+                                demo("Fine two", duration="10")])  # fmt: skip
+    loop = Loop(repo, parallel=4, grace=0.3).start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        st = dict(zip(loop.df.task_id, loop.df.status, strict=True))
+        if st.get("RQ-0001") == "running" and st.get("RQ-0002") == "running":
+            break
+        time.sleep(0.05)
+    pids = {r.task_id: r.pid for r in loop.df.itertuples()}
+    tree = [p.pid for p in psutil.Process(pids["RQ-0002"]).children(recursive=True)]
+    loop.stop("RQ-0001")
+    loop.kill("RQ-0002")
+    assert loop.wait(30)
+    df = loop.df
+    st = dict(zip(df.task_id, df.status, strict=True))
+    assert st == {"RQ-0001": "stopped", "RQ-0002": "killed", "RQ-0003": "integrated",
+                  "RQ-0004": "integrated"}
+    assert no_process([pids["RQ-0001"], pids["RQ-0002"], *tree])
+    q = Queue(repo)
+    assert q.get("RQ-0001").status == "todo" and "stopped by the user" in q.get("RQ-0001").notes[-1]
+    assert q.get("RQ-0002").status == "todo" and "killed" in q.get("RQ-0002").notes[-1]
+    with pytest.raises(RalphError):
+        loop.stop("RQ-0003")
+
+
+def test_dirty_checkout_untouched_and_blocked_merge_waits(tmp_path):
+    repo = make_repo(tmp_path, [demo("Other"), demo("Touch", file="f.txt", line="2",
+                                                    content="agent")])  # fmt: skip
+    (repo / "notes.txt").write_text("untracked\n")
+    (repo / "staged.txt").write_text("staged\n")
+    git(repo, "add", "staged.txt")
+    (repo / "f.txt").write_text("line one\nuser edit\n")  # in the way of task 2
+    before = git(repo, "diff"), git(repo, "diff", "--cached")
+    loop = Loop(repo, parallel=2).start()
+    deadline = time.monotonic() + 20
+    row = None
+    while time.monotonic() < deadline:
+        rows = loop.df[loop.df.task_id == "RQ-0002"]
+        if len(rows) and rows.status.iloc[-1] == "integrating" and rows.error.notna().iloc[-1]:
+            row = rows.iloc[-1]
+            break
+        time.sleep(0.05)
+    assert row is not None and "uncommitted" in row.error
+    assert not loop.finished
+    assert (git(repo, "diff"), git(repo, "diff", "--cached")) == before
+    assert (repo / "notes.txt").read_text() == "untracked\n"
+    git(repo, "checkout", "--", "f.txt")  # the user clears the way
+    assert loop.wait(20)
+    df = loop.df
+    assert set(df.status) == {"integrated"}
+    assert (repo / "f.txt").read_text() == "line one\nagent\n"
+    assert git(repo, "diff", "--cached") == before[1]
+    assert (repo / "notes.txt").read_text() == "untracked\n"
+
+
+def test_missing_executable_is_a_row_error_and_the_loop_goes_on(tmp_path):
+    from ralphnb.runners import Command
+
+    repo = make_repo(tmp_path, [demo("X"), demo("Y")])
+    loop = Loop(repo, runner=Command(["definitely-not-a-program-ralphnb", "{task_id}"]),
+                parallel=2)
+    df = loop.run()
+    assert list(df.status) == ["failed", "failed"]
+    assert df.error.str.contains("definitely-not-a-program-ralphnb").all()
+    assert {t.status for t in Queue(repo).tasks} == {"todo"}
+
+
+def test_consecutive_failures_halt_the_loop(tmp_path):
+    repo = make_repo(tmp_path, [demo(f"F{i}", fail="2") for i in range(4)])
+    loop = Loop(repo, parallel=1, max_iterations=1, max_consecutive_failures=2)
+    df = loop.run()
+    assert len(df) == 2 and "consecutive" in loop.halt_reason
+    assert loop.events[-1].data["reason"] == loop.halt_reason
+
+
+def test_wall_time_limit_times_out_workers(tmp_path):
+    repo = make_repo(tmp_path, [demo("Slow", hang="1")])
+    t0 = time.monotonic()
+    df = Loop(repo, max_wall_time=0.8, grace=0.2).run()
+    assert time.monotonic() - t0 < 10
+    assert df.status.iloc[-1] == "timed_out"
+    assert Queue(repo).get("RQ-0001").status == "todo"
+
+
+def test_pause_resume_and_one_loop_per_repo(tmp_path):
+    repo = make_repo(tmp_path, [demo("P1"), demo("P2")])
+    loop = Loop(repo, parallel=1)
+    loop.pause()
+    loop.start()
+    with pytest.raises(RalphError, match="another loop"):
+        Loop(repo).start()
+    time.sleep(0.3)
+    assert len(loop.df) == 0 and not loop.finished
+    loop.resume()
+    assert loop.wait(20)
+    assert list(loop.df.status) == ["integrated", "integrated"]
+    assert Loop(repo).run().empty  # the lock is released; nothing left to do
+
+
+def test_blocking_run_interrupted_stops_workers(tmp_path):
+    repo = make_repo(tmp_path, [demo("Hang", hang="1")])
+    loop = Loop(repo, grace=0.2)
+    main = threading.get_ident()
+
+    def interrupt() -> None:
+        while not (len(loop.df) and loop.df.status.iloc[0] == "running"):
+            time.sleep(0.05)
+        assert threading.get_ident() != main
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C / a kernel interrupt delivers
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        loop.run()
+    assert loop.finished and loop.df.status.iloc[0] == "stopped"
+    assert no_process([int(loop.df.pid.iloc[0])])
+
+
+def test_arun_from_asyncio(tmp_path):
+    import asyncio
+
+    repo = make_repo(tmp_path, [demo("Async")])
+    df = asyncio.run(Loop(repo).arun())
+    assert df.status.iloc[-1] == "integrated"
