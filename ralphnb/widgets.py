@@ -162,42 +162,70 @@ def text_table(records: list[Mapping[str, Any]], *, now: datetime | None = None,
     return "\n".join(lines)
 
 
-def _status_badge(status: str) -> str:
-    colour = COLOURS.get(status, "#374151")
-    return (f'<span style="color:#fff;background:{colour};border-radius:3px;padding:1px 5px;'
-            f'font-size:11px">{html.escape(status)}</span>')
+_CELL = ("padding:0 6px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;"
+         "text-align:left;line-height:18px;")
+_BADGE = "color:#fff;border-radius:3px;padding:1px 5px;font-size:11px;"
+_WIDTHS = {"title": "max-width:220px;", "message": "max-width:360px;"}
+
+
+def _live_css() -> str:
+    """One style block for the live table: its rows are sent 4x a second, so cells carry
+    short class names instead of repeating inline styles."""
+    t = ".ralphnb-live"
+    rules = [f"{t}{{border-collapse:collapse;font-size:12px}}",
+             f"{t} td,{t} th{{{_CELL}}}",
+             f"{t} thead tr{{height:{HEAD_PX}px;border-bottom:1px solid #9ca3af}}",
+             f"{t} tbody tr{{height:{ROW_PX}px;border-bottom:1px solid #e5e7eb}}",
+             f"{t} td.c-title{{{_WIDTHS['title']}}}{t} td.c-message{{{_WIDTHS['message']}}}",
+             f"{t} .b{{{_BADGE}background:#374151}}"]
+    rules += [f"{t} .b-{k}{{background:{v}}}" for k, v in COLOURS.items()]
+    return "<style>" + "".join(rules) + "</style>"
 
 
 def html_table(records: list[Mapping[str, Any]], *, now: datetime | None = None,
                head: str | None = None, fixed_rows: bool = False) -> str:
-    """The workers as an HTML table with inline styles (renders on GitHub and in the widget).
+    """The workers as an HTML table.
 
-    `fixed_rows` pins every row to ROW_PX so the button column beside it lines up.
+    Default: inline styles only (a static render, e.g. on GitHub, keeps them). `fixed_rows`
+    (the live widget): one style block and class names, every row pinned to ROW_PX so the
+    button column beside the table lines up.
     """
     now = now or datetime.now(UTC)
     rows = [row_cells(r, now) for r in latest_by_task(records)]
-    h = f"height:{ROW_PX}px;" if fixed_rows else ""
-    hh = f"height:{HEAD_PX}px;" if fixed_rows else ""
-    cell = ("padding:0 6px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;"
-            "text-align:left;line-height:18px;")
-    widths = {"title": "max-width:220px;", "message": "max-width:360px;"}
+    live = fixed_rows
     out = []
     if head is not None:
-        top = f"height:{TOP_PX}px;overflow:hidden;" if fixed_rows else ""
+        top = f"height:{TOP_PX}px;overflow:hidden;" if live else ""
         out.append(f'<div class="ralphnb-summary" style="{top}font-family:monospace;'
                    f'line-height:{TOP_PX}px;margin:0;white-space:nowrap">{html.escape(head)}</div>')
-    out.append('<table class="ralphnb-workers" style="border-collapse:collapse;font-size:12px">')
-    out.append(f'<thead><tr style="{hh}border-bottom:1px solid #9ca3af">')
-    out.extend(f'<th style="{cell}">{html.escape(label)}</th>' for _, label in COLUMNS)
+    if live:
+        out.append(_live_css() + '<table class="ralphnb-workers ralphnb-live">'
+                   "<thead><tr>")
+        out.extend(f"<th>{html.escape(label)}</th>" for _, label in COLUMNS)
+    else:
+        out.append('<table class="ralphnb-workers" style="border-collapse:collapse;'
+                   'font-size:12px"><thead><tr style="border-bottom:1px solid #9ca3af">')
+        out.extend(f'<th style="{_CELL}">{html.escape(label)}</th>' for _, label in COLUMNS)
     out.append("</tr></thead><tbody>")
     for r in rows:
-        out.append(f'<tr data-task="{html.escape(r["task"])}" data-status="{r["status"]}" '
-                   f'style="{h}border-bottom:1px solid #e5e7eb">')
+        style = "" if live else ' style="border-bottom:1px solid #e5e7eb"'
+        out.append(f'<tr data-task="{html.escape(r["task"])}" '
+                   f'data-status="{html.escape(r["status"])}"{style}>')
         for key, _ in COLUMNS:
-            text = r[key]
-            inner = _status_badge(text) if key == "status" else html.escape(text)
-            title = f' title="{html.escape(text)}"' if key in widths else ""
-            out.append(f'<td style="{cell}{widths.get(key, "")}"{title}>{inner}</td>')
+            text = html.escape(r[key])
+            if key == "status":
+                st = r[key] if r[key] in COLOURS else ""
+                if live:
+                    text = f'<span class="b b-{st}">{text}</span>'
+                else:
+                    colour = COLOURS.get(st, "#374151")
+                    text = f'<span style="{_BADGE}background:{colour}">{text}</span>'
+            title = f' title="{text}"' if key in _WIDTHS else ""
+            if live:
+                cls = f' class="c-{key}"' if key in _WIDTHS else ""
+                out.append(f"<td{cls}{title}>{text}</td>")
+            else:
+                out.append(f'<td style="{_CELL}{_WIDTHS.get(key, "")}"{title}>{text}</td>')
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)

@@ -100,8 +100,11 @@ def test_kill_and_stop_buttons_in_jupyterlab(tmp_path: Path) -> None:
                     assert time.monotonic() < deadline, f"workers never ran: {info}"
                     time.sleep(0.5)
                 long_id, stuck_id = info["long"], info["stuck"]
-                time.sleep(0.5)  # let the stuck agent start its children
-                info = json.loads(run_in_kernel(kc, KERNEL_TREE))
+                # the stuck agent's two children are up (shim -> agent -> 2 sleepers)
+                while len(info["trees"].get(stuck_id, [])) < 4:
+                    assert time.monotonic() < deadline, f"children never started: {info}"
+                    time.sleep(0.2)
+                    info = json.loads(run_in_kernel(kc, KERNEL_TREE))
                 kill_btn = page.locator(f'button[title="Kill {stuck_id}"]')
                 stop_btn = page.locator(f'button[title="Stop {long_id}"]')
                 kill_btn.wait_for(state="visible", timeout=30_000)
@@ -110,7 +113,6 @@ def test_kill_and_stop_buttons_in_jupyterlab(tmp_path: Path) -> None:
                     "`button[title=\"${t}\"]`); return e && !e.disabled; })",
                     arg=[f"Kill {stuck_id}", f"Stop {long_id}"], timeout=30_000)
                 stuck_tree, long_tree = info["trees"][stuck_id], info["trees"][long_id]
-                assert len(stuck_tree) >= 3, stuck_tree  # shim/agent + 2 children at least
                 assert all(_alive(p) for p in stuck_tree + long_tree)
 
                 kill_btn.click()
