@@ -11,9 +11,11 @@ never overwritten. Task dicts keep their key order and any valid data ralphnb do
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -441,6 +443,18 @@ def tasks_frame(open_tasks: Sequence[dict], done_tasks: Sequence[dict]) -> Any:
                              else v) for k, v in cols.items()})  # fmt: skip
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic GC while building a large, acyclic structure (restores its state)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class Queue:
     """A repository's queue. Reads are fresh (cached only while both files are unchanged)."""
 
@@ -478,15 +492,16 @@ class Queue:
         c = self._cache
         if not fresh and c is not None and c.qraw == qraw and c.draw == draw:
             return c
-        qdoc = loads_jsonc(qraw, path=self.queue_path)
-        ddoc = (loads_jsonc(draw, path=self.done_path) if draw is not None
-                else {"version": 1, "tasks": []})  # fmt: skip
-        open_tasks = check_doc(qdoc, self.queue_path)
-        done_tasks = check_doc(ddoc, self.done_path, archive=True)
-        healed = heal_interrupted_move(open_tasks, done_tasks)
-        qdoc["tasks"] = healed
-        ddoc["tasks"] = done_tasks
-        check_links(healed, done_tasks, self.queue_path, self.done_path)
+        with _no_gc():  # bulk parse: no cyclic GC passes over objects that are all live
+            qdoc = loads_jsonc(qraw, path=self.queue_path)
+            ddoc = (loads_jsonc(draw, path=self.done_path) if draw is not None
+                    else {"version": 1, "tasks": []})  # fmt: skip
+            open_tasks = check_doc(qdoc, self.queue_path)
+            done_tasks = check_doc(ddoc, self.done_path, archive=True)
+            healed = heal_interrupted_move(open_tasks, done_tasks)
+            qdoc["tasks"] = healed
+            ddoc["tasks"] = done_tasks
+            check_links(healed, done_tasks, self.queue_path, self.done_path)
         state = _State(qdoc, ddoc, len(healed) != len(open_tasks), qraw, draw)
         self._cache = state
         return state
@@ -535,7 +550,8 @@ class Queue:
     def df(self) -> Any:
         """One row per task (queue then done), typed columns, `file` says which file."""
         s = self._load()
-        return tasks_frame(s.open, s.done)
+        with _no_gc():
+            return tasks_frame(s.open, s.done)
 
     # -- writing ------------------------------------------------------------------------------
     def lock(self) -> DirLock:
