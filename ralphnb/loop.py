@@ -693,10 +693,10 @@ class Loop:
                         return self._requeue(tr, err)
                 if res_status in ("integrated", "noop"):
                     self.queue.archive(tr.task_id)
+                    commit_bookkeeping(self.repo, f"{tr.task_id}: archive ({tr.title})")
                     self._ev("integrated", tr, commit=commit)
                     if ws is not None and self.workspaces.is_git:
                         self.workspaces.remove(ws, delete_branch=True)
-                    commit_bookkeeping(self.repo, f"{tr.task_id}: archive ({tr.title})")
                     return
             if msg != last:
                 self._ev("integrating", tr, error=msg)

@@ -1,0 +1,109 @@
+"""SIGKILL of the process running a loop, then a new Loop finishes the work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ralphnb.jsonio import read_jsonc
+from ralphnb.loop import Loop
+from ralphnb.process import find_leftovers
+from ralphnb.queue import Queue, init
+from ralphnb.run import list_runs, live_run
+
+SCRIPT = """
+import sys
+from ralphnb.loop import Loop
+Loop(sys.argv[1], parallel=2).run()
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def journal(run_dir: Path) -> list[dict]:
+    out = []
+    try:
+        text = (run_dir / "events.jsonl").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_loop_process_then_recovery(tmp_path, monkeypatch):
+    env = dict(os.environ, RALPHNB_DEMO_SPEED="0.05")
+    for who in ("AUTHOR", "COMMITTER"):
+        env[f"GIT_{who}_NAME"] = "Test"
+        env[f"GIT_{who}_EMAIL"] = "test@example.invalid"
+        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.invalid")
+    monkeypatch.setenv("RALPHNB_DEMO_SPEED", "0.05")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    q = init(repo)
+    for i in range(1, 6):
+        q.add(f"Task {i}", custom_fields={"demo.file": f"t{i}.txt", "demo.content": f"{i}",
+                                          "demo.duration": "10" if i > 1 else "2"})
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "init")  # queue files tracked in git
+
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(repo)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    running: set[str] = set()
+    while time.monotonic() < deadline:
+        runs = list_runs(repo)
+        evs = journal(runs[-1]) if runs else []
+        integrated = {e["task_id"] for e in evs if e["kind"] == "integrated"}
+        started = {e["worker_id"] for e in evs if e["kind"] == "started"}
+        exited = {e["worker_id"] for e in evs if e["kind"] == "exited"}
+        running = started - exited
+        if integrated and running:
+            break
+        time.sleep(0.05)
+    assert running, proc.stderr.read() if proc.poll() is not None else "no worker seen running"
+    assert live_run(repo) is not None
+    old_run = list_runs(repo)[-1]
+    old_pids = [r["pid"] for r in (json.loads(p.read_text())
+                                   for p in (old_run / "workers").glob("*.json"))]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert live_run(repo) is None
+    assert find_leftovers(old_run / "workers"), "the orphaned workers should still be alive"
+
+    loop = Loop(repo, parallel=2)
+    df = loop.run()
+    rec = [e for e in loop.events if e.kind == "recovered"]
+    assert rec and rec[0].data["reaped"] >= 1
+    assert not find_leftovers(old_run / "workers")
+    assert all(not psutil.pid_exists(p) or psutil.Process(p).status() == "zombie"
+               for p in old_pids)
+    assert set(df.drop_duplicates("task_id", keep="last").status) == {"integrated"}
+    # no task lost, none done twice, files valid
+    done = read_jsonc(repo / ".ralph" / "done.jsonc")["tasks"]
+    assert sorted(t["id"] for t in done) == [f"RQ-000{i}" for i in range(1, 6)]
+    assert read_jsonc(repo / ".ralph" / "queue.jsonc")["tasks"] == []
+    assert Queue(repo).validate() == 5
+    files = git(repo, "ls-tree", "-r", "--name-only", "HEAD").split()
+    assert {f"t{i}.txt" for i in range(1, 6)} <= set(files)
+    log = git(repo, "log", "--format=%s")
+    for i in range(1, 6):
+        assert log.count(f"Merge ralph/RQ-000{i}:") <= 1, log
+    assert git(repo, "status", "--porcelain") == ""
