@@ -301,3 +301,17 @@ def test_same_size_edit_with_unchanged_mtime_is_still_seen(queue_repo: Queue):
     assert q.get(a.id).title == "zzzz"
     q.start("RQ-0002")
     assert json.loads(q.queue_path.read_text())["tasks"][0]["title"] == "zzzz"
+
+
+def test_tasks_pickle_and_queue_runnable_honours_exclude(queue_repo: Queue):
+    import pickle
+
+    q = queue_repo
+    a, b = q.add("a"), q.add("b")
+    c = q.add("c", scheduled_start="2999-01-01T00:00:00Z")
+    assert [t.id for t in q.runnable()] == [a.id, b.id]
+    assert q.next(exclude=[a.id]).id == b.id and q.next(exclude=[a.id, b.id]) is None
+    later = datetime(3000, 1, 1, tzinfo=UTC)
+    assert [t.id for t in q.runnable(now=later)] == [a.id, b.id, c.id]
+    t = pickle.loads(pickle.dumps(q.get(a.id)))  # tasks travel to executors intact
+    assert t == q.get(a.id) and t.file == "queue" and t.title == "a"
