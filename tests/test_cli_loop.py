@@ -1,0 +1,107 @@
+"""`ralphnb run/status/stop/kill`, across processes, with the demo agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ralphnb.cli import main
+from ralphnb.queue import Queue, init
+from ralphnb.run import Run, list_runs, live_run
+
+
+@pytest.fixture
+def env(monkeypatch):
+    e = dict(os.environ, RALPHNB_DEMO_SPEED="0.05")
+    for who in ("AUTHOR", "COMMITTER"):
+        for k, v in ((f"GIT_{who}_NAME", "Test"), (f"GIT_{who}_EMAIL", "t@example.invalid")):
+            e[k] = v
+            monkeypatch.setenv(k, v)
+    monkeypatch.setenv("RALPHNB_DEMO_SPEED", "0.05")
+    return e
+
+
+def make_repo(tmp_path: Path, tasks: list[dict]) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    q = init(repo)
+    for i, cf in enumerate(tasks, 1):
+        q.add(f"Task {i}", custom_fields={"demo.file": f"t{i}.txt", "demo.content": str(i), **cf})
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    return repo
+
+
+def ralphnb(*args: str, env: dict, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ralphnb", *args], env=env, text=True,
+                          capture_output=True, timeout=60, **kw)
+
+
+def test_run_prints_a_line_per_change_and_exits_0(tmp_path, env):
+    repo = make_repo(tmp_path, [{}, {}])
+    r = ralphnb("run", "--repo", str(repo), "--parallel", "2", "--check",
+                f"{sys.executable} -c 'import sys; sys.exit(0)'", env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert any("RQ-0001#1" in ln and "running" in ln for ln in lines)
+    assert any("RQ-0002#1" in ln and "integrated" in ln for ln in lines)
+    assert "[loop_finished]" in lines[-1]
+    assert len(Queue(repo).done) == 2
+    # status after the run falls back to the journal
+    s = ralphnb("status", "--repo", str(repo), "--json", env=env)
+    data = json.loads(s.stdout)
+    assert "not running" in data["head"] and len(data["records"]) == 2
+
+
+def test_run_exit_code_1_when_a_task_fails(tmp_path, env):
+    repo = make_repo(tmp_path, [{"demo.finish": "none"}])
+    r = ralphnb("run", "--repo", str(repo), "--max-iterations", "1", env=env)
+    assert r.returncode == 1
+    assert "failed" in r.stdout
+
+
+@pytest.mark.slow
+def test_status_stop_kill_act_on_a_loop_in_another_process(tmp_path, env):
+    repo = make_repo(tmp_path, [{"demo.hang": "1"}, {"demo.hang": "1"}, {}])
+    proc = subprocess.Popen([sys.executable, "-m", "ralphnb", "run", "--repo", str(repo),
+                             "--parallel", "3"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    recs: dict = {}
+    while time.monotonic() < deadline:
+        r = ralphnb("status", "--repo", str(repo), "--json", env=env) if live_run(repo) else None
+        if r is not None and r.returncode == 0:
+            recs = {x["task_id"]: x for x in json.loads(r.stdout)["records"]}
+            if all(recs.get(t, {}).get("status") == "running" for t in ("RQ-0001", "RQ-0002")):
+                break
+        time.sleep(0.2)
+    assert "running" in json.loads(r.stdout)["head"]
+    pids = [recs["RQ-0001"]["pid"], recs["RQ-0002"]["pid"]]
+    bad = ralphnb("kill", "RQ-0009", "--repo", str(repo), env=env)
+    assert bad.returncode == 1 and "RQ-0009" in bad.stderr
+    s = ralphnb("stop", "RQ-0001", "--repo", str(repo), env=env)
+    assert s.returncode == 0, s.stderr
+    k = ralphnb("kill", "RQ-0002", "--repo", str(repo), env=env)
+    assert k.returncode == 0, k.stderr
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1  # stopped/killed tasks are not done
+    st = {r["task_id"]: r["status"] for r in Run.load(list_runs(repo)[-1]).records.values()}
+    assert st == {"RQ-0001": "stopped", "RQ-0002": "killed", "RQ-0003": "integrated"}
+    assert all(not psutil.pid_exists(p) for p in pids)
+    assert Queue(repo).get("RQ-0001").status == "todo"
+    none = ralphnb("stop", "RQ-0001", "--repo", str(repo), env=env)
+    assert none.returncode == 1 and "no loop is running" in none.stderr
+
+
+def test_run_in_process_with_main(tmp_path, env, capsys):
+    repo = make_repo(tmp_path, [{}])
+    assert main(["run", "--repo", str(repo), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[-1]["status"] == "integrated"
