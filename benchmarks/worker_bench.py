@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -148,6 +150,15 @@ def workspace_creation(n_files: int, reps: int, tmp: Path) -> dict[str, list[flo
     return {"ralphnb": ours, "raw": raw}
 
 
+def wait_for_agent(w: Worker, name: str) -> None:
+    """Until the shim has exec'd the agent (measure stop, not startup)."""
+    shim = psutil.Process(w.pid)
+    for _ in range(1000):
+        if any(c.name() == name for c in shim.children()):
+            return
+        time.sleep(0.002)
+
+
 def stop_latency(n: int, tmp: Path) -> dict[str, list[float]]:
     env = build_env()
     out: dict[str, list[float]] = {"sleep": [], "python": []}
@@ -163,7 +174,7 @@ def stop_latency(n: int, tmp: Path) -> dict[str, list[float]]:
             if name == "python":
                 ready.wait(10)
             else:
-                time.sleep(0.03)  # let the shim exec the agent
+                wait_for_agent(w, "sleep")
             t0 = time.perf_counter()
             info = w.stop(grace=1.5)
             out[name].append((time.perf_counter() - t0) * 1e3)

@@ -7,7 +7,8 @@ process it spawns. Invariants:
   re-parents to the shim instead of PID 1 and can still be found and killed.
 - When the agent exits, every remaining descendant is SIGKILLed and reaped, then the shim exits
   with the agent's own status (same exit code, or the same signal re-raised on itself).
-- SIGINT/SIGTERM are ignored by the shim itself (they reach the agent through the group);
+- SIGINT/SIGTERM do not stop the shim (they reach the agent through the group; one arriving
+  before the agent was forked is passed on to it right after the fork);
   SIGUSR1 means "kill everything now": agent and descendants are SIGKILLed and the shim dies of
   SIGKILL. Exec failure exits 127 with a message on stderr.
 - With `--status-fd N`, the agent's raw wait status is written to fd N (decimal, newline) the
@@ -20,7 +21,7 @@ import signal
 import sys
 
 PR_SET_CHILD_SUBREAPER = 36
-_state = {"agent": 0, "kill_all": False}
+_state = {"agent": 0, "kill_all": False, "pending": 0}
 
 
 def _set_subreaper() -> None:
@@ -73,8 +74,11 @@ def _on_usr1(signum, frame) -> None:
     _kill_tree()
 
 
-def _ignore(signum, frame) -> None:
-    pass
+def _forward(signum, frame) -> None:
+    """SIGINT/SIGTERM: the group delivery reached the agent; one that came before the agent
+    existed is remembered and passed on right after the fork (a stop during startup)."""
+    if not _state["agent"]:
+        _state["pending"] = signum
 
 
 def _reap_all() -> None:
@@ -119,19 +123,38 @@ def main() -> None:
         os.write(2, b"ralphnb shim: no command given\n")
         os._exit(2)
     _set_subreaper()
-    signal.signal(signal.SIGINT, _ignore)
-    signal.signal(signal.SIGTERM, _ignore)
+    signal.signal(signal.SIGINT, _forward)
+    signal.signal(signal.SIGTERM, _forward)
     signal.signal(signal.SIGUSR1, _on_usr1)
+    delay = os.environ.get("RALPHNB_SHIM_FORK_DELAY")  # tests: widen the pre-fork window
+    if delay:
+        import time
+
+        time.sleep(float(delay))
+    # Block our signals across the fork: the child must not run the shim's handlers, and a
+    # SIGINT/SIGTERM that lands before the agent exists is passed on instead of lost.
+    ours = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
+    signal.pthread_sigmask(signal.SIG_BLOCK, ours)
     pid = os.fork()
     if pid == 0:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, ours)  # a pending one now acts by default
         try:
             os.execvp(argv[0], argv)
         except OSError as exc:
             os.write(2, f"ralphnb shim: cannot execute {argv[0]!r}: {exc}\n".encode())
         os._exit(127)
     _state["agent"] = pid
+    held = signal.sigpending()
+    stops = [s for s in (signal.SIGINT, signal.SIGTERM) if s in held]
+    forward = _state["pending"] or (stops[0] if stops else 0)
+    if forward and not _state["kill_all"]:
+        try:
+            os.kill(pid, forward)
+        except OSError:
+            pass
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, ours)  # a held SIGUSR1 now runs its handler
     if _state["kill_all"]:
         _kill_tree()
     status = None

@@ -5,8 +5,10 @@ session, its log file, its bounded output tail, and the on-disk registry of live
 Does not own: what the output means (runners parse lines) or what an exit means (the loop).
 Invariants:
 - Exactly one monitor thread per worker reaps the shim (`Popen.wait`) and calls `on_exit` the
-  moment it exits; no polling. Signals are never sent after the shim was reaped (the monitor
-  waits with WNOWAIT first), so a recycled pid is never signalled.
+  moment the agent exits (the shim reports the agent's wait status on a pipe; no polling).
+  `on_exit` may run before the last output lines reach `on_line`; `on_drained` and `wait()`
+  come after every line was delivered and the shim was reaped. Signals are never sent after
+  the shim was reaped (the monitor waits with WNOWAIT first): a recycled pid is never signalled.
 - After `stop()`/`kill()` return, no process of the worker remains: the shim (a child subreaper)
   kills every descendant, and a sweep by the per-worker token env var catches anything else.
 - Memory per worker is bounded: a tail of lines and one partial line of at most `MAX_LINE` bytes.

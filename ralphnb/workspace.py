@@ -305,7 +305,7 @@ class Workspaces:
     def _ignored(self, rels: list[str]) -> set[str]:
         if not rels:
             return set()
-        r = run_git(["check-ignore", "--no-index", "--", *rels], self.repo, check=False)
+        r = run_git(["check-ignore", "--", *rels], self.repo, check=False)
         return {line.strip() for line in r.stdout.splitlines() if line.strip()}
 
     def _copy_extras(self, path: Path, task_id: str) -> None:

@@ -393,3 +393,25 @@ def test_registry_record_lifecycle_and_live_workers_not_leftovers(tmp_path):
 def test_argv_must_be_a_list():
     with pytest.raises(WorkerError):
         Worker("echo hi", cwd=".", log_path="x.log", worker_id="w")
+
+
+def _catches(pid: int, sig: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
+def test_stop_before_the_agent_exists_still_honours_sigint(tmp_path):
+    env = build_env({"RALPHNB_SHIM_FORK_DELAY": "0.5"})
+    r = Run(tmp_path, argv=["sleep", "600"], env=env)
+    w = r.start(wait_ready=False)
+    deadline = time.monotonic() + 10
+    while not _catches(w.pid, signal.SIGUSR1) and time.monotonic() < deadline:
+        time.sleep(0.005)  # the shim's handlers are in place; the agent is not forked yet
+    assert psutil.Process(w.pid).children() == []
+    t0 = time.monotonic()
+    info = w.stop(grace=5.0)
+    assert time.monotonic() - t0 < 2.0 and info.signal == signal.SIGINT, info
+    r.check_clean()
