@@ -38,6 +38,8 @@ FIELDS = (
 )  # fmt: skip
 _ORDER = {k: i for i, k in enumerate(FIELDS)}
 ALLOWED = frozenset(FIELDS)
+AGENT_KEYS = frozenset({"runner", "model", "model_effort", "phases", "iterations",
+                        "phase_overrides", "runner_cli", "followup_reasoning_effort"})
 REQUIRED = ("id", "title", "created_at", "updated_at")
 TEXT_LISTS = ("tags", "scope", "evidence", "plan", "notes")
 ID_LISTS = ("depends_on", "blocks", "relates_to")
@@ -156,7 +158,7 @@ def _task_ok(t: Any) -> bool:
         if cf is not None and type(cf) is not dict:
             return False
         agent = get("agent")
-        if agent is not None and type(agent) is not dict:
+        if agent is not None and (type(agent) is not dict or not AGENT_KEYS.issuperset(agent)):
             return False
         return not (status in TERMINAL and get("completed_at") is None)
     except (KeyError, TypeError):
@@ -220,6 +222,9 @@ def check_task(t: Any, path: Path | None = None) -> None:
     agent = t.get("agent")
     if agent is not None and type(agent) is not dict:
         raise _bad(path, tid, "agent", "must be an object or null")
+    if agent and not AGENT_KEYS.issuperset(agent):
+        key = sorted(set(agent) - AGENT_KEYS)[0]
+        raise _bad(path, tid, "agent", f"unknown key {key!r} (ralph rejects it)")
     if t.get("status") in TERMINAL and t.get("completed_at") is None:
         raise _bad(path, tid, "completed_at", "a done/rejected task needs completed_at")
 

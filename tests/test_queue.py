@@ -130,6 +130,7 @@ def test_hand_edit_between_operations_survives(queue_repo: Queue):
         ([_task("RQ-0001", tags=["ok", ""])], "'tags'"),
         ([_task("RQ-0001", custom_fields={"k": {"nested": 1}})], "'custom_fields'"),
         ([{"id": "RQ-0001", "title": "no stamps"}], "'created_at'"),
+        ([_task("RQ-0001", agent={"runner": "claude", "colour": "red"})], "'colour'"),
     ],
 )
 def test_bad_input_raises_clear_error_and_leaves_files_unchanged(queue_repo: Queue, content,
