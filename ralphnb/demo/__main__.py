@@ -47,7 +47,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     repo = prepare(Path(args.path), args.tasks, duration=args.duration)
     print(f"Sample repository: {repo}\n")
     show_queue(repo)
-    return run_loop(repo, parallel=args.parallel)
+    # A real Loop: the demo agent on the sample repo, the table printed as it changes.
+    import pandas as pd
+
+    from ..cli_loop import _Printer
+    from ..loop import Loop
+
+    loop = Loop(repo, runner="demo", parallel=args.parallel)
+    printer = _Printer(loop, sys.stdout)
+    loop.subscribe(printer)
+    print(f"\nRunning {args.tasks} tasks, {args.parallel} in parallel (Ctrl-C stops the workers)")
+    printer.start()
+    try:
+        df = loop.run()
+    except KeyboardInterrupt:
+        printer.close()
+        print("interrupted: workers stopped, their tasks are back in todo")
+        return 130
+    printer.close()
+    cols = ["worker_id", "title", "status", "elapsed_s", "turns", "cost_usd", "last_message"]
+    with pd.option_context("display.width", 160, "display.max_colwidth", 40):
+        print("\nFinal DataFrame (loop.df):")
+        print(df[cols].to_string(index=False))
+    print(f"\nRun journal: {loop.run_dir}  (ralphnb.Run.load(path).df rebuilds the table)")
+    show_queue(repo)
+    bad = df.drop_duplicates("task_id", keep="last").status != "integrated"
+    return 1 if bad.any() else 0
 
 
 if __name__ == "__main__":
