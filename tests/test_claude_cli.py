@@ -95,9 +95,12 @@ def test_real_claude_writes_file_and_reports_session_turns_cost(tmp_path, claude
 def test_real_claude_api_error_is_clear_and_quick(tmp_path, claude_exe, script, words):
     with ScriptedAnthropicServer(script) as srv:
         runner = claude_runner(srv, tmp_path / "home", exe=claude_exe)
-        ws, info, events, _, elapsed, w = run_attempt(runner, tmp_path)
+        ws, info, events, parser, elapsed, w = run_attempt(runner, tmp_path)
     assert info.returncode == 1, w.tail(30)
     assert elapsed < 30
+    why = runner.diagnose(info.returncode, parser)
+    assert why.startswith("claude runner: `claude` exited with code 1: API Error")
+    assert words[0] in why
     (result,) = [e for e in events if e["type"] == "result"]
     assert result["is_error"] is True
     (err,) = [e for e in events if e["type"] == "error"]

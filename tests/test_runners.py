@@ -265,3 +265,21 @@ def test_secret_values_for_redaction():
     env = {"ANTHROPIC_API_KEY": "sk-ant-123456789", "OPENAI_API_KEY": "short",
            "CLAUDE_CODE_OAUTH_TOKEN": "tok-abcdefghij", "ANTHROPIC_BASE_URL": "http://x:1/v1"}
     assert secret_values(env) == ["sk-ant-123456789", "tok-abcdefghij"]
+
+
+def test_diagnose_names_runner_command_and_what_to_do():
+    from ralphnb.runners import ClaudeStreamParser
+
+    assert Claude().diagnose(0, ClaudeStreamParser()) is None
+    msg = Claude().diagnose(3, ClaudeStreamParser(), "line1\nfatal: no credentials\n")
+    assert msg.startswith("claude runner: `claude` exited with code 3 before starting a session")
+    assert "fatal: no credentials" in msg and "ANTHROPIC_API_KEY" in msg
+    p = ClaudeStreamParser()
+    p.feed('{"type":"result","is_error":true,"result":"API Error: 401 Invalid API key",'
+           '"session_id":"s1","num_turns":1}')
+    msg = Claude().diagnose(1, p)
+    assert "exited with code 1: API Error: 401 Invalid API key" in msg
+    assert "killed by signal 9" in Codex().diagnose(None, signal=9)
+    assert "OPENAI_API_KEY" in Codex().diagnose(1)
+    assert Demo().diagnose(2).startswith("demo runner: `python -m ralphnb.demo.agent` exited")
+    assert Command(["my-agent"]).diagnose(1).startswith("command runner: `my-agent`")

@@ -226,6 +226,7 @@ class Runner:
     name: ClassVar[str] = "runner"
     default_executables: ClassVar[tuple[str, ...]] = ()
     install_hint: ClassVar[str] = ""
+    failure_hint: ClassVar[str] = "See the worker's log for what went wrong."
     env_passthrough: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
@@ -314,6 +315,31 @@ class Runner:
     def parser(self) -> StreamParser:
         """A fresh parser for one attempt's output."""
         return TextParser()
+
+    def display_command(self) -> str:
+        """The program as a user would type it (for messages)."""
+        return os.path.basename(self.executable or (self.default_executables or (self.name,))[0])
+
+    def diagnose(self, returncode: int | None, parser: StreamParser | None = None,
+                  stderr: str = "", *, signal: int | None = None) -> str | None:
+        """A one-line explanation of a failed attempt naming the runner, the command and what to
+        do; None when the attempt succeeded (exit 0 and no error result)."""
+        failed = returncode not in (0, None) or signal is not None
+        if not failed and not (parser is not None and parser.is_error):
+            return None
+        exe = self.display_command()
+        how = (f"killed by signal {signal}" if signal is not None
+               else f"exited with code {returncode}")
+        if parser is not None and parser.is_error and parser.last_message:
+            what = f"{how}: {parser.last_message}"
+        elif parser is not None and parser.session_id is None and parser.result is None:
+            what = f"{how} before starting a session"
+        else:
+            what = how
+        tail = " ".join(stderr.strip().splitlines()[-3:])
+        if tail:
+            what += f" (stderr: {clip(tail, 300)})"
+        return f"{self.name} runner: `{exe}` {what}. {self.failure_hint}"
 
     # -- helpers -----------------------------------------------------------------------------
     def _flag(self, flag: str, what: str, value: str | None) -> list[str]:

@@ -136,6 +136,8 @@ class Claude(Runner):
     name: ClassVar[str] = "claude"
     default_executables = ("claude",)
     install_hint = "npm install -g @anthropic-ai/claude-code"
+    failure_hint = ("Check ANTHROPIC_API_KEY (or log in with `claude`), ANTHROPIC_BASE_URL and "
+                    "network access; try `claude -p hello` in a terminal.")
     env_passthrough = (
         "ANTHROPIC_*", "CLAUDE_*", "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING",
         "DISABLE_AUTOUPDATER", "MAX_THINKING_TOKENS", "MCP_TIMEOUT", "BASH_DEFAULT_TIMEOUT_MS",

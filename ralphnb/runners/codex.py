@@ -84,6 +84,8 @@ class Codex(Runner):
     name: ClassVar[str] = "codex"
     default_executables = ("codex",)
     install_hint = "npm install -g @openai/codex"
+    failure_hint = ("Check OPENAI_API_KEY (or `codex login`) and network access; try "
+                    "`codex exec hello` in a terminal.")
     env_passthrough = ("OPENAI_*", "CODEX_*", "AZURE_OPENAI_*")
 
     def __init__(self, executable=None, model=None, extra_args=(), env=None, *,  # noqa: ANN001

@@ -59,6 +59,8 @@ class Cursor(Runner):
     name: ClassVar[str] = "cursor"
     default_executables = ("cursor-agent", "agent")
     install_hint = "curl https://cursor.com/install -fsS | bash"
+    failure_hint = ("Check CURSOR_API_KEY (or `cursor-agent login`); try "
+                    "`cursor-agent -p hello` in a terminal.")
     env_passthrough = ("CURSOR_*",)
 
     def argv(self, exe: str, prompt: str, *, session_id: str | None = None) -> list[str]:

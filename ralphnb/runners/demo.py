@@ -24,11 +24,15 @@ class Demo(Runner):
 
     name: ClassVar[str] = "demo"
     env_passthrough = ("RALPHNB_DEMO_*",)
+    failure_hint = "The demo agent does what its task's demo.* fields say; see the log."
 
     def __init__(self, executable=None, model=None, extra_args=(), env=None, *,  # noqa: ANN001
                  speed: float | None = None) -> None:
         super().__init__(executable, model, extra_args, env)
         self.speed = speed
+
+    def display_command(self) -> str:
+        return "python -m ralphnb.demo.agent"
 
     def resolve_executable(self) -> str:
         return self.executable or sys.executable

@@ -75,6 +75,8 @@ class Gemini(Runner):
     name: ClassVar[str] = "gemini"
     default_executables = ("gemini",)
     install_hint = "npm install -g @google/gemini-cli"
+    failure_hint = ("Check GEMINI_API_KEY (or your GOOGLE_* credentials) and network access; "
+                    "try `gemini -p hello` in a terminal.")
     env_passthrough = ("GEMINI_*", "GOOGLE_*")
 
     def __init__(self, executable=None, model=None, extra_args=(), env=None, *,  # noqa: ANN001

@@ -69,6 +69,8 @@ class Opencode(Runner):
     name: ClassVar[str] = "opencode"
     default_executables = ("opencode",)
     install_hint = "npm install -g opencode-ai"
+    failure_hint = ("Check the provider key (`opencode auth login`) and the model name "
+                    "(provider/model); try `opencode run hello` in a terminal.")
     env_passthrough = (
         "OPENCODE_*", "ANTHROPIC_*", "OPENAI_*", "OPENROUTER_*", "GEMINI_*", "GOOGLE_*",
         "GROQ_*", "MISTRAL_*", "DEEPSEEK_*", "XAI_*",
