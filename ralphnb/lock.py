@@ -227,8 +227,8 @@ class DirLock:
         owner = {
             "pid": os.getpid(),
             "started_at": _utc_now_text(),
-            "command": " ".join(sys.argv).strip() or "python",
-            "label": self.label,
+            "command": " ".join(" ".join(sys.argv).split()) or "python",  # one line
+            "label": " ".join(self.label.split()) or "unspecified",
             "process_start": f"{me.create_time():.3f}",
             "host": socket.gethostname(),
         }
