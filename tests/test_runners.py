@@ -131,8 +131,12 @@ def test_gemini_opencode_cursor_argv(tmp_path, ws, monkeypatch):
     prompt.write_text("--force is not a flag here")
     spec = Cursor(executable=c).command(TASK, workspace=workspace, prompt_file=prompt,
                                         iteration=1)
-    assert spec.argv == [c, "--print", "--output-format", "stream-json", "--",
+    assert spec.argv == [c, "--print", "--output-format", "stream-json", "--trust", "--",
                          "--force is not a flag here"]
+    forced = Cursor(executable=c, bypass_permissions=True, trust=False, model="gpt-5").command(
+        TASK, workspace=workspace, prompt_file=prompt, iteration=2, session_id="c6b62c6f")
+    assert forced.argv == [c, "--print", "--output-format", "stream-json", "--model=gpt-5",
+                           "--resume=c6b62c6f", "--force", "--", "--force is not a flag here"]
     assert spec.stdin_path is None and spec.env["CURSOR_API_KEY"] == "c"
 
 

@@ -54,7 +54,11 @@ class CursorStreamParser(StreamParser):
 
 
 class Cursor(Runner):
-    """Cursor agent CLI. `bypass_permissions=True` adds `--force` (opt-in)."""
+    """Cursor agent CLI. `bypass_permissions=True` adds `--force` (opt-in).
+
+    `trust=True` (default) adds `--trust`: headless Cursor asks before working in a directory it
+    has not seen, and each worker's workspace is new; the workspace is ralphnb's own copy of the
+    user's repository. It approves no tool calls."""
 
     name: ClassVar[str] = "cursor"
     default_executables = ("cursor-agent", "agent")
@@ -63,8 +67,15 @@ class Cursor(Runner):
                     "`cursor-agent -p hello` in a terminal.")
     env_passthrough = ("CURSOR_*",)
 
+    def __init__(self, executable=None, model=None, extra_args=(), env=None, *,  # noqa: ANN001
+                 bypass_permissions: bool = False, trust: bool = True) -> None:
+        super().__init__(executable, model, extra_args, env, bypass_permissions=bypass_permissions)
+        self.trust = trust
+
     def argv(self, exe: str, prompt: str, *, session_id: str | None = None) -> list[str]:
         argv = [exe, "--print", "--output-format", "stream-json"]
+        if self.trust:
+            argv.append("--trust")
         argv += self._flag("--model", "model", self.model)
         argv += self._flag("--resume", "session id", session_id)
         if self.bypass_permissions:
