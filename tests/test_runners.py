@@ -118,6 +118,9 @@ def test_gemini_opencode_cursor_argv(tmp_path, ws, monkeypatch):
     assert spec.argv == [g, "--output-format", "stream-json", "--model=gemini-2.5-pro",
                          "--prompt=Carry out the task described above."]
     assert spec.stdin_path == prompt and spec.env["GEMINI_API_KEY"] == "g"
+    assert spec.env["GEMINI_CLI_TRUST_WORKSPACE"] == "true"
+    assert "--approval-mode=auto_edit" in Gemini(executable=g, approval_mode="auto_edit").command(
+        TASK, workspace=workspace, prompt_file=prompt, iteration=1).argv
     assert "CURSOR_API_KEY" not in spec.env
 
     o = fake_cli(tmp_path, "opencode")

@@ -5,7 +5,9 @@ Owns: argv for headless Gemini CLI — the prompt goes on stdin (Gemini prepends
 `GeminiStreamParser` for the documented events: `init` (session_id, model), `message` (role,
 content, delta), `tool_use` (tool_name), `tool_result`, `error` (severity, message) and `result`
 (status, error, stats: input_tokens, output_tokens, total_tokens, tool_calls, duration_ms).
-`approval_mode` (`auto_edit`, `yolo`) is opt-in; Gemini reports no cost.
+`approval_mode` (`auto_edit`, `yolo`) is opt-in — without it headless Gemini cannot use its edit
+and shell tools; `GEMINI_CLI_TRUST_WORKSPACE=true` (unless set) because every workspace is new,
+else Gemini ignores the approval mode in an untrusted folder. Gemini reports no cost.
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ class Gemini(Runner):
                 session_id: str | None = None) -> CommandSpec:
         task_dict(task)
         exe = self.resolve_executable()
-        return CommandSpec(argv=self.argv(exe, session_id=session_id), env=self.base_env(),
+        env = {"GEMINI_CLI_TRUST_WORKSPACE": "true", **self.base_env()}
+        return CommandSpec(argv=self.argv(exe, session_id=session_id), env=env,
                            stdin_path=Path(prompt_file))
 
     def parser(self) -> GeminiStreamParser:
