@@ -3,7 +3,7 @@
 Owns: `DaskExecutor` (client side: spawn, stop/kill over `client.run` aimed at the owning Dask
 worker, lost-worker detection, live lines and resources streamed back) and the remote side (the
 task function that supervises one agent with `process.Worker`, and `RalphnbWorkerPlugin`, whose
-teardown kills every agent of a closing Dask worker).
+teardown kills every agent of a closing Dask worker, live in `_dask_remote.py`).
 Does not own: scheduling or what an exit means (the loop), workspaces (the loop creates them on
 the client; this executor needs that path visible on the Dask worker: LocalCluster, or a shared
 filesystem).
@@ -25,313 +25,35 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import os
 import queue as _queue
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-from distributed import Client, WorkerPlugin, get_worker
+from distributed import Client
 
+from ._dask_remote import (
+    LOST,
+    PLUGIN_NAME,
+    RalphnbWorkerPlugin,
+    _quiet_kill,
+    _remote_control,
+    _remote_run,
+    _remote_sweep,
+    reap_dead_workers,
+)
 from .errors import WorkerError
-from .process import ExitInfo, Registry, Worker, find_leftovers, sweep_token
+from .process import ExitInfo
+
+__all__ = ["LOST", "DaskExecutor", "DaskHandle", "RalphnbWorkerPlugin", "reap_dead_workers"]
 
 log = logging.getLogger(__name__)
-
-PLUGIN_NAME = "ralphnb"
-LOST = "lost"
-_BATCH = 500  # lines per streamed message at most
-
-# ======================================================================= remote side
-
-
-def _registry_root() -> Path:
-    return Path(tempfile.gettempdir()) / f"ralphnb-dask-{os.getuid()}"
-
-
-def _proc_tag(pid: int) -> str:
-    return f"{pid}-{int(psutil.Process(pid).create_time() * 1000)}"
-
-
-def _tag_alive(tag: str) -> bool:
-    try:
-        pid, ms = (int(x) for x in tag.split("-"))
-        return abs(psutil.Process(pid).create_time() * 1000 - ms) < 100
-    except (ValueError, psutil.Error):
-        return False
-
-
-def reap_dead_workers(root: Path | None = None) -> int:
-    """Reap agents left by Dask worker processes of this host that died (e.g. SIGKILL).
-
-    Each Dask worker process records its agents under `<tmp>/ralphnb-dask-<uid>/<pid>-<ms>/`;
-    a directory whose owner is dead is swept (pid + create_time + token) and removed.
-    """
-    root = root or _registry_root()
-    n = 0
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
-        if d.is_dir() and not _tag_alive(d.name):
-            n += _reap_dir(d)
-            shutil.rmtree(d, ignore_errors=True)
-    return n
-
-
-def _reap_dir(d: Path, timeout: float = 5.0) -> int:
-    """SIGKILL a registry's leftovers and wait until each is dead (a zombie counts as dead:
-    orphans are reaped by PID 1, which some containers do slowly)."""
-    procs = find_leftovers(d)
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        while time.monotonic() < deadline:
-            try:
-                if p.status() == psutil.STATUS_ZOMBIE:
-                    break
-            except psutil.Error:
-                break
-            time.sleep(0.005)
-    for rec in Registry(d).records():
-        if rec.get("token"):
-            sweep_token(str(rec["token"]))
-    return len(procs)
-
-
-@dataclass
-class _Remote:
-    """One supervised agent inside a Dask worker process."""
-
-    worker: Worker
-    hid: str
-    topic: str
-    why: str | None = None  # set when the executor side (teardown, cancel) ended it
-
-
-@dataclass
-class _RemoteState:
-    registry: Registry
-    procs: dict[str, _Remote] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    closing: bool = False
-
-
-_STATES: dict[str, _RemoteState] = {}
-_STATES_LOCK = threading.Lock()
-
-
-def _state(dask_worker: Any) -> _RemoteState:
-    with _STATES_LOCK:
-        st = _STATES.get(dask_worker.id)
-        if st is None:
-            st = _RemoteState(Registry(_registry_root() / _proc_tag(os.getpid())))
-            _STATES[dask_worker.id] = st
-        return st
-
-
-class RalphnbWorkerPlugin(WorkerPlugin):
-    """Kills every agent of a Dask worker when it closes; reaps agents of dead siblings."""
-
-    name = PLUGIN_NAME
-
-    def setup(self, worker: Any) -> None:
-        _state(worker)
-        with contextlib.suppress(Exception):
-            n = reap_dead_workers()
-            if n:
-                log.warning("ralphnb: reaped %d agent process(es) of dead Dask workers", n)
-
-    def teardown(self, worker: Any) -> None:
-        with _STATES_LOCK:
-            st = _STATES.pop(worker.id, None)
-        if st is None:
-            return
-        with st.lock:
-            st.closing = True
-            remotes = list(st.procs.values())
-        threads = []
-        for r in remotes:
-            r.why = r.why or f"Dask worker {worker.address} closed"
-            t = threading.Thread(target=_quiet_kill, args=(r.worker,), daemon=True)
-            t.start()
-            threads.append(t)
-        for t in threads:
-            t.join(12.0)
-        with contextlib.suppress(OSError):
-            st.registry.path.rmdir()
-
-
-def _quiet_kill(w: Worker, grace: float | None = None) -> None:
-    with contextlib.suppress(Exception):
-        if grace is None:
-            w.kill()
-        else:
-            w.stop(grace=grace)
-
-
-def _exit_dict(info: ExitInfo) -> dict[str, Any]:
-    return {
-        "pid": info.pid, "returncode": info.returncode, "signal": info.signal,
-        "started_at": info.started_at.isoformat(), "ended_at": info.ended_at.isoformat(),
-        "log_path": str(info.log_path), "reason": info.reason,
-        "stderr_path": str(info.stderr_path) if info.stderr_path else None,
-    }  # fmt: skip
-
-
-def _make_stub(root: Path, task: dict[str, Any]) -> Path:
-    """A one-task queue on the worker for `ralphnb task done` to mark (links stripped)."""
-    from .jsonio import dumps_pretty
-
-    stub = {k: v for k, v in task.items() if k not in ("depends_on", "blocks", "parent_id")}
-    stub.update(status="doing")
-    ralph = root / ".ralph"
-    ralph.mkdir(parents=True, exist_ok=True)
-    (ralph / "queue.jsonc").write_bytes(dumps_pretty({"version": 1, "tasks": [stub]}))
-    (ralph / "done.jsonc").write_bytes(dumps_pretty({"version": 1, "tasks": []}))
-    return root
-
-
-def _read_marks(root: Path, task: dict[str, Any]) -> dict[str, Any] | None:
-    """What the agent did to its task in the stub queue: status and the notes it added."""
-    from .jsonio import read_jsonc
-
-    for name in ("queue.jsonc", "done.jsonc"):
-        with contextlib.suppress(Exception):
-            for t in read_jsonc(root / ".ralph" / name).get("tasks", []):
-                if t.get("id") == task.get("id") and t.get("status") in ("done", "rejected"):
-                    old = list(task.get("notes") or [])
-                    notes = list(t.get("notes") or [])
-                    return {"status": t["status"], "notes": notes[len(old) :]}
-    return None
-
-
-def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval: float) -> dict:
-    """Dask task: supervise one agent on this worker, streaming lines and the exit to `topic`."""
-    from distributed.worker import thread_state
-
-    dw = get_worker()
-    if dw.address != owner:  # re-run elsewhere after its worker died: the client owns retries
-        return {"refused": f"task pinned to {owner} reached {dw.address}"}
-    st = _state(dw)
-    key = getattr(thread_state, "key", None)
-    send_lock = threading.Lock()
-    pending: list[str] = []
-    seq = [0]
-
-    def send(kind: str, **data: Any) -> None:
-        with send_lock:
-            seq[0] += 1
-            dw.log_event(topic, {"h": hid, "k": kind, "seq": seq[0], **data})
-
-    def flush(res: dict | None = None) -> None:
-        with send_lock:
-            batch, pending[:] = pending[:], []
-        for i in range(0, len(batch), _BATCH):
-            send("lines", lines=batch[i : i + _BATCH])
-        if res is not None:
-            send("res", res=res)
-
-    def on_line(line: str) -> None:
-        with send_lock:
-            pending.append(line)
-
-    stub_root: Path | None = None
-    env = dict(spec["env"])
-    if spec.get("stub_task") is not None:
-        stub_root = _make_stub(st.registry.path / "stubs" / hid, spec["stub_task"])
-        env["RALPHNB_REPO"] = str(stub_root)
-    done = threading.Event()
-    result: dict[str, Any] = {}
-
-    def on_drained(info: ExitInfo) -> None:
-        flush()
-        remote = st.procs.get(hid)
-        ex = _exit_dict(info)
-        if remote is not None and remote.why:
-            ex.update(reason=LOST, detail=remote.why)
-        if stub_root is not None:
-            ex["marks"] = _read_marks(stub_root, spec["stub_task"])
-        result.update(ex)
-        send("exit", exit=ex)
-        done.set()
-
-    w = Worker(
-        spec["argv"], cwd=spec["cwd"], env=env, log_path=spec["log_path"],
-        worker_id=spec["worker_id"], task_id=spec.get("task_id"), on_line=on_line,
-        on_drained=on_drained, stdin_path=spec.get("stdin_path"), registry=st.registry,
-        tail_lines=spec.get("tail_lines", 200),
-    )  # fmt: skip
-    with st.lock:
-        if st.closing:
-            return {"refused": f"Dask worker {dw.address} is closing"}
-        st.procs[hid] = _Remote(w, hid, topic)
-    try:
-        try:
-            w.start()
-        except WorkerError as exc:
-            send("error", message=str(exc))
-            return {"error": str(exc)}
-        send("started", pid=w.pid, create_time=w.create_time, address=dw.address,
-             started_at=w.started_at.isoformat() if w.started_at else None)  # fmt: skip
-        last_res = 0.0
-        while not done.wait(interval):
-            now = time.monotonic()
-            res = None
-            if now - last_res >= 1.0:
-                last_res, res = now, w.resources()
-            flush(res)
-            ts = dw.state.tasks.get(key) if key is not None else None
-            if key is not None and (ts is None or ts.state in ("cancelled", "released")):
-                remote = st.procs[hid]
-                remote.why = remote.why or "the Dask task was cancelled"
-                threading.Thread(target=_quiet_kill, args=(w,), daemon=True).start()
-                done.wait(15.0)
-                break
-        return result
-    finally:
-        with st.lock:
-            st.procs.pop(hid, None)
-        if stub_root is not None:
-            shutil.rmtree(stub_root, ignore_errors=True)
-
-
-def _remote_control(
-    hid: str, pid: int, create_time: float | None, action: str, grace: float,
-    dask_worker: Any = None,
-) -> str:  # fmt: skip
-    """`client.run` target: stop or kill one agent of this worker, after an identity check."""
-    st = _STATES.get(dask_worker.id) if dask_worker is not None else None
-    remote = st.procs.get(hid) if st is not None else None
-    if remote is None:
-        return "gone"
-    w = remote.worker
-    if w.pid != pid:
-        return "mismatch"
-    try:
-        if create_time is not None and abs(psutil.Process(pid).create_time() - create_time) > 0.1:
-            return "mismatch"
-    except psutil.Error:
-        return "gone"
-    args = (w, grace) if action == "stop" else (w,)
-    threading.Thread(target=_quiet_kill, args=args, daemon=True).start()
-    return "ok"
-
-
-def _remote_sweep(dask_worker: Any = None) -> int:  # noqa: ARG001 - client.run injects it
-    return reap_dead_workers()
-
-
-# ======================================================================= client side
 
 
 def _spec_dict(spec: Any) -> dict[str, Any]:

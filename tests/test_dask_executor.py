@@ -277,7 +277,7 @@ def test_reap_dead_workers_sweeps_agents_of_a_dead_dask_worker_process(tmp_path)
         f"""
         import os, sys, time
         from pathlib import Path
-        from ralphnb.dask_executor import _proc_tag
+        from ralphnb._dask_remote import _proc_tag
         from ralphnb.process import Registry, Worker, build_env
         reg = Registry(Path({str(root)!r}) / _proc_tag(os.getpid()))
         w = Worker(["sleep", "600"], cwd={str(tmp_path)!r}, env=build_env(),
