@@ -290,3 +290,16 @@ def test_diagnose_names_runner_command_and_what_to_do():
     assert "OPENAI_API_KEY" in Codex().diagnose(1)
     assert Demo().diagnose(2).startswith("demo runner: `python -m ralphnb.demo.agent` exited")
     assert Command(["my-agent"]).diagnose(1).startswith("command runner: `my-agent`")
+
+
+def test_command_passes_only_the_variables_it_names(tmp_path, ws, monkeypatch):
+    workspace, prompt = ws
+    monkeypatch.setenv("MY_AGENT_KEY", "k1")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k2")
+    exe = fake_cli(tmp_path, "my-agent")
+    plain = Command([exe]).command(TASK, workspace=workspace, prompt_file=prompt, iteration=1)
+    assert "MY_AGENT_KEY" not in plain.env and "ANTHROPIC_API_KEY" not in plain.env
+    named = Command([exe], env_passthrough=["MY_AGENT_*"], env={"X": "1"}).command(
+        TASK, workspace=workspace, prompt_file=prompt, iteration=1)
+    assert named.env["MY_AGENT_KEY"] == "k1" and named.env["X"] == "1"
+    assert "ANTHROPIC_API_KEY" not in named.env

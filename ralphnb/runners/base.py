@@ -284,10 +284,14 @@ class Runner:
             command=candidates,
         )
 
+    def passthrough_patterns(self) -> tuple[str, ...]:
+        """Names (`fnmatch` patterns) of the parent's variables this CLI needs."""
+        return tuple(self.env_passthrough)
+
     def passthrough_env(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """The parent's variables this runner's CLI needs (API keys, base URLs, proxies)."""
         environ = os.environ if environ is None else environ
-        patterns = (*self.env_passthrough, *NETWORK_ENV)
+        patterns = (*self.passthrough_patterns(), *NETWORK_ENV)
         return {k: v for k, v in environ.items() if any(fnmatchcase(k, p) for p in patterns)}
 
     def base_env(self) -> dict[str, str]:

@@ -58,13 +58,8 @@ class Command(Runner):
     def __repr__(self) -> str:
         return f"Command({self.argv_template!r})"
 
-    def passthrough_env(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-        saved = self.env_passthrough
-        try:
-            self.env_passthrough = self.extra_passthrough  # type: ignore[misc]
-            return super().passthrough_env(environ)
-        finally:
-            self.env_passthrough = saved  # type: ignore[misc]
+    def passthrough_patterns(self) -> tuple[str, ...]:
+        return self.extra_passthrough
 
     def command(self, task: Any, *, workspace: Path, prompt_file: Path, iteration: int,
                 session_id: str | None = None) -> CommandSpec:
