@@ -227,7 +227,7 @@ def test_cancelled_future_kills_the_agent(executor, tmp_path, tree):
 
 
 @pytest.mark.slow
-def test_dask_worker_sigkilled_mid_task_gives_lost_exit_and_no_orphan(tmp_path, tree):
+def test_dask_worker_sigkilled_or_restarted_mid_task_gives_lost_exit_and_no_orphan(tmp_path, tree):
     with new_cluster() as cluster, distributed.Client(cluster) as c:
         ex = DaskExecutor(c)
         rec = Recorder()
@@ -248,6 +248,15 @@ def test_dask_worker_sigkilled_mid_task_gives_lost_exit_and_no_orphan(tmp_path, 
         h2 = ex.spawn(spec(tmp_path, "w8", [sys.executable, "-c", "print('ok')"]),
                       rec2.callbacks())
         assert h2.wait(30).returncode == 0 and rec2.lines == ["ok"]
+        # client.restart() alone orphans a task's children; the worker plugin kills them
+        rec3 = Recorder()
+        h3 = ex.spawn(spec(tmp_path, "w9", [sys.executable, str(tree), "1", "ignore"]),
+                      rec3.callbacks())
+        pids3 = tree_pids(rec3)
+        c.restart()
+        info3 = h3.wait(20)
+        assert info3 is not None and info3.reason == "lost"
+        assert no_survivor(pids3 + [h3.pid]) == []
         ex.close()
 
 
