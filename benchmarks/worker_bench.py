@@ -251,25 +251,25 @@ def main() -> None:
         write_results(lines, quick)
 
 
-def write_results(lines: list[str], quick: bool) -> None:
-    path = ROOT / "benchmarks" / "RESULTS.md"
+def write_results(lines: list[str], quick: bool, path: Path | None = None) -> None:
+    """Replace only the worker block of RESULTS.md (between its markers under "## Workers")."""
+    path = path or ROOT / "benchmarks" / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    head = "## Workers (benchmarks/worker_bench.py)"
-    start = text.find(head)
-    end = len(text)
-    if start >= 0:
-        nxt = text.find("\n## ", start + len(head))
-        end = nxt + 1 if nxt >= 0 else len(text)
-    else:
-        start = len(text)
-    cpu = os.cpu_count()
+    begin, end = "<!-- worker-bench:start -->", "<!-- worker-bench:end -->"
     flag = " --quick" if quick else ""
-    cmd = f"`.venv/bin/python benchmarks/worker_bench.py{flag} --write`"
-    info = f"(Linux, {cpu} cores shared with other work, Python {sys.version.split()[0]})"
-    body = [head, "", f"Command: {cmd} {info}.", "", "```", *lines, "```", ""]
-    section = "\n".join(body) + "\n"
-    text = text[:start].rstrip("\n") + "\n\n" + section + text[end:]
-    path.write_text(text.lstrip("\n"))
+    load = os.getloadavg()[0]
+    info = (f"({time.strftime('%Y-%m-%d')}, Python {sys.version.split()[0]}, "
+            f"{os.cpu_count()} CPUs shared with other work, load average {load:.1f})")  # fmt: skip
+    block = "\n".join([begin, f"Command: `python benchmarks/worker_bench.py{flag} --write` {info}.",
+                       "", "```", *lines, "```", end])  # fmt: skip
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    elif "\n## Workers\n" in text:
+        at = text.index("\n## Workers\n") + len("\n## Workers\n")
+        text = text[:at] + "\n" + block + "\n" + text[at:]
+    else:
+        text = text.rstrip("\n") + "\n\n## Workers\n\n" + block + "\n"
+    path.write_text(text)
 
 
 if __name__ == "__main__":
