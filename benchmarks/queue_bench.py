@@ -33,7 +33,7 @@ from ralphnb.queue import Queue
 
 N_TASKS = 10_000
 N_DONE = 2_000
-REPEAT = 5
+REPEAT = 7
 WORDS = re.findall(
     r"\w+",
     "queue runner worker lock state file parse schema agent loop merge branch commit test "
