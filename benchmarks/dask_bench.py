@@ -7,13 +7,18 @@ Measures, in one run on this machine:
 - stop latency (SIGINT-honouring agent) and kill latency (SIGINT-ignoring agent with children),
   from the call to the confirmed exit, both executors.
 
-Run: `python benchmarks/dask_bench.py [--tasks 100] [--parallel 2] [--rounds 10]`.
-Prints a markdown section for benchmarks/RESULTS.md.
+- the same through the whole `Loop` (`--loop N` tasks of a sample git repo: worktrees, merges,
+  queue bookkeeping) with each executor.
+
+Run: `python benchmarks/dask_bench.py [--tasks 100] [--parallel 2] [--rounds 10] [--loop 20]
+[--write]`. Prints a markdown section; `--write` puts it in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -97,6 +102,20 @@ def stop_kill(executor, root: Path, rounds: int, offset: int) -> dict[str, list[
     return out
 
 
+def loop_run(executor, root: Path, n: int, parallel: int) -> tuple[float, int]:
+    """Wall time of a whole Loop over an `n`-task sample repo, and how many tasks it merged."""
+    from ralphnb.demo.sample import create_sample_repo
+    from ralphnb.loop import Loop
+    from ralphnb.queue import Queue
+
+    repo = create_sample_repo(root / "repo", n_tasks=n, duration=0.0)
+    runner = get_runner("demo")
+    runner.speed = 0.0
+    t0 = time.perf_counter()
+    Loop(repo, runner=runner, parallel=parallel, executor=executor).run()
+    return time.perf_counter() - t0, len(Queue(repo).done)
+
+
 def ms(x: float) -> str:
     return f"{x * 1000:.1f} ms"
 
@@ -111,7 +130,13 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=100)
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--loop", type=int, default=20, help="tasks for the Loop comparison (0: skip)")
+    ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = ap.parse_args()
+    for k in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+        os.environ.setdefault(k, "ralphnb bench")
+    for k in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        os.environ.setdefault(k, "bench@ralphnb.invalid")
 
     from distributed import Client, LocalCluster
 
@@ -146,6 +171,9 @@ def main() -> None:
                     r["over"] += over
             for name, ex in (("local", local_ex), ("dask", dask_ex)):
                 rows[name].update(stop_kill(ex, root / f"sk-{name}", args.rounds, args.tasks))
+                if args.loop:
+                    rows[name]["loop"] = loop_run(ex, root / f"loop-{name}", args.loop,
+                                                  args.parallel)
         finally:
             dask_ex.close()
             client.close()
@@ -154,26 +182,52 @@ def main() -> None:
     loc, dsk = rows["local"], rows["dask"]
     n, par = args.tasks, args.parallel
     over_wall = (dsk["wall"] - loc["wall"]) / n * par
-    print(f"### Dask executor (`benchmarks/dask_bench.py`, distributed {_dver()})\n")
-    print(f"{n} short demo tasks (demo agent at speed 0, promise finish), parallel {par}: a "
-          f"{par}-worker LocalCluster (processes, 1 thread each; started in {startup:.2f} s) "
-          f"beside the local executor. Stop/kill: {args.rounds} rounds each, call to confirmed "
-          "exit.\n")
-    print("| | local executor | Dask executor |")
-    print("|---|---|---|")
-    print(f"| wall time, {n} tasks | {loc['wall']:.2f} s | {dsk['wall']:.2f} s |")
-    print(f"| tasks/s | {n / loc['wall']:.1f} | {n / dsk['wall']:.1f} |")
+    out = [f"Command: `python benchmarks/dask_bench.py --tasks {n} --parallel {par} --rounds "
+           f"{args.rounds} --loop {args.loop}` ({time.strftime('%Y-%m-%d')}, Python "
+           f"{platform.python_version()}, distributed {_dver()}, {os.cpu_count()} CPUs, load "
+           f"average {os.getloadavg()[0]:.1f}).", "",
+           f"{n} short demo tasks (demo agent at speed 0, promise finish), parallel {par}: a "
+           f"{par}-worker LocalCluster (processes, 1 thread each; started in {startup:.2f} s) "
+           f"beside the local executor, run alternately in chunks. Stop/kill: {args.rounds} "
+           "rounds each, from the call to the confirmed exit.", "",
+           "| | local executor | Dask executor |", "|---|---|---|",
+           f"| wall time, {n} tasks | {loc['wall']:.2f} s | {dsk['wall']:.2f} s |",
+           f"| tasks/s | {n / loc['wall']:.1f} | {n / dsk['wall']:.1f} |"]
     for key, label in (("lat", "spawn to exit delivered"),
                        ("over", "executor overhead (spawn to exit minus agent lifetime)"),
                        ("stop", "stop (SIGINT honoured)"),
                        ("kill", "kill (3 children, SIGINT ignored)")):
         a, b = loc[key], dsk[key]
-        print(f"| {label}, p50 / p90 | {ms(statistics.median(a))} / {ms(pct(a, 0.9))} | "
-              f"{ms(statistics.median(b))} / {ms(pct(b, 0.9))} |")
+        out.append(f"| {label}, p50 / p90 | {ms(statistics.median(a))} / {ms(pct(a, 0.9))} | "
+                   f"{ms(statistics.median(b))} / {ms(pct(b, 0.9))} |")
+    if args.loop:
+        (lw, ld), (dw, dd) = loc["loop"], dsk["loop"]
+        out.append(f"| whole Loop, {args.loop} sample tasks (worktrees, merges) | {lw:.2f} s "
+                   f"({ld} merged) | {dw:.2f} s ({dd} merged) |")
     extra = statistics.mean(dsk["over"]) - statistics.mean(loc["over"])
-    print(f"\nOverhead per task of the Dask executor over the local one: {ms(extra)} (mean, "
-          f"executor overhead); {ms(over_wall)} of wall time per task per slot (includes the "
-          "machine's load: agents share 2 cores with the scheduler and worker processes).")
+    out += ["", f"Overhead per task of the Dask executor over the local one: {ms(extra)} (mean "
+            f"executor overhead); {ms(over_wall)} of wall time per task per slot, which also "
+            "counts the machine's load (agents share the CPUs with the scheduler and the "
+            "Dask worker processes)."]
+    text = "\n".join(out)
+    print(text)
+    if args.write:
+        write_results(text)
+
+
+def write_results(text: str) -> None:
+    """Replace the Dask section's body between its markers in RESULTS.md."""
+    path = Path(__file__).with_name("RESULTS.md")
+    start, end = "<!-- dask-bench:start -->", "<!-- dask-bench:end -->"
+    doc = path.read_text(encoding="utf-8")
+    block = f"{start}\n{text}\n{end}"
+    if start in doc and end in doc:
+        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end):]
+    elif "## Dask\n" in doc:
+        doc = doc.replace("## Dask\n", f"## Dask\n\n{block}\n", 1)
+    else:
+        doc = doc.rstrip("\n") + f"\n\n## Dask\n\n{block}\n"
+    path.write_text(doc, encoding="utf-8")
 
 
 def _dver() -> str:
