@@ -142,7 +142,7 @@ class Loop:
                  workspace_root: str | Path | None = None, prompt_template: str | None = None,
                  tasks: Iterable[str] | None = None) -> None:  # fmt: skip
         from .runners import get_runner
-        from .workspace import Workspaces
+        from .workspace import COPY_EXCLUDE, Workspaces
 
         self.queue = Queue(repo)
         self.repo = self.queue.repo
@@ -157,8 +157,11 @@ class Loop:
         self.prompt_template = prompt_template
         self.only = set(tasks) if tasks is not None else None
         self.executor: Executor = executor or LocalExecutor()
+        # copies never take `.ralph/` (the run's own logs and lock live there; the agent
+        # reaches the queue through RALPHNB_REPO)
         self.workspaces = Workspaces(self.repo, root=workspace_root, mode=workspace_mode,
-                                     target_branch=target_branch)  # fmt: skip
+                                     target_branch=target_branch,
+                                     copy_exclude=(*COPY_EXCLUDE, ".ralph"))  # fmt: skip
         self.target_branch = self.workspaces.target_branch
         self.run_id: str | None = None
         self.run_dir: Path | None = None
@@ -536,8 +539,8 @@ class Loop:
             self._ev("iteration_end", tr, decision=d.action, reason=d.reason,
                      marked_done=marked, promise=att.promise_seen, check_ok=ok)  # fmt: skip
             if d.action == "complete":
-                if not marked:
-                    self.queue.complete(tr.task_id, archive=False)
+                if not marked and self.workspaces.is_git:  # done before merging: a crash
+                    self.queue.complete(tr.task_id, archive=False)  # then re-integrates
                 return self._integrate(tr, ws)
             if marked:
                 self.queue.update(tr.task_id, status="doing", completed_at=None)
@@ -692,7 +695,10 @@ class Loop:
                         self._ev("conflict", tr, error=err, paths=res.paths)
                         return self._requeue(tr, err)
                 if res_status in ("integrated", "noop"):
-                    self.queue.archive(tr.task_id)
+                    if self.queue.get(tr.task_id).status == "done":
+                        self.queue.archive(tr.task_id)
+                    else:  # nothing to merge (plain directory): one write
+                        self.queue.complete(tr.task_id)
                     commit_bookkeeping(self.repo, f"{tr.task_id}: archive ({tr.title})")
                     self._ev("integrated", tr, commit=commit)
                     if ws is not None and self.workspaces.is_git:
