@@ -8,11 +8,12 @@ process it spawns. Invariants:
 - When the agent exits, every remaining descendant is SIGKILLed and reaped, then the shim exits
   with the agent's own status (same exit code, or the same signal re-raised on itself).
 - SIGINT/SIGTERM do not stop the shim (they reach the agent through the group; one arriving
-  before the agent was forked is passed on to it right after the fork);
-  SIGUSR1 means "kill everything now": agent and descendants are SIGKILLed and the shim dies of
-  SIGKILL. Exec failure exits 127 with a message on stderr.
-- With `--status-fd N`, the agent's raw wait status is written to fd N (decimal, newline) the
-  moment the agent is reaped, so the parent learns of the exit before any sweep or shim teardown.
+  before the agent was forked is passed on to it right after the fork; a SIGTERM sent to the
+  shim alone is passed to the agent). SIGUSR1 means "kill everything now": the agent and all
+  descendants are SIGKILLed and the shim dies of SIGKILL. Exec failure exits 127 (stderr says).
+- With `--status-fd N`, the agent's pid (`p<pid>` line) is written to fd N after the fork and
+  its raw wait status (decimal line) the moment the agent is reaped, so the parent learns of
+  the exit before any sweep or shim teardown.
 Stdlib only (os, signal, sys, ctypes) so it starts fast; imports nothing from ralphnb.
 """
 
@@ -75,10 +76,16 @@ def _on_usr1(signum, frame) -> None:
 
 
 def _forward(signum, frame) -> None:
-    """SIGINT/SIGTERM: the group delivery reached the agent; one that came before the agent
-    existed is remembered and passed on right after the fork (a stop during startup)."""
+    """SIGINT/SIGTERM. A group signal reached the agent already; one that came before the agent
+    existed is remembered and passed on right after the fork (a stop during startup). SIGTERM
+    sent to the shim alone (`kill <pid>`) is passed to the agent, so it can exit gracefully."""
     if not _state["agent"]:
         _state["pending"] = signum
+    elif signum == signal.SIGTERM:
+        try:
+            os.kill(_state["agent"], signal.SIGTERM)
+        except OSError:
+            pass
 
 
 def _reap_all() -> None:
@@ -146,6 +153,11 @@ def main() -> None:
             os.write(2, f"ralphnb shim: cannot execute {argv[0]!r}: {exc}\n".encode())
         os._exit(127)
     _state["agent"] = pid
+    if status_fd >= 0:
+        try:
+            os.write(status_fd, b"p%d\n" % pid)  # the agent's pid, for the parent's records
+        except OSError:
+            pass
     held = signal.sigpending()
     stops = [s for s in (signal.SIGINT, signal.SIGTERM) if s in held]
     forward = _state["pending"] or (stops[0] if stops else 0)

@@ -215,7 +215,8 @@ class Worker:
         self.stdin_path = Path(stdin_path) if stdin_path is not None else None
         self.registry = registry
         self.token = f"{os.getpid()}-{secrets.token_hex(8)}"
-        self.pid: int | None = None
+        self.pid: int | None = None  # the supervisor shim's pid (session and group leader)
+        self.agent_pid: int | None = None  # the agent's own pid, once the shim has forked it
         self.create_time: float | None = None
         self.started_at: datetime | None = None
         self.exit_info: ExitInfo | None = None
@@ -389,15 +390,23 @@ class Worker:
         self._drain(info)
 
     def _read_status(self) -> int | None:
-        """Block until the shim reports the agent's wait status; None if it never does."""
-        data = b""
+        """Block until the shim reports the agent's wait status; None if it never does.
+
+        The shim first reports the agent's pid (`p<pid>`), then its wait status.
+        """
+        buf = b""
         try:
-            while not data.endswith(b"\n"):
+            while True:
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.startswith(b"p"):
+                        self.agent_pid = int(line[1:])
+                    else:
+                        return os.waitstatus_to_exitcode(int(line))
                 chunk = os.read(self._status_fd, 64)
                 if not chunk:
                     return None
-                data += chunk
-            return os.waitstatus_to_exitcode(int(data))
+                buf += chunk
         except (OSError, ValueError):
             return None
         finally:

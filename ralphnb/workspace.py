@@ -24,8 +24,10 @@ fsmonitor, but the user's own later `git` commands in the checkout are not. Give
 a separate clone: `Workspaces(repo, mode="clone")` (or `Loop(..., workspace_mode="clone")`). The
 clone has its own `.git` (objects copied, no hardlinks), so nothing the agent writes reaches the
 user's repository until ralphnb fetches the finished branch back (`Workspaces.sync_branch`), a
-fetch that runs no hook of the clone. It is still the same OS user: real containment of a hostile
-agent needs a container or a separate account.
+fetch that runs no hook of the clone. Disabling hooks does not cover commands configured as
+filter or diff drivers (`filter.<name>.smudge`, `diff.<name>.textconv`) in a shared config: an
+agent in a worktree can plant those too, another reason for a clone. It is still the same OS
+user: real containment of a hostile agent needs a container or a separate account.
 """
 
 from __future__ import annotations

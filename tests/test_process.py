@@ -197,6 +197,16 @@ def test_escapee_swept_by_token_when_shim_itself_is_sigkilled(tmp_path):
     r.check_clean()
 
 
+def test_sigterm_to_the_shim_alone_reaches_the_agent(tmp_path):
+    r = Run(tmp_path, "exit-on-term")
+    w = r.start()
+    assert w.agent_pid == psutil.Process(w.pid).children()[0].pid
+    os.kill(w.pid, signal.SIGTERM)  # what `kill <pid>` from a terminal does
+    info = w.wait(10)
+    assert info is not None and info.returncode == 7 and "got SIGTERM" in w.tail()
+    r.check_clean()
+
+
 def test_exit_event_is_immediate_not_polled(tmp_path):
     r = Run(tmp_path, "honour-int")
     w = r.start()

@@ -34,6 +34,15 @@ def main() -> None:
         signal.signal(signal.SIGINT, bye)
         ready()
         time.sleep(600)
+    if mode == "exit-on-term":
+
+        def term(signum, frame):
+            os.write(1, b"got SIGTERM\n")
+            os._exit(7)
+
+        signal.signal(signal.SIGTERM, term)
+        ready()
+        time.sleep(600)
     if mode == "ignore-int":
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
