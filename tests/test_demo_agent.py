@@ -17,6 +17,7 @@ import pytest
 
 from ralphnb.demo import create_sample_repo
 from ralphnb.demo.__main__ import main as demo_main
+from ralphnb.demo.__main__ import prepare
 from ralphnb.process import Worker, build_env
 from ralphnb.queue import Queue
 from ralphnb.runners import Demo, build_prompt
@@ -274,10 +275,27 @@ def test_sample_repo_is_valid_and_committed(tmp_path, ralph_fixtures):
     assert not (plain / ".git").exists() and len(Queue(plain).tasks) == 2
 
 
-def test_demo_main_creates_repo_and_prints_queue(tmp_path, capsys):
+def test_prepare_replaces_only_a_previous_demo_repo(tmp_path):
+    target = tmp_path / "demo-repo"
+    prepare(target, 3, duration=None)
+    prepare(target, 2, duration=None)  # a previous demo repo is replaced
+    assert len(Queue(target).tasks) == 2
+    other = tmp_path / "not-a-demo"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        prepare(other, 2, duration=None)
+    assert (other / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_make_demo_entry_point_runs_the_sample_queue(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RALPHNB_DEMO_SPEED", "0")
+    for k, v in GIT_ENV.items():
+        monkeypatch.setenv(k, v)
     target = tmp_path / "demo-repo"
     assert demo_main([str(target), "--tasks", "3"]) == 0
     out = capsys.readouterr().out
     assert "RQ-0003" in out and "Add a greeting module" in out
-    assert demo_main([str(target), "--tasks", "2"]) == 0  # a previous demo repo is replaced
-    assert len(Queue(target).tasks) == 2
+    assert Queue(target).tasks == [] and len(Queue(target).done) == 3
+    assert (target / "src/greeting.py").exists() and (target / "docs/greeting.md").exists()

@@ -1,8 +1,9 @@
-"""`python -m ralphnb.demo [PATH]` (what `make demo` runs): create a sample repo and show it.
+"""`python -m ralphnb.demo [PATH]` (what `make demo` runs): the demo agent on a sample repo.
 
-For now it creates the sample repository (default ./demo-repo, replaced if it is a previous
-demo) and prints its queue; the loop step is `run_loop(repo)`, kept separate so switching the
-demo to a real Loop is a small change.
+Creates the sample repository (default ./demo-repo; a previous demo repo there is replaced, any
+other non-empty directory is refused), prints its queue, runs a real Loop over it with the demo
+agent (live table), then prints the final DataFrame and the queue. Exit 0 when every task was
+integrated, 130 on Ctrl-C. `RALPHNB_DEMO_SPEED` scales the agent's timings.
 """
 
 from __future__ import annotations
@@ -29,12 +30,6 @@ def show_queue(repo: Path) -> None:
     df = Queue(repo).df
     cols = [c for c in ("id", "status", "title", "depends_on") if c in df.columns]
     print(df[cols].to_string(index=False) if cols else df.to_string())
-
-
-def run_loop(repo: Path, *, parallel: int) -> int:  # noqa: ARG001 - the loop lands here
-    """Run the demo agent over the sample queue. Placeholder until the Loop is wired in."""
-    print("\n(The loop is not wired into the demo yet; the queue above is what it will run.)")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
