@@ -236,6 +236,12 @@ def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval
         with line_lock:
             pending.append(line)
 
+    ship_base: Path | None = None
+    if spec.get("ship") is not None:  # no shared filesystem: the workspace came with the task
+        from ._dask_ship import resolve
+
+        ship_base = st.registry.path / "ship" / hid
+        spec = resolve(spec, ship_base)
     stub_root: Path | None = None
     env = dict(spec["env"])
     if spec.get("stub_task") is not None:
@@ -251,6 +257,14 @@ def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval
             ex.update(reason=LOST, detail=remote.why)
         if stub_root is not None:
             ex["marks"] = _read_marks(stub_root, spec["stub_task"])
+        if ship_base is not None:  # the tree goes back as the task's result, not as an event
+            from ._dask_ship import pack_dir
+
+            try:
+                result["workspace_tar"] = pack_dir(ship_base / "ws")
+                ex["shipped"] = True
+            except OSError as exc:
+                ex["ship_error"] = f"could not pack the workspace on {dw.address}: {exc}"
         result.update(ex)
         with send_lock:
             flush()
@@ -293,8 +307,9 @@ def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval
     finally:
         with st.lock:
             st.procs.pop(hid, None)
-        if stub_root is not None:
-            shutil.rmtree(stub_root, ignore_errors=True)
+        for tmp in (stub_root, ship_base):
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _remote_control(

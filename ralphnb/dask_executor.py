@@ -113,6 +113,7 @@ class DaskHandle:
         self._lock = threading.Lock()
         self._losing = False
         self._spawning = False
+        self._logf: Any = None  # ship mode: the client writes the log from the stream
         self.start_error: str | None = None
         self.host = ""
 
@@ -146,6 +147,8 @@ class DaskHandle:
             self._finish(self._synth(returncode=127, reason=None), msg["message"])
         elif kind == "exit":
             ex = msg["exit"]
+            if ex.get("shipped") or ex.get("ship_error"):
+                self._bring_back(ex)
             if ex.get("marks"):
                 self._apply_marks(ex["marks"])
             if ex.get("detail"):
@@ -164,7 +167,25 @@ class DaskHandle:
                 f.write(f"[ralphnb] {msg['why']}\n")  # shared path; its writer is gone
             self._finish(self._synth(signal_=int(signal.SIGKILL), reason=LOST), msg["why"])
 
+    def _bring_back(self, ex: dict[str, Any]) -> None:
+        """Mirror the shipped workspace's final tree over the client's workspace."""
+        from ._dask_ship import sync_back
+
+        err = ex.get("ship_error")
+        if err is None:
+            try:
+                res = self.future.result(timeout=120)
+                sync_back(res["workspace_tar"], self.spec["cwd"])
+            except Exception as exc:
+                err = f"could not bring the workspace back from {self.address}: {exc}"
+        if err is not None:
+            self._line(f"[ralphnb] {err}")
+            ex["detail"] = ex.get("detail") or err
+
     def _line(self, line: str) -> None:
+        if self._logf is not None:
+            with contextlib.suppress(OSError):
+                self._logf.write(line + "\n")
         self._tail.append(line)
         if self._on_line is not None:
             try:
@@ -206,6 +227,9 @@ class DaskHandle:
             self._exited.set()
         self._started.set()
         self._ex._forget(self)
+        if self._logf is not None:
+            with contextlib.suppress(OSError):
+                self._logf.close()
         for cb in (self._on_exit, self._on_drained):  # remote lines are drained before exit
             if cb is not None:
                 try:
@@ -273,14 +297,27 @@ class DaskExecutor:
     `client`: a connected `distributed.Client`. `workers`: restrict to these worker addresses.
     `queue_writes`: "client" (the agent's `ralphnb task done` goes to a stub queue on the worker
     and the client applies it) or "direct" (RALPHNB_REPO left as given; needs a shared queue).
-    The workspace, log and prompt paths in each spec must be visible on the Dask workers.
+    `workspace`: "shared" (default: the workspace, prompt and log paths of each spec are used as
+    they are, so the Dask workers must see the client's filesystem: a LocalCluster, or NFS) or
+    "ship" (the workspace without `.git`, the prompt and stdin files travel with the task; the
+    agent works in a copy on the worker; its final tree comes back as the task's result and is
+    mirrored over the client's workspace, where the loop commits and merges it as usual; the
+    client writes the log from the streamed lines). `wait_started`: `spawn` returns once the
+    agent runs (True) or at once (False). `interval`: how often the remote side flushes lines
+    and checks for cancellation.
     """
 
     def __init__(self, client: Client, *, workers: list[str] | None = None,
                  queue_writes: str = "client", interval: float = 0.1,
-                 register_plugin: bool = True, wait_started: bool = True) -> None:  # fmt: skip
+                 register_plugin: bool = True, wait_started: bool = True,
+                 workspace: str = "shared") -> None:  # fmt: skip
         if queue_writes not in ("client", "direct"):
             raise ValueError("queue_writes must be 'client' or 'direct'")
+        if workspace not in ("shared", "ship"):
+            raise ValueError("workspace must be 'shared' or 'ship'")
+        if workspace == "ship" and queue_writes != "client":
+            raise ValueError("workspace='ship' needs queue_writes='client' (no shared queue)")
+        self.workspace = workspace
         self.client = client
         self.workers = list(workers) if workers else None
         self.queue_writes = queue_writes
@@ -335,6 +372,12 @@ class DaskExecutor:
         remote = dict(sd)
         if self.queue_writes == "client" and sd["env"].get("RALPHNB_REPO") and h.task_id:
             remote["stub_task"] = self._task_dict(sd["env"]["RALPHNB_REPO"], h.task_id)
+        if self.workspace == "ship":
+            from ._dask_ship import ship_spec
+
+            remote = ship_spec(remote)
+            Path(sd["log_path"]).parent.mkdir(parents=True, exist_ok=True)
+            h._logf = open(sd["log_path"], "w", encoding="utf-8", buffering=1)  # noqa: SIM115
         self._watch_worker(addr)
         h._spawning = self.wait_started and threading.current_thread() is not self._dispatcher
         with self._lock:

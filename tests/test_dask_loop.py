@@ -173,3 +173,22 @@ def test_cluster_closed_under_a_running_loop_leaves_no_task_doing_and_no_orphan(
     tasks = Queue(repo).tasks
     assert len(tasks) == 3 and all(t.status == "todo" for t in tasks)  # none left doing
     assert "failed" in set(loop.df.status)
+
+
+def test_ship_mode_works_in_a_copy_on_the_worker_and_merges_back(client, tmp_path):
+    """workspace="ship": no shared filesystem assumed; the agent edits a copy on the Dask
+    worker, the tree comes back, the loop commits and merges it on the client."""
+    import json
+
+    repo = create_sample_repo(tmp_path / "repo", n_tasks=3, duration=0.2)
+    loop = Loop(repo, runner="demo", parallel=2,
+                executor=DaskExecutor(client, workspace="ship"))
+    df = loop.run()
+    assert set(df.groupby("task_id").tail(1).status) == {"integrated"}, df[["task_id", "status"]]
+    assert sorted(t.id for t in Queue(repo).done) == ["RQ-0001", "RQ-0002", "RQ-0003"]
+    assert "Hello from ralphnb" in git(repo, "show", "HEAD:src/greeting.py")
+    assert "greeting.py" in git(repo, "show", "HEAD:docs/greeting.md")
+    for log_path, ws in zip(df.log_path, df.workspace, strict=True):
+        init = json.loads(Path(log_path).read_text().splitlines()[0])  # written by the client
+        assert init["subtype"] == "init" and init["cwd"] != ws  # it ran somewhere else
+        assert not Path(init["cwd"]).exists()  # and that copy was cleaned up
