@@ -5,8 +5,9 @@ worker, lost-worker detection, live lines and resources streamed back) and the r
 task function that supervises one agent with `process.Worker`, and `RalphnbWorkerPlugin`, whose
 teardown kills every agent of a closing Dask worker, live in `_dask_remote.py`).
 Does not own: scheduling or what an exit means (the loop), workspaces (the loop creates them on
-the client; this executor needs that path visible on the Dask worker: LocalCluster, or a shared
-filesystem).
+the client; with workspace="shared" the Dask workers use those paths — LocalCluster or a shared
+filesystem; with workspace="ship" a copy travels with the task and its result comes back,
+see `_dask_ship.py`).
 Invariants:
 - `Future.cancel()` does not interrupt a running task, so stop/kill never rely on it: the agent
   runs in its own session under the shim and is stopped by its own supervisor on the owner worker,
