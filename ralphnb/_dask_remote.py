@@ -126,6 +126,7 @@ class RalphnbWorkerPlugin(WorkerPlugin):
     """Kills every agent of a Dask worker when it closes; reaps agents of dead siblings."""
 
     name = PLUGIN_NAME
+    idempotent = True  # registering it again must not tear down (kill) the agents running
 
     def setup(self, worker: Any) -> None:
         _state(worker)

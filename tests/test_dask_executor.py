@@ -350,3 +350,18 @@ def test_demo_agent_marks_its_task_done_in_the_users_queue(client, tmp_path, que
     assert (ws / "src/greeting.py").read_text().strip().endswith('"Hello from ralphnb"')
     assert not (repo / "src/greeting.py").exists()  # the user's checkout is not touched
     assert Queue(repo).get(task.id).status == "done"  # applied before the exit was delivered
+
+
+@pytest.mark.slow
+def test_a_second_executor_on_the_same_client_leaves_running_agents_alone(client, tmp_path):
+    first = DaskExecutor(client)
+    rec = Recorder()
+    h = first.spawn(spec(tmp_path, "x1", ["sleep", "30"]), rec.callbacks())
+    second = DaskExecutor(client)  # registers the worker plugin again
+    try:
+        assert h.wait(1.0) is None and h.alive  # still running
+        assert psutil.Process(h.pid).status() != psutil.STATUS_ZOMBIE
+    finally:
+        assert h.kill().reason == "kill"
+        first.close()
+        second.close()
