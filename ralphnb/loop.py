@@ -120,6 +120,8 @@ class _TaskRun:
     action: str | None = None  # "stop" | "kill" | "timeout" asked by someone else
     thread: threading.Thread | None = None
     integrate_only: bool = False
+    task: dict[str, Any] = field(default_factory=dict)
+    marked_done: bool = False
 
 
 @dataclass
@@ -163,6 +165,9 @@ class Loop:
                                      target_branch=target_branch,
                                      copy_exclude=(*COPY_EXCLUDE, ".ralph"))  # fmt: skip
         self.target_branch = self.workspaces.target_branch
+        if self.workspaces.is_git and not self.target_branch:
+            raise RalphError(f"{self.repo}: HEAD is detached; check out a branch or pass "
+                             "target_branch='main' so finished work has somewhere to go")
         self.run_id: str | None = None
         self.run_dir: Path | None = None
         self.started_at: datetime | None = None
@@ -374,8 +379,9 @@ class Loop:
                     cb(event)
                 except Exception:
                     pass
-        with self._cond:
-            self._cond.notify_all()
+        if event.kind != "output":  # parsed output never changes what the scheduler does
+            with self._cond:
+                self._cond.notify_all()
 
     def _ev(self, kind: str, tr: _TaskRun, wid: str | None = None, **data: Any) -> None:
         self._emit(Event(kind, tr.task_id, wid or f"{tr.task_id}#{tr.iteration}", data=data))
@@ -419,7 +425,8 @@ class Loop:
                     finally:
                         self._cond.acquire()
                     for t in picks:
-                        if t["id"] not in self._active and not self._stopping:
+                        if not (t["id"] in self._active or t["id"] in self._excluded
+                                or self._stopping or self._paused):
                             self._launch(t)
                 else:  # a paused loop waits for resume() or stop_all()
                     waiting = bool(self._active) or (self._paused and not stop)
@@ -448,7 +455,8 @@ class Loop:
 
     def _launch(self, task: dict[str, Any], *, integrate_only: bool = False) -> None:
         """Start a driver thread for `task` (caller holds the condition)."""
-        tr = _TaskRun(task["id"], str(task.get("title", "")), integrate_only=integrate_only)
+        tr = _TaskRun(task["id"], str(task.get("title", "")), integrate_only=integrate_only,
+                      task=task, marked_done=task.get("status") == "done")
         self._active[tr.task_id] = tr
         tr.thread = threading.Thread(target=self._drive, args=(tr,), daemon=True,
                                      name=f"ralphnb-task-{tr.task_id}")  # fmt: skip
@@ -509,7 +517,7 @@ class Loop:
     def _work(self, tr: _TaskRun) -> None:
         from .runners import iterations_for_task, runner_for_task
 
-        task = self.queue.get(tr.task_id).to_dict()
+        task = tr.task
         max_it = iterations_for_task(task, self.max_iterations)
         runner = runner_for_task(self.runner, task)
         tr.iteration = 1
@@ -539,8 +547,10 @@ class Loop:
             self._ev("iteration_end", tr, decision=d.action, reason=d.reason,
                      marked_done=marked, promise=att.promise_seen, check_ok=ok)  # fmt: skip
             if d.action == "complete":
+                tr.marked_done = marked
                 if not marked and self.workspaces.is_git:  # done before merging: a crash
                     self.queue.complete(tr.task_id, archive=False)  # then re-integrates
+                    tr.marked_done = True
                 return self._integrate(tr, ws)
             if marked:
                 self.queue.update(tr.task_id, status="doing", completed_at=None)
@@ -695,7 +705,7 @@ class Loop:
                         self._ev("conflict", tr, error=err, paths=res.paths)
                         return self._requeue(tr, err)
                 if res_status in ("integrated", "noop"):
-                    if self.queue.get(tr.task_id).status == "done":
+                    if tr.marked_done:
                         self.queue.archive(tr.task_id)
                     else:  # nothing to merge (plain directory): one write
                         self.queue.complete(tr.task_id)

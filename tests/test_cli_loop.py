@@ -44,6 +44,7 @@ def ralphnb(*args: str, env: dict, **kw) -> subprocess.CompletedProcess:
                           capture_output=True, timeout=60, **kw)
 
 
+@pytest.mark.slow
 def test_run_prints_a_line_per_change_and_exits_0(tmp_path, env):
     repo = make_repo(tmp_path, [{}, {}])
     r = ralphnb("run", "--repo", str(repo), "--parallel", "2", "--check",

@@ -173,6 +173,7 @@ def test_task_agent_iterations_override(tmp_path):
     assert list(df.worker_id) == ["RQ-0001#1"] and df.status.iloc[0] == "failed"
 
 
+@pytest.mark.slow
 def test_check_fails_then_passes(tmp_path):
     repo = make_repo(tmp_path, [demo("Checked")])
     counter = tmp_path / "count"
@@ -201,6 +202,7 @@ def test_callable_check_gets_the_workspace(tmp_path):
     assert df.status.iloc[-1] == "integrated" and seen[0].name == "RQ-0001"
 
 
+@pytest.mark.slow
 def test_same_line_one_integrates_other_conflicts(tmp_path):
     repo = make_repo(tmp_path, [
         {"title": "A", "custom_fields": {"demo.file": "f.txt", "demo.line": "1",
@@ -250,6 +252,7 @@ def test_stop_and_kill_single_workers_while_others_continue(tmp_path):
         loop.stop("RQ-0003")
 
 
+@pytest.mark.slow
 def test_dirty_checkout_untouched_and_blocked_merge_waits(tmp_path):
     repo = make_repo(tmp_path, [demo("Other"), demo("Touch", file="f.txt", line="2",
                                                     content="agent")])  # fmt: skip
@@ -309,6 +312,7 @@ def test_wall_time_limit_times_out_workers(tmp_path):
     assert Queue(repo).get("RQ-0001").status == "todo"
 
 
+@pytest.mark.slow
 def test_pause_resume_and_one_loop_per_repo(tmp_path):
     repo = make_repo(tmp_path, [demo("P1"), demo("P2")])
     loop = Loop(repo, parallel=1)
