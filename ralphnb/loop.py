@@ -130,6 +130,7 @@ class _Attempt:
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: bool = False
     promise_seen: bool = False
+    parser: Any = None
 
 
 class Loop:
@@ -533,8 +534,7 @@ class Loop:
                 return
             if tr.action is not None or self._stopping:
                 return self._requeue(tr, self._why_not_continued(tr))
-            exit_msg = "" if info.returncode == 0 else (
-                f"exit code {info.returncode}" if info.signal is None else f"signal {info.signal}")
+            exit_msg = _diagnose(runner, info, att.parser)
             self._count_failure(bool(exit_msg))
             cur = self.queue.get(tr.task_id).to_dict()
             marked = cur.get("status") == "done"
@@ -545,7 +545,8 @@ class Loop:
                        promise_seen=att.promise_seen, check_ok=ok, check_msg=msg,
                        exit_msg=exit_msg)  # fmt: skip
             self._ev("iteration_end", tr, decision=d.action, reason=d.reason,
-                     marked_done=marked, promise=att.promise_seen, check_ok=ok)  # fmt: skip
+                     marked_done=marked, promise=att.promise_seen, check_ok=ok,
+                     **({"error": exit_msg} if exit_msg else {}))  # fmt: skip
             if d.action == "complete":
                 tr.marked_done = marked
                 if not marked and self.workspaces.is_git:  # done before merging: a crash
@@ -605,7 +606,7 @@ class Loop:
             self._ev("failed", tr, error=str(exc), status="failed")
             self._requeue(tr, str(exc))
             return None, att
-        parser = runner.parser()
+        parser = att.parser = runner.parser()
         promise = self.completion_promise
 
         def on_line(line: str) -> None:
@@ -807,6 +808,29 @@ class Loop:
         except RalphError as exc:
             return {"error": str(exc)}
         return {"ok": True}
+
+
+def _diagnose(runner: Any, info: Any, parser: Any) -> str:
+    """One line on why an attempt failed (empty when it did not), from the runner if it can."""
+    stderr = ""
+    path = getattr(info, "stderr_path", None)
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - 4096))
+                stderr = fh.read().decode("utf-8", "replace")
+        except OSError:
+            pass
+    diagnose = getattr(runner, "diagnose", None)
+    if callable(diagnose):
+        try:
+            return diagnose(info.returncode, parser, stderr, signal=info.signal) or ""
+        except Exception:
+            pass
+    if info.returncode == 0:
+        return ""
+    return f"exit code {info.returncode}" if info.signal is None else f"signal {info.signal}"
 
 
 def _quiet(fn: Callable[[], Any]) -> None:

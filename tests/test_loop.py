@@ -300,6 +300,8 @@ def test_consecutive_failures_halt_the_loop(tmp_path):
     loop = Loop(repo, parallel=1, max_iterations=1, max_consecutive_failures=2)
     df = loop.run()
     assert len(df) == 2 and "consecutive" in loop.halt_reason
+    assert df.status.tolist() == ["failed", "failed"] and (df.exit_code == 2).all()
+    assert df.error.str.contains("demo runner").all()  # the runner's one-line diagnosis
     assert loop.events[-1].data["reason"] == loop.halt_reason
 
 
