@@ -354,3 +354,21 @@ def test_arun_from_asyncio(tmp_path):
     repo = make_repo(tmp_path, [demo("Async")])
     df = asyncio.run(Loop(repo).arun())
     assert df.status.iloc[-1] == "integrated"
+
+
+def test_repr_and_mimebundle_without_a_kernel(tmp_path):
+    repo = make_repo(tmp_path, [demo("R")])
+    loop = Loop(repo)
+    assert "not started" in repr(loop) and loop.df.empty
+    loop.run()
+    bundle = loop._repr_mimebundle_()
+    assert "RQ-0001" in bundle["text/plain"] and "<table" in bundle["text/html"]
+    assert loop.progress == (1, 1) and loop.finished and loop.logs("RQ-0001")
+
+
+def test_importing_the_loop_imports_no_widgets_and_patches_no_asyncio():
+    code = ("import asyncio, sys; before = asyncio.run; import ralphnb, ralphnb.loop; "
+            "assert 'ipywidgets' not in sys.modules, 'widgets imported'; "
+            "assert asyncio.run is before; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "ok", r.stderr
