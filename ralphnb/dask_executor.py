@@ -32,8 +32,10 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +294,34 @@ class DaskHandle:
         return info
 
 
+class _WorkerWatch:
+    """One handler per (client, worker topic), fanned out to every executor of that client:
+    `subscribe_topic` keeps a single handler per topic, so executors must not each set one."""
+
+    _lock = threading.Lock()
+    _by_client: dict[str, tuple[set[str], weakref.WeakSet[DaskExecutor]]] = {}
+
+    @classmethod
+    def watch(cls, ex: DaskExecutor, addr: str) -> None:
+        with cls._lock:
+            topics, executors = cls._by_client.setdefault(ex.client.id, (set(), weakref.WeakSet()))
+            executors.add(ex)
+            if addr in topics:
+                return
+            topics.add(addr)
+        ex.client.subscribe_topic(addr, partial(cls._fan_out, ex.client.id, addr))
+
+    @classmethod
+    def _fan_out(cls, client_id: str, addr: str, event: tuple[float, dict]) -> None:
+        with cls._lock:
+            topics, executors = cls._by_client.get(client_id, (set(), weakref.WeakSet()))
+            if event[1].get("action") == "remove-worker":
+                topics.discard(addr)
+            targets = list(executors)
+        for ex in targets:
+            ex._on_worker_event(addr, event[1])
+
+
 class DaskExecutor:
     """Start agents on a Dask cluster: `Loop(..., executor=DaskExecutor(client))`.
 
@@ -327,7 +357,6 @@ class DaskExecutor:
         self.topic = f"ralphnb-{uuid.uuid4().hex[:12]}"
         self._handles: dict[str, DaskHandle] = {}
         self._lock = threading.Lock()
-        self._watched: set[str] = set()
         self._inbox: _queue.SimpleQueue[tuple[DaskHandle, dict] | None] = _queue.SimpleQueue()
         self._closed = False
         if register_plugin:
@@ -433,17 +462,12 @@ class DaskExecutor:
                 log.exception("applying %s to %s failed", msg.get("k"), h.worker_id)
 
     def _watch_worker(self, addr: str) -> None:
-        with self._lock:
-            if addr in self._watched:
-                return
-            self._watched.add(addr)
-        self.client.subscribe_topic(addr, lambda ev, a=addr: self._on_worker_event(a, ev[1]))
+        _WorkerWatch.watch(self, addr)
 
     def _on_worker_event(self, addr: str, msg: dict) -> None:  # on the client's event loop
         if msg.get("action") != "remove-worker":
             return
         with self._lock:
-            self._watched.discard(addr)
             lost = [h for h in self._handles.values() if h.address == addr]
         for h in lost:
             self._lose(h, f"Dask worker {addr} was removed from the cluster mid-task")

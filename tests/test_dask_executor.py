@@ -291,19 +291,22 @@ def test_reap_dead_workers_sweeps_agents_of_a_dead_dask_worker_process(tmp_path)
         reg = Registry(Path({str(root)!r}) / _proc_tag(os.getpid()))
         w = Worker(["sleep", "600"], cwd={str(tmp_path)!r}, env=build_env(),
                    log_path={str(tmp_path / "o.log")!r}, worker_id="o", registry=reg).start()
-        print(w.pid, flush=True)
+        import psutil
+        while not psutil.Process(w.pid).children():  # the shim has forked the agent
+            time.sleep(0.01)
+        print(w.pid, psutil.Process(w.pid).children()[0].pid, flush=True)
         time.sleep(600)
         """
     )
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    shim = int(parent.stdout.readline())
-    agent = psutil.Process(shim).children()
+    shim, agent = (int(x) for x in parent.stdout.readline().split())
     assert reap_dead_workers(root) == 0  # its owner is alive: left alone
     parent.kill()
     parent.wait()
-    assert psutil.Process(shim).status() != psutil.STATUS_ZOMBIE  # orphaned, still running
+    time.sleep(0.2)
+    assert psutil.Process(agent).status() != psutil.STATUS_ZOMBIE  # orphaned, still running
     assert reap_dead_workers(root) >= 1
-    assert no_survivor([shim] + [p.pid for p in agent]) == []
+    assert no_survivor([shim, agent]) == []
     assert list(root.iterdir()) == []
 
 
