@@ -436,22 +436,25 @@ class Loop:
                 self._cond.wait(next_deadline(utcnow(), wall_deadline=wall, scheduled=scheduled))
 
     def _pick(self, now: datetime) -> tuple[list[dict], list[datetime], bool]:
-        """(tasks to start now, future scheduled_start times, whether anything may still run)."""
+        """(tasks to start now, future scheduled_start times, whether anything may still run).
+        Reads task attributes, never whole-task copies: this runs after every slot frees up."""
         from .events import parse_time
 
-        tasks = [t.to_dict() for t in self.queue.tasks]
-        open_status = {t["id"]: t.get("status", "todo") for t in tasks}
+        tasks = self.queue.tasks
+        open_status = {t.id: t.status for t in tasks}
         with self._cond:
             busy = set(self._active) | self._excluded
             free = self.parallel - len(self._active)
         if self.only is not None:
-            busy |= {t["id"] for t in tasks} - self.only
-        runnable = [t.to_dict() for t in self.queue.runnable(exclude=busy, now=now)]
-        picks = pick_tasks(runnable, open_status, busy=busy, free=free)
-        scheduled = [parse_time(t["scheduled_start"]) for t in tasks
-                     if t.get("status", "todo") == "todo" and t["id"] not in busy
-                     and t.get("scheduled_start") and parse_time(t["scheduled_start"]) > now]
-        waiting = bool(scheduled) or bool(self._active) or bool(runnable)
+            busy |= set(open_status) - self.only
+        runnable = {t.id: t for t in self.queue.runnable(exclude=busy, now=now)}
+        light = [{"id": tid, "depends_on": t.depends_on} for tid, t in runnable.items()]
+        picks = [runnable[t["id"]].to_dict()
+                 for t in pick_tasks(light, open_status, busy=busy, free=free)]  # fmt: skip
+        scheduled = [parse_time(t.scheduled_start) for t in tasks
+                     if t.status == "todo" and t.id not in busy and t.scheduled_start
+                     and parse_time(t.scheduled_start) > now]  # fmt: skip
+        waiting = bool(scheduled) or bool(self._active) or bool(picks)
         return picks, scheduled, waiting
 
     def _launch(self, task: dict[str, Any], *, integrate_only: bool = False) -> None:
@@ -536,8 +539,8 @@ class Loop:
                 return self._requeue(tr, self._why_not_continued(tr))
             exit_msg = _diagnose(runner, info, att.parser)
             self._count_failure(bool(exit_msg))
-            cur = self.queue.get(tr.task_id).to_dict()
-            marked = cur.get("status") == "done"
+            # the promise alone completes; else ask the queue (a fresh read of a busy file)
+            marked = not att.promise_seen and self.queue.get(tr.task_id).status == "done"
             ok, msg = (None, "")
             if marked or att.promise_seen:
                 ok, msg = run_check(self.check, Path(ws.path), self._env(tr, ws))
@@ -710,7 +713,8 @@ class Loop:
                         self.queue.archive(tr.task_id)
                     else:  # nothing to merge (plain directory): one write
                         self.queue.complete(tr.task_id)
-                    commit_bookkeeping(self.repo, f"{tr.task_id}: archive ({tr.title})")
+                    if self.workspaces.is_git:
+                        commit_bookkeeping(self.repo, f"{tr.task_id}: archive ({tr.title})")
                     self._ev("integrated", tr, commit=commit)
                     if ws is not None and self.workspaces.is_git:
                         self.workspaces.remove(ws, delete_branch=True)
@@ -774,7 +778,8 @@ class Loop:
     def _finish(self) -> None:
         self.ended_at = utcnow()
         try:
-            commit_bookkeeping(self.repo, f"ralphnb: queue after run {self.run_id}")
+            if self.workspaces.is_git:
+                commit_bookkeeping(self.repo, f"ralphnb: queue after run {self.run_id}")
         except Exception:
             pass
         self._emit(Event("loop_finished", data={"reason": self.halt_reason or (
