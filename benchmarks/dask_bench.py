@@ -208,7 +208,13 @@ def main() -> None:
     out += ["", f"Overhead per task of the Dask executor over the local one: {ms(extra)} (mean "
             f"executor overhead); {ms(over_wall)} of wall time per task per slot, which also "
             "counts the machine's load (agents share the CPUs with the scheduler and the "
-            "Dask worker processes)."]
+            "Dask worker processes).", "",
+            "Reading it: the Dask executor's own cost is the submit, the start on the worker, and "
+            "the lines and exit relayed through the scheduler; stop and kill add one "
+            "`client.run` to the owning worker before the exit event travels back. Wall times "
+            "are dominated by the agents' own start-up and drift with the machine's load, which "
+            "is why the executors run alternately and the overhead is also given net of each "
+            "agent's lifetime. A LocalCluster's start-up is paid once per session."]
     text = "\n".join(out)
     print(text)
     if args.write:
