@@ -165,9 +165,10 @@ class DaskHandle:
             )  # fmt: skip
             self._finish(info, ex.get("detail"))
         elif kind == "lost":
+            if self._logf is None:  # shared path: the remote writer is gone, add the reason
+                with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as f:
+                    f.write(f"[ralphnb] {msg['why']}\n")
             self._line(f"[ralphnb] {msg['why']}")
-            with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as f:
-                f.write(f"[ralphnb] {msg['why']}\n")  # shared path; its writer is gone
             self._finish(self._synth(signal_=int(signal.SIGKILL), reason=LOST), msg["why"])
 
     def _bring_back(self, ex: dict[str, Any]) -> None:
