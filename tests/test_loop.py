@@ -372,3 +372,25 @@ def test_importing_the_loop_imports_no_widgets_and_patches_no_asyncio():
             "assert asyncio.run is before; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "ok", r.stderr
+
+
+def test_cost_limit_halts_before_the_next_attempt(tmp_path):
+    repo = make_repo(tmp_path, [demo("C1"), demo("C2"), demo("C3")])
+    loop = Loop(repo, parallel=1, max_cost_usd=0.001)
+    df = loop.run()
+    assert len(df) == 1 and df.cost_usd.iloc[0] > 0.001
+    assert "max_cost_usd" in loop.halt_reason
+    assert [t.status for t in Queue(repo).tasks] == ["todo", "todo"]
+
+
+def test_scheduled_start_is_a_deadline_not_a_poll(tmp_path):
+    from datetime import timedelta
+
+    from ralphnb.events import format_time, utcnow
+    at = utcnow() + timedelta(seconds=1.0)
+    task = demo("Later")
+    task["scheduled_start"] = format_time(at)
+    repo = make_repo(tmp_path, [task])
+    df = Loop(repo).run()
+    assert df.status.iloc[-1] == "integrated"
+    assert df.started_at.iloc[0] >= pd.Timestamp(at)
