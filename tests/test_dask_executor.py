@@ -368,3 +368,41 @@ def test_a_second_executor_on_the_same_client_leaves_running_agents_alone(client
         assert h.kill().reason == "kill"
         first.close()
         second.close()
+
+
+@pytest.mark.slow
+def test_agents_die_when_the_client_process_is_sigkilled(client, tmp_path, tree):
+    """A kernel killed with SIGKILL: the scheduler drops its tasks, and each agent's supervisor
+    on the Dask worker sees its task cancelled and kills the tree."""
+    code = textwrap.dedent(
+        f"""
+        import json, sys, threading
+        from distributed import Client
+        from ralphnb.dask_executor import DaskExecutor
+        from ralphnb.executors import Callbacks, WorkerSpec
+        from ralphnb.process import build_env
+        c = Client({client.scheduler.address!r})
+        ex = DaskExecutor(c)
+        got = threading.Event()
+        pids = []
+        def on_line(line):
+            if line.startswith('{{"pids"'):
+                pids.extend(json.loads(line)["pids"])
+                got.set()
+        h = ex.spawn(WorkerSpec(worker_id="k", task_id="RQ-0001", iteration=1,
+                                argv=(sys.executable, {str(tree)!r}, "2", "ignore"),
+                                cwd={str(tmp_path)!r}, env=build_env(),
+                                log_path={str(tmp_path / "k.log")!r}), Callbacks(on_line=on_line))
+        got.wait(30)
+        print(json.dumps(pids + [h.pid]), flush=True)
+        threading.Event().wait()
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = json.loads(proc.stdout.readline())
+        assert len(pids) >= 5 and no_survivor(pids, timeout=0.5) == pids  # all running
+    finally:
+        proc.kill()
+        proc.wait()
+    assert no_survivor(pids, timeout=15) == []
