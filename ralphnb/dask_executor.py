@@ -39,7 +39,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from distributed import Client
+try:
+    from distributed import Client
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("DaskExecutor needs Dask distributed: pip install 'ralphnb[dask]'") from exc
 
 from ._dask_remote import (
     LOST,
