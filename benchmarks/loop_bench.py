@@ -188,7 +188,7 @@ def main() -> int:
         f"| same, supervision only | - | thread pool of process.Worker {th['supervised']:.2f} s"
         f" | loop / supervised {th['loop'] / th['supervised']:.1f}x |",
         f"| loop CPU while {args.workers} workers sleep ({idle['wall_s']:.0f} s window) | "
-        f"{idle['percent']:.2f}% of a core ({idle['cpu_s'] * 1000:.0f} ms CPU) | - | "
+        f"{idle['percent']:.2f}% of a core ({idle['cpu_s'] * 1000:.1f} ms CPU) | - | "
         "target < 1% |",
         f"| worker exit -> row in loop.df ({lat['n']} workers) | p50 {lat['p50']:.2f} ms, "
         f"p99 {lat['p99']:.2f} ms, max {lat['max']:.2f} ms | - | target p99 < 10 ms |",
