@@ -36,6 +36,7 @@ PLUGIN_NAME = "ralphnb"
 LOST = "lost"
 _BATCH = 500  # lines per streamed message at most
 _BATCH_BYTES = 256 * 1024  # and about this much text (the scheduler keeps recent events)
+_GAP = 0.02  # seconds between two line messages of one agent at least
 
 
 def _registry_root() -> Path:
@@ -233,9 +234,12 @@ def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval
             if res is not None:
                 send("res", res=res)
 
+    wake = threading.Event()  # set by new output: lines leave within _GAP, not a poll tick
+
     def on_line(line: str) -> None:
         with line_lock:
             pending.append(line)
+        wake.set()
 
     ship_base: Path | None = None
     if spec.get("ship") is not None:  # no shared filesystem: the workspace came with the task
@@ -271,6 +275,7 @@ def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval
             flush()
             send("exit", exit=ex)
         done.set()
+        wake.set()
 
     w = Worker(
         spec["argv"], cwd=spec["cwd"], env=env, log_path=spec["log_path"],
@@ -283,15 +288,20 @@ def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval
             return {"refused": f"Dask worker {dw.address} is closing"}
         st.procs[hid] = _Remote(w, hid, topic)
     try:
-        try:
-            w.start()
-        except WorkerError as exc:
-            send("error", message=str(exc))
-            return {"error": str(exc)}
-        send("started", pid=w.pid, create_time=w.create_time, address=dw.address,
-             started_at=w.started_at.isoformat() if w.started_at else None)  # fmt: skip
+        with send_lock:  # "started" leaves before any line or the exit of a quick agent
+            try:
+                w.start()
+            except WorkerError as exc:
+                send("error", message=str(exc))
+                return {"error": str(exc)}
+            send("started", pid=w.pid, create_time=w.create_time, address=dw.address,
+                 started_at=w.started_at.isoformat() if w.started_at else None)  # fmt: skip
         last_res = 0.0
-        while not done.wait(interval):
+        while not done.is_set():
+            wake.wait(interval)
+            wake.clear()
+            if done.is_set():
+                break
             now = time.monotonic()
             res = None
             if now - last_res >= 1.0:
@@ -304,6 +314,7 @@ def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval
                 threading.Thread(target=_quiet_kill, args=(w,), daemon=True).start()
                 done.wait(15.0)
                 break
+            done.wait(_GAP)  # coalesce chatty output into fewer messages
         return result
     finally:
         with st.lock:
