@@ -117,7 +117,7 @@ class _TaskRun:
     title: str
     iteration: int = 0
     handle: WorkerHandle | None = None
-    action: str | None = None  # "stop" | "kill" | "timeout" asked by someone else
+    action: str | None = None  # "stop" | "kill" | "stop_all" | "timeout", asked from outside
     thread: threading.Thread | None = None
     integrate_only: bool = False
     task: dict[str, Any] = field(default_factory=dict)
@@ -269,7 +269,7 @@ class Loop:
             self._stopping = True
             ids = list(self._active)
             self._cond.notify_all()
-        threads = [threading.Thread(target=self._act, args=(t, "stop", True), daemon=True)
+        threads = [threading.Thread(target=self._act, args=(t, "stop_all", True), daemon=True)
                    for t in ids]  # fmt: skip
         for th in threads:
             th.start()
@@ -482,7 +482,7 @@ class Loop:
         with self._cond:
             tr = self._active.get(task_id)
             if tr is None:
-                if action == "stop" and self._stopping:
+                if action in ("stop_all", "timeout"):
                     return
                 raise RalphError(f"no active worker for {task_id} in this loop")
             if tr.action is None:
@@ -491,7 +491,7 @@ class Loop:
             handle = tr.handle
         if handle is None:
             return  # the driver checks tr.action before its next spawn
-        if action in ("stop", "timeout"):
+        if action != "kill":
             self._ev("stopping", tr)
         call = (lambda: handle.kill()) if action == "kill" else (lambda: handle.stop(self.grace))
         if wait:
@@ -579,7 +579,7 @@ class Loop:
             return "stopped by the user"
         if tr.action == "timeout" or self.halt_reason:
             return f"loop halted: {self.halt_reason}"
-        return "the loop was stopped"
+        return "the loop was stopped (stop_all, Ctrl-C or interpreter exit)"
 
     def _env(self, tr: _TaskRun, ws: Any, extra: dict[str, str] | None = None) -> dict[str, str]:
         path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])

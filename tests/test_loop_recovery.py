@@ -107,3 +107,38 @@ def test_sigkill_of_the_loop_process_then_recovery(tmp_path, monkeypatch):
     for i in range(1, 6):
         assert log.count(f"Merge ralph/RQ-000{i}:") <= 1, log
     assert git(repo, "status", "--porcelain") == ""
+
+
+EXIT_SCRIPT = """
+import sys, time
+from ralphnb.loop import Loop
+loop = Loop(sys.argv[1], grace=0.3).start()
+while not (len(loop.df) and loop.df.status.iloc[0] == "running"):
+    time.sleep(0.05)
+print(int(loop.df.pid.iloc[0]), flush=True)
+# the script ends here with the loop still running in the background
+"""
+
+
+def test_interpreter_exit_stops_a_background_loop(tmp_path):
+    env = dict(os.environ, RALPHNB_DEMO_SPEED="0.05")
+    for who in ("AUTHOR", "COMMITTER"):
+        env[f"GIT_{who}_NAME"] = "Test"
+        env[f"GIT_{who}_EMAIL"] = "test@example.invalid"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    init(repo).add("Hang", custom_fields={"demo.hang": "1", "demo.children": "2",
+                                          "demo.file": "h.txt", "demo.content": "h"})
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
+        git(repo, *args)
+    r = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(repo)], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    pid = int(r.stdout.split()[0])
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    run_dir = list_runs(repo)[-1]
+    assert not find_leftovers(run_dir / "workers")
+    t = Queue(repo).get("RQ-0001")
+    assert t.status == "todo" and "interpreter exit" in t.notes[-1]
+    evs = journal(run_dir)
+    assert evs[-1]["kind"] == "loop_finished"
