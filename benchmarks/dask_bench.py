@@ -4,6 +4,7 @@ Measures, in one run on this machine:
 - 100 short demo tasks (the demo agent at speed 0: a real Python process that edits a file and
   prints its stream) through a 2-worker LocalCluster (1 thread each) and through the local
   executor with parallel 2: wall time, mean spawn-to-exit latency, overhead per task;
+- live output latency (an agent's print to the client's on_line);
 - stop latency (SIGINT-honouring agent) and kill latency (SIGINT-ignoring agent with children),
   from the call to the confirmed exit, both executors.
 
@@ -102,6 +103,20 @@ def stop_kill(executor, root: Path, rounds: int, offset: int) -> dict[str, list[
     return out
 
 
+def line_latency(executor, root: Path, n: int = 50) -> list[float]:
+    """From an agent printing a line (its own timestamp) to the line reaching on_line."""
+    code = f"import time\nfor i in range({n}):\n    print(time.time(), flush=True)\n" \
+           "    time.sleep(0.02)"
+    got: list[float] = []
+    spec = WorkerSpec(worker_id="lines", task_id="RQ-9999", iteration=1,
+                      argv=(sys.executable, "-c", code), cwd=str(root), env=build_env(),
+                      log_path=str(root / "lines.log"))
+    root.mkdir(parents=True, exist_ok=True)
+    h = executor.spawn(spec, Callbacks(on_line=lambda line: got.append(time.time() - float(line))))
+    h.wait(60)
+    return got
+
+
 def loop_run(executor, root: Path, n: int, parallel: int) -> tuple[float, int]:
     """Wall time of a whole Loop over an `n`-task sample repo, and how many tasks it merged."""
     from ralphnb.demo.sample import create_sample_repo
@@ -171,6 +186,7 @@ def main() -> None:
                     r["over"] += over
             for name, ex in (("local", local_ex), ("dask", dask_ex)):
                 rows[name].update(stop_kill(ex, root / f"sk-{name}", args.rounds, args.tasks))
+                rows[name]["line"] = line_latency(ex, root / f"lines-{name}")
                 if args.loop:
                     rows[name]["loop"] = loop_run(ex, root / f"loop-{name}", args.loop,
                                                   args.parallel)
@@ -195,6 +211,7 @@ def main() -> None:
            f"| tasks/s | {n / loc['wall']:.1f} | {n / dsk['wall']:.1f} |"]
     for key, label in (("lat", "spawn to exit delivered"),
                        ("over", "executor overhead (spawn to exit minus agent lifetime)"),
+                       ("line", "output line, agent print to on_line"),
                        ("stop", "stop (SIGINT honoured)"),
                        ("kill", "kill (3 children, SIGINT ignored)")):
         a, b = loc[key], dsk[key]
