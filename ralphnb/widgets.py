@@ -461,8 +461,12 @@ class Dashboard(W.VBox):
                 pass
 
     def close(self) -> None:
-        """Stop the render thread and close the widgets (safe to call twice)."""
-        self._closed.set()
+        """Stop the render thread and close the widgets (safe to call twice, and from
+        `Widget.__del__` during garbage collection: no lock is taken a second time)."""
+        closed = getattr(self, "_closed", None)
+        if closed is None or closed.is_set():
+            return
+        closed.set()
         self._dirty.set()  # wake the render thread now
         t = self._thread
         if t is not None and t is not threading.current_thread():
@@ -586,7 +590,7 @@ def _set(widget: W.Widget, name: str, value: Any) -> None:
 
 
 _DASHBOARDS: weakref.WeakKeyDictionary[Any, Dashboard] = weakref.WeakKeyDictionary()
-_DASH_LOCK = threading.Lock()
+_DASH_LOCK = threading.RLock()  # reentrant: GC may close an old dashboard while held
 
 
 def dashboard(loop: Any, **kwargs: Any) -> Dashboard:

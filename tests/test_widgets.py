@@ -235,6 +235,23 @@ def test_close_stops_the_thread_and_dashboard_is_one_per_loop() -> None:
     d2.close()
 
 
+def test_close_from_garbage_collection_while_dashboard_lock_is_held() -> None:
+    # Widget.__del__ calls close(); GC can run inside dashboard() while it holds its lock
+    old, fresh = widgets.Dashboard(FakeLoop(1)), widgets.Dashboard(FakeLoop(1))
+    old.close()
+
+    def collect() -> None:
+        with widgets._DASH_LOCK:
+            old.close()  # second close: a no-op
+            fresh.close()  # first close, lock already held by this thread
+
+    t = threading.Thread(target=collect, daemon=True)
+    t.start()
+    t.join(5)
+    assert not t.is_alive(), "close() deadlocked on the dashboard lock"
+    assert not fresh.alive
+
+
 def test_log_view_shows_the_tail_of_the_chosen_worker() -> None:
     loop = FakeLoop(2)
     dash = widgets.Dashboard(loop, start=False)
