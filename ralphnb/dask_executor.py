@@ -34,6 +34,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -57,7 +58,8 @@ from ._dask_remote import (
 from .errors import WorkerError
 from .process import ExitInfo
 
-__all__ = ["LOST", "DaskExecutor", "DaskHandle", "RalphnbWorkerPlugin", "reap_dead_workers"]
+__all__ = ["LOST", "DaskExecutor", "DaskExitInfo", "DaskHandle", "RalphnbWorkerPlugin",
+           "reap_dead_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,15 @@ def _local_host(host: str) -> bool:
     with contextlib.suppress(OSError):
         return host in socket.gethostbyname_ex(socket.gethostname())[2]
     return False
+
+
+@dataclass(frozen=True)
+class DaskExitInfo(ExitInfo):
+    """An `ExitInfo` that also says where the agent ran and, for reason "lost" (its Dask worker
+    died, the cluster closed, its task was cancelled) or a start failure, why."""
+
+    address: str | None = None
+    detail: str | None = None
 
 
 class DaskHandle:
@@ -150,7 +161,8 @@ class DaskHandle:
                 self._started.set()
                 return
             self._line(f"[ralphnb] cannot start on {self.address}: {msg['message']}")
-            self._finish(self._synth(returncode=127, reason=None), msg["message"])
+            self._finish(self._synth(returncode=127, reason=None, detail=msg["message"]),
+                         msg["message"])
         elif kind == "exit":
             ex = msg["exit"]
             if ex.get("shipped") or ex.get("ship_error"):
@@ -159,12 +171,14 @@ class DaskHandle:
                 self._apply_marks(ex["marks"])
             if ex.get("detail"):
                 self._line(f"[ralphnb] {ex['detail']}")
-            info = ExitInfo(
+            stderr = ex.get("stderr_path") if self._logf is None else None  # shipped: remote
+            info = DaskExitInfo(
                 pid=ex["pid"], returncode=ex["returncode"], signal=ex["signal"],
                 started_at=datetime.fromisoformat(ex["started_at"]),
-                ended_at=datetime.fromisoformat(ex["ended_at"]), log_path=Path(ex["log_path"]),
+                ended_at=datetime.fromisoformat(ex["ended_at"]), log_path=self.log_path,
                 reason=ex["reason"], task_id=self.task_id, worker_id=self.worker_id,
-                stderr_path=Path(ex["stderr_path"]) if ex.get("stderr_path") else None,
+                stderr_path=Path(stderr) if stderr else None, address=self.address,
+                detail=ex.get("detail"),
             )  # fmt: skip
             self._finish(info, ex.get("detail"))
         elif kind == "lost":
@@ -172,7 +186,8 @@ class DaskHandle:
                 with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as f:
                     f.write(f"[ralphnb] {msg['why']}\n")
             self._line(f"[ralphnb] {msg['why']}")
-            self._finish(self._synth(signal_=int(signal.SIGKILL), reason=LOST), msg["why"])
+            self._finish(self._synth(signal_=int(signal.SIGKILL), reason=LOST, detail=msg["why"]),
+                         msg["why"])
 
     def _bring_back(self, ex: dict[str, Any]) -> None:
         """Mirror the shipped workspace's final tree over the client's workspace."""
@@ -219,11 +234,11 @@ class DaskHandle:
                         self.task_id, exc)  # fmt: skip
 
     def _synth(self, *, returncode: int | None = None, signal_: int | None = None,
-               reason: str | None) -> ExitInfo:  # fmt: skip
-        return ExitInfo(
+               reason: str | None, detail: str) -> ExitInfo:  # fmt: skip
+        return DaskExitInfo(
             pid=self.pid or 0, returncode=returncode, signal=signal_, started_at=self.started_at,
             ended_at=datetime.now(UTC), log_path=self.log_path, reason=reason,
-            task_id=self.task_id, worker_id=self.worker_id,
+            task_id=self.task_id, worker_id=self.worker_id, address=self.address, detail=detail,
         )  # fmt: skip
 
     def _finish(self, info: ExitInfo, detail: str | None = None) -> None:

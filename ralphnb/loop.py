@@ -817,6 +817,9 @@ class Loop:
 
 def _diagnose(runner: Any, info: Any, parser: Any) -> str:
     """One line on why an attempt failed (empty when it did not), from the runner if it can."""
+    detail = getattr(info, "detail", None)  # an executor's own reason, e.g. its worker was lost
+    if detail:
+        return str(detail)
     stderr = ""
     path = getattr(info, "stderr_path", None)
     if path:

@@ -239,6 +239,7 @@ def test_dask_worker_sigkilled_or_restarted_mid_task_gives_lost_exit_and_no_orph
         info = h.wait(20)
         assert info is not None and info.reason == "lost" and info.signal == signal.SIGKILL
         assert h.address in h.detail and "removed" in h.detail
+        assert info.detail == h.detail and info.address == h.address  # DaskExitInfo says why
         assert rec.lines[-1].startswith("[ralphnb] Dask worker")  # the reason, in the tail
         log_end = (tmp_path / "w7.log").read_text().splitlines()[-1]
         assert log_end == rec.lines[-1]  # and at the end of the log file

@@ -148,6 +148,8 @@ def test_dask_worker_sigkilled_mid_task_is_retried_by_the_loop(tmp_path):
     assert df.signal.iloc[0] == signal.SIGKILL
     lost = [e for e in loop.events if e.kind == "exited" and e.data.get("reason") == "lost"]
     assert len(lost) == 1  # the exit event says why
+    ends = [e for e in loop.events if e.kind == "iteration_end" and e.data.get("iteration", 1) == 1]
+    assert any("removed from the cluster" in (e.data.get("reason") or "") for e in ends), ends
     assert any("was removed from the cluster" in line for line in loop.logs("RQ-0001", 500)) or \
         "removed from the cluster" in Path(df.log_path.iloc[0]).read_text()
     assert [t.id for t in Queue(repo).done] == ["RQ-0001"]
