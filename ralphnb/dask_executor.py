@@ -181,6 +181,9 @@ class DaskHandle:
                 detail=ex.get("detail"),
             )  # fmt: skip
             self._finish(info, ex.get("detail"))
+        elif kind == "abort":  # never ran; a late start is killed as a stray
+            self._finish(self._synth(signal_=int(signal.SIGKILL), reason=msg["reason"],
+                                     detail=msg["why"]), msg["why"])
         elif kind == "lost":
             if self._logf is None:  # shared path: the remote writer is gone, add the reason
                 with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as f:
@@ -188,6 +191,9 @@ class DaskHandle:
             self._line(f"[ralphnb] {msg['why']}")
             self._finish(self._synth(signal_=int(signal.SIGKILL), reason=LOST, detail=msg["why"]),
                          msg["why"])
+
+    def _inbox(self, msg: dict[str, Any]) -> None:
+        self._ex._inbox.put((self, msg))
 
     def _bring_back(self, ex: dict[str, Any]) -> None:
         """Mirror the shipped workspace's final tree over the client's workspace."""
@@ -289,8 +295,11 @@ class DaskHandle:
 
     def _control(self, action: str, grace: float, timeout: float) -> ExitInfo:
         deadline = time.monotonic() + timeout
-        if self.alive and not self._started.wait(timeout):
-            self._ex._cancel(self, f"{action} before the agent started")
+        if self.alive and not self._started.is_set():  # still queued on its worker: cancel it
+            with contextlib.suppress(Exception):
+                self.future.cancel()
+            why = f"{action} before it started on {self.address}"
+            self._inbox({"k": "abort", "why": why, "reason": action})
         if self.alive and self.pid is not None:
             try:
                 res = self._ex.client.run(
@@ -393,8 +402,9 @@ class DaskExecutor:
 
     # ------------------------------------------------------------ spawning
 
-    def _pick(self) -> tuple[str, str]:
-        """The least-busy worker (by our own running agents per thread) and its host."""
+    def _pick(self) -> tuple[str, str, bool]:
+        """The least-busy worker (by our own running agents per thread), its host, and whether
+        all its threads are already taken (the agent will queue there)."""
         info = self.client.scheduler_info(n_workers=-1)["workers"]
         if self.workers:
             info = {a: w for a, w in info.items() if a in self.workers}
@@ -403,7 +413,7 @@ class DaskExecutor:
         with self._lock:
             busy = collections.Counter(h.address for h in self._handles.values())
         addr = min(info, key=lambda a: (busy[a] / max(1, info[a].get("nthreads", 1)), a))
-        return addr, info[addr].get("host", "")
+        return addr, info[addr].get("host", ""), busy[addr] >= info[addr].get("nthreads", 1)
 
     def spawn(self, spec: Any, callbacks: Any = None) -> DaskHandle:
         """Start one agent on a Dask worker; returns once it runs there (its pid known).
@@ -415,7 +425,7 @@ class DaskExecutor:
         if self._closed:
             raise WorkerError("DaskExecutor is closed")
         sd = _spec_dict(spec)
-        addr, host = self._pick()
+        addr, host, full = self._pick()
         h = DaskHandle(self, sd, callbacks, addr, tail_lines=sd["tail_lines"])
         h.host = host
         remote = dict(sd)
@@ -428,7 +438,8 @@ class DaskExecutor:
             Path(sd["log_path"]).parent.mkdir(parents=True, exist_ok=True)
             h._logf = open(sd["log_path"], "w", encoding="utf-8", buffering=1)  # noqa: SIM115
         self._watch_worker(addr)
-        h._spawning = self.wait_started and threading.current_thread() is not self._dispatcher
+        h._spawning = (self.wait_started and not full
+                       and threading.current_thread() is not self._dispatcher)
         with self._lock:
             self._handles[h.hid] = h
         h.future = self.client.submit(
@@ -526,9 +537,6 @@ class DaskExecutor:
             self._inbox.put((h, {"k": "lost", "why": why}))
 
         threading.Thread(target=run, daemon=True).start()
-
-    def _cancel(self, h: DaskHandle, why: str) -> None:
-        self._lose(h, why, sweep=False)
 
     def _sweep_host(self, host: str, exclude: str) -> None:
         """Reap the agents of dead Dask worker processes on `host` (from a survivor there)."""

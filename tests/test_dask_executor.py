@@ -407,3 +407,23 @@ def test_agents_die_when_the_client_process_is_sigkilled(client, tmp_path, tree)
         proc.kill()
         proc.wait()
     assert no_survivor(pids, timeout=15) == []
+
+
+@pytest.mark.slow
+def test_an_agent_queued_behind_busy_workers_is_stopped_without_ever_running(executor, tmp_path):
+    """More agents than Dask worker threads: spawn returns at once for the queued one, and
+    stopping it cancels it there (no process ever starts), confirmed by an exit."""
+    recs = [Recorder() for _ in range(3)]
+    busy = [executor.spawn(spec(tmp_path, f"b{i}", ["sleep", "30"]), recs[i].callbacks())
+            for i in range(2)]
+    t0 = time.monotonic()
+    queued = executor.spawn(spec(tmp_path, "q", ["sleep", "31.5"]), recs[2].callbacks())
+    assert time.monotonic() - t0 < 2.0 and queued.pid is None and queued.alive
+    info = queued.stop(grace=0.5)
+    assert info.reason == "stop" and "before it started" in queued.detail
+    assert recs[2].exits == [info]
+    for h in busy:
+        assert h.kill().reason == "kill"
+    time.sleep(0.5)
+    strays = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "31.5"]]
+    assert strays == []
