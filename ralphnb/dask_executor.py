@@ -405,7 +405,11 @@ class DaskExecutor:
     def _pick(self) -> tuple[str, str, bool]:
         """The least-busy worker (by our own running agents per thread), its host, and whether
         all its threads are already taken (the agent will queue there)."""
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        try:
+            info = self.client.scheduler_info(n_workers=-1)["workers"]
+        except Exception as exc:
+            raise WorkerError(f"the Dask scheduler cannot be reached ({self.client.status}): "
+                              f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
         if self.workers:
             info = {a: w for a, w in info.items() if a in self.workers}
         if not info:
@@ -420,7 +424,9 @@ class DaskExecutor:
 
         Raises `WorkerError` if it cannot start (e.g. missing executable on that worker), like
         the local executor. `callbacks`: on_line(str), on_exit(ExitInfo), on_drained(ExitInfo).
-        With `wait_started=False` it returns at once and a start failure is an exit code 127.
+        When every thread of the chosen worker is taken (more agents than Dask threads), or with
+        `wait_started=False`, it returns at once (pid None until the agent starts); a start
+        failure is then an exit with code 127, and stop/kill cancel the queued agent.
         """
         if self._closed:
             raise WorkerError("DaskExecutor is closed")
