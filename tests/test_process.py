@@ -176,7 +176,10 @@ def test_setsid_escapee_holding_stdout_dies_when_agent_exits(tmp_path):
 def test_setsid_escapee_is_killed_by_stop_and_kill(tmp_path, how):
     r = Run(tmp_path, "escapee")
     w = r.start()
-    procs = survivors(w.token)
+    # The middle process of the double fork may still be on its way out: wait for it to go.
+    deadline = time.monotonic() + 5
+    while len(procs := survivors(w.token)) != 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert len(procs) == 3
     sids = {p.pid: os.getsid(p.pid) for p in procs}
     assert len(set(sids.values())) == 2  # the escapee left the worker's session
