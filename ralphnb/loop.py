@@ -688,40 +688,55 @@ class Loop:
         except RalphError:
             pass
 
+    def _merge(self, tr: _TaskRun, ws: Any) -> Any:
+        """One integration attempt (merge lock held) -> MergeResult."""
+        from .integrate import MergeResult, merge_branch, rev
+        from .workspace import BRANCH_PREFIX
+
+        target = self.target_branch or ""
+        if not self.workspaces.is_git:
+            return MergeResult("integrated")  # plain directory: the work stays in its copy
+        if ws is None or not ws.branch:  # recovered with its branch but no workspace
+            branch = BRANCH_PREFIX + tr.task_id
+            if rev(self.repo, f"refs/heads/{branch}") is None:
+                return MergeResult("noop")
+            return merge_branch(self.repo, branch, target,
+                                message=f"Merge {branch}: {tr.task_id}: {tr.title}")
+        sync = (lambda: self.workspaces.sync_branch(ws)) if ws.kind == "clone" else None
+        return integrate(self.repo, ws.path, branch=ws.branch, target=target,
+                         task_id=tr.task_id, title=tr.title, before_merge=sync)  # fmt: skip
+
     def _integrate(self, tr: _TaskRun, ws: Any) -> None:
         if not tr.iteration:
             tr.iteration = 1
             self._ev("queued", tr, title=tr.title, iteration=1)
-        target = self.target_branch
-        self._ev("integrating", tr, target=target)
+        self._ev("integrating", tr, target=self.target_branch)
         last = ""
         while True:
             with self._merge_lock:
-                if ws is None or not self.workspaces.is_git or not ws.branch:
-                    res_status, commit, msg = "integrated", None, ""
-                else:
-                    res = integrate(self.repo, ws.path, branch=ws.branch, target=target or "",
-                                    task_id=tr.task_id, title=tr.title, base=None)  # fmt: skip
-                    res_status, commit, msg = res.status, res.commit, res.message
-                    if res.status == "conflict":
-                        err = (f"merge conflict in {', '.join(res.paths)}; workspace kept at "
-                               f"{ws.path}")
-                        self._ev("conflict", tr, error=err, paths=res.paths)
-                        return self._requeue(tr, err)
-                if res_status in ("integrated", "noop"):
+                res = self._merge(tr, ws)
+                if res.status == "conflict":
+                    where = f"; workspace kept at {ws.path}" if ws is not None else ""
+                    err = f"merge conflict in {', '.join(res.paths)}{where}"
+                    self._ev("conflict", tr, error=err, paths=res.paths)
+                    return self._requeue(tr, err)
+                if res.status in ("integrated", "noop"):
                     if tr.marked_done:
                         self.queue.archive(tr.task_id)
                     else:  # nothing to merge (plain directory): one write
                         self.queue.complete(tr.task_id)
                     if self.workspaces.is_git:
                         commit_bookkeeping(self.repo, f"{tr.task_id}: archive ({tr.title})")
-                    self._ev("integrated", tr, commit=commit)
-                    if ws is not None and self.workspaces.is_git:
-                        self.workspaces.remove(ws, delete_branch=True)
+                    self._ev("integrated", tr, commit=res.commit)
+                    if self.workspaces.is_git:
+                        if ws is not None:
+                            self.workspaces.remove(ws, delete_branch=True)
+                        else:
+                            self.workspaces.remove(tr.task_id, delete_branch=True)
                     return
-            if msg != last:
-                self._ev("integrating", tr, error=msg)
-                last = msg
+            if res.message != last:
+                self._ev("integrating", tr, error=res.message)
+                last = res.message
             with self._cond:
                 if self._stopping or tr.action is not None:
                     return  # left done-but-not-archived: the next run integrates it

@@ -22,7 +22,8 @@ from ralphnb.loop import Loop, decide, deps_merged, next_deadline, pick_tasks
 from ralphnb.queue import Queue, init
 from ralphnb.run import Run
 
-SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "ralph" / "queue.schema.json"
+SCHEMA = Path(os.environ.get("RALPHNB_FIXTURES") or Path(__file__).resolve().parents[2] / "shared"
+               / "fixtures" / "ralph") / "queue.schema.json"
 
 
 @pytest.fixture(autouse=True)
@@ -394,3 +395,29 @@ def test_scheduled_start_is_a_deadline_not_a_poll(tmp_path):
     df = Loop(repo).run()
     assert df.status.iloc[-1] == "integrated"
     assert df.started_at.iloc[0] >= pd.Timestamp(at)
+
+
+@pytest.mark.slow
+def test_clone_workspaces_integrate_through_the_users_repo(tmp_path):
+    repo = make_repo(tmp_path, [demo("Cloned")])
+    df = Loop(repo, workspace_mode="clone").run()
+    assert df.status.iloc[-1] == "integrated", df[["status", "error"]].to_string()
+    assert git(repo, "show", "main:Cloned.txt").strip() == "Cloned"
+    assert "ralph/RQ-0001" not in git(repo, "branch")
+
+
+def test_recovered_done_task_without_workspace_merges_its_branch(tmp_path):
+    repo = make_repo(tmp_path, [demo("Orphan branch")])
+    git(repo, "branch", "ralph/RQ-0001")
+    wt = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", str(wt), "ralph/RQ-0001")
+    (wt / "orphan.txt").write_text("work\n")
+    git(wt, "add", "orphan.txt")
+    git(wt, "commit", "-q", "-m", "RQ-0001: work")
+    git(repo, "worktree", "remove", str(wt))
+    Queue(repo).complete("RQ-0001", archive=False)  # the agent said done, then the loop died
+    loop = Loop(repo)
+    df = loop.run()
+    assert df.status.tolist() == ["integrated"]
+    assert git(repo, "show", "main:orphan.txt") == "work\n"
+    assert [t.id for t in Queue(repo).done] == ["RQ-0001"]
