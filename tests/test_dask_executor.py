@@ -427,3 +427,26 @@ def test_an_agent_queued_behind_busy_workers_is_stopped_without_ever_running(exe
     time.sleep(0.5)
     strays = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "31.5"]]
     assert strays == []
+
+
+@pytest.mark.slow
+def test_ship_mode_kill_leaves_no_process_and_no_remote_copy(client, tmp_path, tree):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "keep.txt").write_text("as it was\n")
+    ex = DaskExecutor(client, workspace="ship")
+    rec = Recorder()
+    argv = [sys.executable, str(tree), "2", "ignore"]  # the script travels with the task
+    h = ex.spawn(WorkerSpec(worker_id="s1", task_id="RQ-0001", iteration=1, argv=tuple(argv),
+                            cwd=str(ws), env=build_env(), log_path=str(tmp_path / "s1.log")),
+                 rec.callbacks())
+    pids = tree_pids(rec)
+    remote_cwd = psutil.Process(pids[0]).cwd()
+    assert remote_cwd != str(ws) and Path(remote_cwd, "keep.txt").is_file()
+    info = h.kill()
+    ex.close()
+    assert info.reason == "kill" and info.log_path == tmp_path / "s1.log"
+    assert no_survivor(pids + [h.pid]) == []
+    assert not Path(remote_cwd).exists()  # the worker's copy is gone
+    assert (ws / "keep.txt").read_text() == "as it was\n"  # killed: the tree came back as is
+    assert (tmp_path / "s1.log").read_text().startswith('{"pids"')  # log written by the client
