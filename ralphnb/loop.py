@@ -131,6 +131,7 @@ class _Attempt:
     started: bool = False
     promise_seen: bool = False
     parser: Any = None
+    secrets: list[str] = field(default_factory=list)
 
 
 class Loop:
@@ -537,7 +538,7 @@ class Loop:
                 return
             if tr.action is not None or self._stopping:
                 return self._requeue(tr, self._why_not_continued(tr))
-            exit_msg = _diagnose(runner, info, att.parser)
+            exit_msg = _redact(_diagnose(runner, info, att.parser), att.secrets)
             self._count_failure(bool(exit_msg))
             # the promise alone completes; else ask the queue (a fresh read of a busy file)
             marked = not att.promise_seen and self.queue.get(tr.task_id).status == "done"
@@ -611,6 +612,8 @@ class Loop:
             return None, att
         parser = att.parser = runner.parser()
         promise = self.completion_promise
+        env = self._env(tr, ws, cmd.env)
+        secrets = att.secrets = _secrets(env)
 
         def on_line(line: str) -> None:
             for ev in parser.feed(line):
@@ -618,7 +621,7 @@ class Loop:
                 if typ in ("text", "message", "result") and promise in (ev.get("text") or ""):
                     att.promise_seen = True
                 if typ != "text":
-                    self._emit(Event("output", tr.task_id, wid, data=ev))
+                    self._emit(Event("output", tr.task_id, wid, data=_redact(ev, secrets)))
 
         def on_exit(info: Any) -> None:
             self._started(tr, att, info.pid, info.started_at)
@@ -629,7 +632,7 @@ class Loop:
                 "ended_at": format_time(info.ended_at)}))  # fmt: skip
 
         spec = WorkerSpec(worker_id=wid, task_id=tr.task_id, iteration=tr.iteration,
-                          argv=tuple(cmd.argv), cwd=str(ws.path), env=self._env(tr, ws, cmd.env),
+                          argv=tuple(cmd.argv), cwd=str(ws.path), env=env,
                           log_path=str(log_path),
                           stdin_path=str(cmd.stdin_path) if cmd.stdin_path else None,
                           registry_path=str(self.run_dir / "workers"))  # fmt: skip
@@ -854,6 +857,29 @@ def _diagnose(runner: Any, info: Any, parser: Any) -> str:
     if info.returncode == 0:
         return ""
     return f"exit code {info.returncode}" if info.signal is None else f"signal {info.signal}"
+
+
+def _secrets(env: dict[str, str]) -> list[str]:
+    try:
+        from .runners.base import secret_values
+    except ImportError:  # pragma: no cover
+        return []
+    return secret_values(env)
+
+
+def _redact(value: Any, secrets: list[str]) -> Any:
+    """Known secret values (API keys in the worker's env) replaced in strings, dicts, lists."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for sec in secrets:
+            value = value.replace(sec, "[redacted]")
+        return value
+    if isinstance(value, dict):
+        return {k: _redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, secrets) for v in value]
+    return value
 
 
 def _quiet(fn: Callable[[], Any]) -> None:

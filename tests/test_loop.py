@@ -421,3 +421,18 @@ def test_recovered_done_task_without_workspace_merges_its_branch(tmp_path):
     assert df.status.tolist() == ["integrated"]
     assert git(repo, "show", "main:orphan.txt") == "work\n"
     assert [t.id for t in Queue(repo).done] == ["RQ-0001"]
+
+
+def test_secret_values_are_redacted_from_the_table_and_journal(tmp_path):
+    from ralphnb.runners import Command
+
+    secret = "sk-test-0123456789abcdef"
+    repo = make_repo(tmp_path, [demo("S")])
+    script = ("import os, sys; sys.stderr.write('401: bad key ' + os.environ['MY_API_KEY']"
+              " + '\\n'); raise SystemExit(1)")
+    runner = Command([sys.executable, "-c", script], env={"MY_API_KEY": secret})
+    loop = Loop(repo, runner=runner, max_iterations=1)
+    df = loop.run()
+    text = df.to_string() + (loop.run_dir / "events.jsonl").read_text()
+    assert secret not in text
+    assert df.status.iloc[0] == "failed" and "bad key [redacted]" in df.error.iloc[0]
