@@ -545,6 +545,8 @@ class Loop:
             ok, msg = (None, "")
             if marked or att.promise_seen:
                 ok, msg = run_check(self.check, Path(ws.path), self._env(tr, ws))
+            if tr.action is not None or self._stopping:  # asked to stop while checking
+                return self._requeue(tr, self._why_not_continued(tr))
             d = decide(iteration=tr.iteration, max_iterations=max_it, marked_done=marked,
                        promise_seen=att.promise_seen, check_ok=ok, check_msg=msg,
                        exit_msg=exit_msg)  # fmt: skip

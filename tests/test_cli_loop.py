@@ -106,3 +106,30 @@ def test_run_in_process_with_main(tmp_path, env, capsys):
     assert main(["run", "--repo", str(repo), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[-1]["status"] == "integrated"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_workers_cleanly(tmp_path, env):
+    import signal
+
+    repo = make_repo(tmp_path, [{"demo.hang": "1", "demo.children": "2"}])
+    proc = subprocess.Popen([sys.executable, "-m", "ralphnb", "run", "--repo", str(repo)],
+                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    pid = None
+    while time.monotonic() < deadline and pid is None:
+        if live_run(repo):
+            r = ralphnb("status", "--repo", str(repo), "--json", env=env)
+            recs = json.loads(r.stdout)["records"] if r.returncode == 0 else []
+            if recs and recs[0]["status"] == "running":
+                pid = recs[0]["pid"]
+        time.sleep(0.2)
+    assert pid is not None
+    tree = [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "workers stopped" in err
+    assert all(not psutil.pid_exists(p) for p in [pid, *tree])
+    t = Queue(repo).get("RQ-0001")
+    assert t.status == "todo" and "Ctrl-C" in t.notes[-1]
