@@ -135,7 +135,24 @@ class _Attempt:
 
 
 class Loop:
-    """Run agents over the queue of `repo`. See the package README for the whole API."""
+    """Run agents over the queue of `repo`: parallel isolated workers, iterations until each
+    task is complete, finished work merged back, a live table of every worker attempt.
+
+    `runner`: a name ("demo", "claude", "codex", ...) or a runner object (e.g.
+    `ralphnb.Command([...])`). `parallel`: workers at once. `max_iterations`: attempts per task
+    (a task's `agent.iterations` wins). `check`: argv list, a command string (split like a
+    shell, never run by one) or `callable(workspace_path) -> bool`, run after the agent says it
+    is done. `completion_promise`: text that counts as "done" in the agent's output.
+    `grace`: seconds between SIGINT and SIGKILL on stop. `target_branch`: where work is merged
+    (default: the checked-out branch). Limits: `max_wall_time` (s, whole loop),
+    `max_cost_usd`, `max_consecutive_failures`. `executor`: where workers run (local processes
+    by default). `workspace_mode`: auto/worktree/clone/copy. `tasks`: only these task ids.
+
+    `start()` returns at once; `run()` blocks and returns the final `df`; `await arun()`.
+    `df`, `snapshot()`, `events`, `subscribe(cb)`, `logs(task_id)`; `stop(id)`, `kill(id)`,
+    `stop_all()`, `pause()`, `resume()`. The run is journaled under
+    `.ralph/cache/ralphnb/runs/<run_id>/` (`Run.load(loop.run_dir).df` rebuilds `df`).
+    """
 
     def __init__(self, repo: str | Path = ".", runner: Any = "demo", parallel: int = 2,
                  max_iterations: int = 5, check: CheckType = None,
