@@ -152,8 +152,8 @@ class RalphnbWorkerPlugin(WorkerPlugin):
             threads.append(t)
         for t in threads:
             t.join(12.0)
-        with contextlib.suppress(OSError):
-            st.registry.path.rmdir()
+        if not st.registry.records():  # nothing left running: drop the directory
+            shutil.rmtree(st.registry.path, ignore_errors=True)
 
 
 def _quiet_kill(w: Worker, grace: float | None = None) -> None:
@@ -322,6 +322,8 @@ def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval
         for tmp in (stub_root, ship_base):
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    tmp.parent.rmdir()  # stubs/ or ship/, once empty
 
 
 def _remote_control(
