@@ -165,7 +165,7 @@ def text_table(records: list[Mapping[str, Any]], *, now: datetime | None = None,
 _CELL = ("padding:0 6px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;"
          "text-align:left;line-height:18px;")
 _BADGE = "color:#fff;border-radius:3px;padding:1px 5px;font-size:11px;"
-_WIDTHS = {"title": "max-width:220px;", "message": "max-width:360px;"}
+_WIDTHS = {"title": "max-width:200px;", "message": "max-width:320px;"}
 
 
 def _live_css() -> str:
@@ -352,8 +352,8 @@ class _Row:
     def __init__(self, dash: Dashboard, task_id: str) -> None:
         def btn(label: str, tip: str, style: str) -> W.Button:
             return W.Button(description=label, tooltip=f"{tip} {task_id}", button_style=style,
-                            layout=W.Layout(width="52px", height=f"{ROW_PX - 4}px",
-                                            margin="2px 2px", padding="0"))
+                            layout=W.Layout(width="52px", min_width="52px", padding="0",
+                                            height=f"{ROW_PX - 4}px", margin="2px 2px"))
 
         self.task_id = task_id
         self.stop = btn("Stop", "Stop", "warning")
@@ -402,16 +402,18 @@ class Dashboard(W.VBox):
         self.resume_button = head_btn("Resume", "resume", "")
         self.stop_all_button = head_btn("Stop all", "stop_all", "warning")
         self.message = W.HTML("")
-        self.table = W.HTML("", layout=W.Layout(margin="0"))
+        self.table = W.HTML("", layout=W.Layout(margin="0", flex="0 0 auto"))
         self._spacer = W.Box(layout=W.Layout(height=f"{TOP_PX + HEAD_PX}px", margin="0"))
-        self.buttons = W.VBox([self._spacer], layout=W.Layout(margin="0", padding="0"))
+        self.buttons = W.VBox([self._spacer], layout=W.Layout(margin="0", padding="0",
+                                                              flex="0 0 auto"))
         self.log_title = W.HTML("")
         self.log_view = W.HTML("", layout=W.Layout(display="none"))
         self.log_close = W.Button(description="Close log", layout=W.Layout(display="none"))
         self.log_close.on_click(lambda _b: self.show_log(None))
         super().__init__([
             W.HBox([self.pause_button, self.resume_button, self.stop_all_button, self.message]),
-            W.HBox([self.table, self.buttons], layout=W.Layout(align_items="flex-start")),
+            W.HBox([self.table, self.buttons],
+                   layout=W.Layout(align_items="flex-start", overflow="auto hidden")),
             W.HBox([self.log_title, self.log_close]),
             self.log_view,
         ])

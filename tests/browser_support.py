@@ -81,8 +81,14 @@ def lab_server(root: Path, *, log: Path) -> Iterator[Lab]:
     """JupyterLab on 127.0.0.1 (free port, random token, --allow-root, no browser)."""
     port, token = free_port(), secrets.token_hex(16)
     runtime = root.parent / "jupyter-runtime"
+    settings = root.parent / "lab-settings"
+    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True, exist_ok=True)
+    news.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no news toast
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime),
-               JUPYTER_CONFIG_DIR=str(root.parent / "jupyter-config"))
+               JUPYTER_CONFIG_DIR=str(root.parent / "jupyter-config"),
+               JUPYTERLAB_SETTINGS_DIR=str(settings),
+               JUPYTERLAB_WORKSPACES_DIR=str(root.parent / "lab-workspaces"))
     argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.port={port}",
             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", "--allow-root",
             "--no-browser", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",

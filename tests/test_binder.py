@@ -55,10 +55,12 @@ def test_fresh_venv_from_binder_files_runs_the_quickstart(tmp_path: Path) -> Non
     subprocess.run([bindir / "python", "-m", "pip", "install", "-q", "-r",
                     "binder/requirements.txt"], cwd=repo, env=env, check=True, timeout=900)
     subprocess.run(["bash", "binder/postBuild"], cwd=repo, env=env, check=True, timeout=600)
-    where = subprocess.run(
+    probe = subprocess.run(
         [bindir / "python", "-c", "import ralphnb, ipywidgets; print(ralphnb.__file__)"],
-        env=env, check=True, capture_output=True, text=True, cwd=tmp_path,
-    ).stdout.strip()
+        env=env, capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    where = probe.stdout.strip()
     assert where.startswith(str(env_dir)), where  # installed into the venv, not the checkout
     # a kernelspec for that venv, found through JUPYTER_PATH by nbclient in this process
     subprocess.run([bindir / "python", "-m", "ipykernel", "install", "--prefix",

@@ -79,7 +79,7 @@ def test_kill_and_stop_buttons_in_jupyterlab(tmp_path: Path) -> None:
     with lab_server(root, log=tmp_path / "lab.log") as lab, sync_playwright() as pw:
         browser = chromium(pw)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page = browser.new_page(viewport={"width": 1920, "height": 1080})
             page.goto(lab.page_url("quickstart.ipynb"))
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
             kernel = lab.wait_kernel_idle(timeout=90)
@@ -151,6 +151,11 @@ def test_kill_and_stop_buttons_in_jupyterlab(tmp_path: Path) -> None:
             btn = page.locator(f'button[title="Kill {stuck_id}"]').bounding_box()
             assert row and btn
             assert row["y"] <= btn["y"] + btn["height"] / 2 <= row["y"] + row["height"]
+            # open the killed worker's log: its tail shows below the table
+            page.locator(f'button[title="Log {stuck_id}"]').click()
+            page.wait_for_function(
+                "t => [...document.querySelectorAll('.ralphnb-dashboard pre')]"
+                ".some(e => e.textContent.includes(t))", arg='"session_id"', timeout=15_000)
             shot = ARTIFACTS / "dashboard.png"
             page.locator(".ralphnb-dashboard").first.screenshot(path=str(shot))
         finally:
