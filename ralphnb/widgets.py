@@ -383,6 +383,8 @@ class Dashboard(W.VBox):
         self._rows: dict[str, _Row] = {}
         self._requested: dict[str, set[str]] = {}
         self._log_task: str | None = None
+        self._log_shown: str | None = None
+        self._log_next = 0.0
         self._dirty = threading.Event()
         self._closed = threading.Event()
         self._render_lock = threading.Lock()
@@ -552,8 +554,13 @@ class Dashboard(W.VBox):
             if tid not in self._rows:
                 self._rows[tid] = _Row(self, tid)
         finished = _loop_finished(self.loop)
-        log_value = log_title = ""
-        if self._log_task is not None:
+        log_value, log_title = self.log_view.value, self.log_title.value
+        if self._log_task is None:
+            log_value = log_title = ""
+            self._log_shown = None
+        elif self._log_task != self._log_shown or time.monotonic() >= self._log_next:
+            # the log tail is a second message per render: at most one a second
+            self._log_shown, self._log_next = self._log_task, time.monotonic() + 1.0
             log_title = f"<b>log {html.escape(self._log_task)}</b>"
             log_value = (
                 '<div style="display:flex;flex-direction:column-reverse;max-height:240px;'

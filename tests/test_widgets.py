@@ -265,6 +265,26 @@ def test_log_view_shows_the_tail_of_the_chosen_worker() -> None:
     dash.close()
 
 
+def test_open_log_follows_the_tail_at_most_once_a_second() -> None:
+    loop = FakeLoop(1)
+    lines: list[str] = []
+    loop.logs = lambda task_id: list(lines)  # type: ignore[method-assign]
+    dash = widgets.Dashboard(loop)
+    dash.show_log("RQ-0001")
+    changes: list[str] = []
+    dash.log_view.observe(lambda ch: changes.append(ch["new"]), "value")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.0:
+        lines.append(f"line {len(lines)}")
+        loop.emit()
+        time.sleep(0.02)
+    assert _until(lambda: f"line {len(lines) - 1}" in dash.log_view.value, 3)
+    assert 1 <= len(changes) <= 5, len(changes)  # ~2 s of tailing: not one per render
+    dash.show_log(None)
+    assert _until(lambda: dash.log_view.value == "", 2)
+    dash.close()
+
+
 def test_mimebundle_outside_a_kernel_is_text_and_html_only() -> None:
     loop = FakeLoop(2)
     loop.records["RQ-0001"]["title"] = "<script>alert(1)</script>"
