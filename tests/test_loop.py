@@ -211,9 +211,11 @@ def test_same_line_one_integrates_other_conflicts(tmp_path):
         {"title": "B", "custom_fields": {"demo.file": "f.txt", "demo.line": "1",
                                          "demo.content": "by B"}},
     ])
-    df = Loop(repo, parallel=2).run()
+    loop = Loop(repo, parallel=2)
+    df = loop.run()
     st = dict(zip(df.task_id, df.status, strict=True))
     assert sorted(st.values()) == ["conflict", "integrated"]
+    pd.testing.assert_frame_equal(Run.load(loop.run_dir).df, df)
     loser = next(t for t, s in st.items() if s == "conflict")
     row = df[df.task_id == loser].iloc[-1]
     assert "f.txt" in row.error
@@ -245,6 +247,7 @@ def test_stop_and_kill_single_workers_while_others_continue(tmp_path):
     st = dict(zip(df.task_id, df.status, strict=True))
     assert st == {"RQ-0001": "stopped", "RQ-0002": "killed", "RQ-0003": "integrated",
                   "RQ-0004": "integrated"}
+    pd.testing.assert_frame_equal(Run.load(loop.run_dir).df, df)
     assert no_process([pids["RQ-0001"], pids["RQ-0002"], *tree])
     q = Queue(repo)
     assert q.get("RQ-0001").status == "todo" and "stopped by the user" in q.get("RQ-0001").notes[-1]
