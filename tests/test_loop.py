@@ -122,6 +122,13 @@ def test_next_deadline_only_for_real_deadlines():
 def test_six_tasks_with_deps_parallel_3_tracked_queue(tmp_path):
     repo = create_sample_repo(tmp_path / "repo", 6)
     assert ".ralph/queue.jsonc" in git(repo, "ls-files")
+    # the user's own work in progress, in files no task touches: unstaged, staged, untracked
+    with open(repo / "src" / "app.py", "a") as fh:
+        fh.write("# user edit\n")
+    (repo / "user.txt").write_text("staged by the user\n")
+    git(repo, "add", "user.txt")
+    (repo / "scratch.txt").write_text("untracked\n")
+    mine = git(repo, "status", "--porcelain"), git(repo, "diff"), git(repo, "diff", "--cached")
     seen: list = []
     loop = Loop(repo, parallel=3)
     unsub = loop.subscribe(seen.append)
@@ -144,8 +151,9 @@ def test_six_tasks_with_deps_parallel_3_tracked_queue(tmp_path):
     # every change went through subscribers and the journal; replay gives the same frame
     assert len(seen) == len(loop.events)
     pd.testing.assert_frame_equal(Run.load(loop.run_dir).df, loop.df)
-    # bookkeeping committed: the checkout is clean, HEAD's queue files are valid
-    assert git(repo, "status", "--porcelain") == ""
+    # bookkeeping committed (only the queue files): the user's changes are exactly as they were
+    assert (git(repo, "status", "--porcelain"), git(repo, "diff"),
+            git(repo, "diff", "--cached")) == mine
     for name in ("queue.jsonc", "done.jsonc"):
         text = git(repo, "show", f"HEAD:.ralph/{name}")
         assert "<<<<<<<" not in text
