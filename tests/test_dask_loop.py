@@ -110,6 +110,14 @@ def test_stop_and_kill_from_the_loop_reach_the_remote_tree(client, tmp_path):
         wait_for(lambda: running_rows(loop, 2), what="two running workers")
         assert {h.address for h in ex.running} == set(client.scheduler_info()["workers"])
         wait_for(lambda: len(agent_procs(repo)) >= 6, what="agents and their children")
+
+        def live() -> bool:  # parsed output, resources and log tails flow back while running
+            df = loop.df
+            return bool(df.session_id.notna().all() and (df.rss_mb > 0).all())
+
+        wait_for(live, what="live session ids and resource figures")
+        assert any('"subtype": "init"' in line for line in loop.logs("RQ-0001"))
+        assert (loop.df.status == "running").all()
         t0 = time.monotonic()
         loop.stop("RQ-0001")  # honours SIGINT
         stop_s = time.monotonic() - t0
