@@ -187,17 +187,20 @@ def _make_stub(root: Path, task: dict[str, Any]) -> Path:
 
 
 def _read_marks(root: Path, task: dict[str, Any]) -> dict[str, Any] | None:
-    """What the agent did to its task in the stub queue: status and the notes it added."""
+    """What the agent did in the stub queue: its task's final status and the notes it added
+    (if it marked it done or rejected), and any tasks it added (e.g. follow-ups)."""
     from .jsonio import read_jsonc
 
+    out: dict[str, Any] = {"status": None, "notes": [], "added": []}
     for name in ("queue.jsonc", "done.jsonc"):
         with contextlib.suppress(Exception):
             for t in read_jsonc(root / ".ralph" / name).get("tasks", []):
-                if t.get("id") == task.get("id") and t.get("status") in ("done", "rejected"):
+                if t.get("id") != task.get("id"):
+                    out["added"].append(t)
+                elif t.get("status") in ("done", "rejected"):
                     old = list(task.get("notes") or [])
-                    notes = list(t.get("notes") or [])
-                    return {"status": t["status"], "notes": notes[len(old) :]}
-    return None
+                    out.update(status=t["status"], notes=list(t.get("notes") or [])[len(old) :])
+    return out if out["status"] or out["added"] else None
 
 
 def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval: float) -> dict:

@@ -63,6 +63,10 @@ __all__ = ["LOST", "DaskExecutor", "DaskExitInfo", "DaskHandle", "RalphnbWorkerP
 
 log = logging.getLogger(__name__)
 
+# fields of a task an agent added in its stub queue that the user's queue sets itself
+_NOT_COPIED = ("id", "title", "status", "created_at", "updated_at", "started_at",
+               "completed_at")
+
 
 def _spec_dict(spec: Any) -> dict[str, Any]:
     get = spec.get if isinstance(spec, Mapping) else (lambda k, d=None: getattr(spec, k, d))
@@ -222,7 +226,9 @@ class DaskHandle:
                 log.exception("on_line callback of %s failed", self.worker_id)
 
     def _apply_marks(self, marks: dict[str, Any]) -> None:
-        """Apply what the agent did to its stub queue to the user's queue (client writes only)."""
+        """Apply what the agent did to its stub queue to the user's queue (client writes only):
+        done/reject of its task with its notes, and tasks it added (new ids allocated here;
+        links to other stub-only ids dropped)."""
         repo = self.spec["env"].get("RALPHNB_REPO")
         if not repo:
             return
@@ -231,9 +237,17 @@ class DaskHandle:
         note = "\n".join(marks.get("notes") or []) or None
         try:
             q = Queue(repo)
-            if marks["status"] == "done":
+            for t in marks.get("added") or []:
+                fields = {k: v for k, v in t.items() if k not in _NOT_COPIED}
+                for link in ("depends_on", "blocks", "relates_to", "duplicates"):
+                    if fields.get(link):
+                        fields[link] = [i for i in fields[link] if i == self.task_id]
+                if fields.get("parent_id") and fields["parent_id"] != self.task_id:
+                    del fields["parent_id"]
+                q.add(str(t.get("title") or "untitled"), **fields)
+            if marks.get("status") == "done":
                 q.complete(self.task_id, note, archive=False)
-            elif marks["status"] == "rejected":
+            elif marks.get("status") == "rejected":
                 q.reject(self.task_id, note)
         except Exception as exc:
             log.warning("could not apply %s's queue update for %s: %s", self.worker_id,

@@ -450,3 +450,43 @@ def test_ship_mode_kill_leaves_no_process_and_no_remote_copy(client, tmp_path, t
     assert not Path(remote_cwd).exists()  # the worker's copy is gone
     assert (ws / "keep.txt").read_text() == "as it was\n"  # killed: the tree came back as is
     assert (tmp_path / "s1.log").read_text().startswith('{"pids"')  # log written by the client
+
+
+@pytest.mark.slow
+def test_agent_queue_commands_land_in_the_users_queue_through_the_client(client, tmp_path):
+    """With queue_writes="client" an agent's `ralphnb task add` and `task done --note` go to a
+    stub queue on the Dask worker; the client applies both to the user's queue."""
+    from ralphnb.queue import Queue, init
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    q = init(repo)
+    q.add("Existing")
+    task = q.start(q.add("Ours").id)
+    script = tmp_path / "agent.py"
+    script.write_text(textwrap.dedent(
+        """
+        import os, subprocess, sys
+        tid = os.environ["RALPHNB_TASK_ID"]
+        run = lambda *a: subprocess.run([sys.executable, "-m", "ralphnb", "task", *a], check=True)
+        run("add", "Follow-up found by the agent", "--depends-on", tid, "--tag", "followup")
+        run("done", tid, "--note", "did it")
+        print(os.environ["RALPHNB_REPO"])
+        """))
+    env = build_env({"RALPHNB_REPO": str(repo), "RALPHNB_WORKER": "w#1",
+                     "RALPHNB_TASK_ID": task.id, "PYTHONPATH": os.pathsep.join(sys.path)})
+    ex = DaskExecutor(client)
+    rec = Recorder()
+    h = ex.spawn(WorkerSpec(worker_id="w#1", task_id=task.id, iteration=1,
+                            argv=(sys.executable, str(script)), cwd=str(tmp_path), env=env,
+                            log_path=str(tmp_path / "a.log")), rec.callbacks())
+    info = h.wait(60)
+    ex.close()
+    assert info is not None and info.returncode == 0, h.tail(20)
+    assert rec.lines[-1] != str(repo)  # the agent saw a stub, not the user's repo
+    q = Queue(repo)
+    ours = q.get(task.id)
+    assert ours.status == "done" and "did it" in ours.notes
+    (follow,) = [t for t in q.tasks if t.title == "Follow-up found by the agent"]
+    assert follow.id == "RQ-0003" and follow.depends_on == [task.id]
+    assert follow.tags == ["followup"] and follow.status == "todo"
