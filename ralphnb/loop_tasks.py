@@ -313,8 +313,8 @@ class TaskDriver:
         with self._cond:
             self._excluded.add(tr.task_id)
         try:
-            self.queue.update(tr.task_id, status="todo", completed_at=None)
-            self.queue.add_note(tr.task_id, f"ralphnb run {self.run_id}: {why}")
+            notes = [*self.queue.get(tr.task_id).notes, f"ralphnb run {self.run_id}: {why}"]
+            self.queue.update(tr.task_id, status="todo", completed_at=None, notes=notes)
         except RalphError:
             pass
 
