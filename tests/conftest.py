@@ -11,25 +11,24 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def ralph_fixtures_dir() -> Path | None:
-    """ralph's reference files: `../shared/fixtures/ralph` beside the repo, or $RALPHNB_FIXTURES."""
-    for candidate in (
-        REPO_ROOT.parent / "shared" / "fixtures" / "ralph",
-        Path(os.environ["RALPHNB_FIXTURES"]) if os.environ.get("RALPHNB_FIXTURES") else None,
-    ):
-        if candidate is not None and (candidate / "done.jsonc").is_file():
-            return candidate
-    return None
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "ralph"
+
+
+def ralph_fixtures_dir() -> Path:
+    """ralph's reference files: the copy in tests/fixtures/ralph, or $RALPHNB_FIXTURES.
+
+    The copy is ralph's published JSON Schemas and a real done file written by ralph; setting
+    RALPHNB_FIXTURES checks compatibility against another set (e.g. a newer ralph release).
+    """
+    override = os.environ.get("RALPHNB_FIXTURES")
+    return Path(override) if override else FIXTURES
 
 
 @pytest.fixture
 def ralph_fixtures() -> Path:
-    """Directory with ralph's `queue.schema.json` and real `done.jsonc` (skipped only off CI)."""
+    """Directory with ralph's `queue.schema.json` and real `done.jsonc`."""
     found = ralph_fixtures_dir()
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("ralph fixtures not found: set RALPHNB_FIXTURES to their directory")
-        pytest.skip("ralph fixtures not found (set RALPHNB_FIXTURES)")
+    assert (found / "done.jsonc").is_file(), f"ralph fixtures missing in {found}"
     return found
 
 
