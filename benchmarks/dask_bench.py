@@ -5,6 +5,7 @@ Measures, in one run on this machine:
   prints its stream) through a 2-worker LocalCluster (1 thread each) and through the local
   executor with parallel 2: wall time, mean spawn-to-exit latency, overhead per task;
 - live output latency (an agent's print to the client's on_line);
+- the time from SIGKILL of a Dask worker under a running agent to its `lost` exit;
 - stop latency (SIGINT-honouring agent) and kill latency (SIGINT-ignoring agent with children),
   from the call to the confirmed exit, both executors.
 
@@ -117,6 +118,26 @@ def line_latency(executor, root: Path, n: int = 50) -> list[float]:
     return got
 
 
+def lost_latency(client, executor, root: Path, rounds: int) -> list[float]:
+    """SIGKILL of the Dask worker under a running agent to its `lost` exit (agents swept)."""
+    import signal
+
+    out = []
+    for r in range(rounds):
+        spec = make_spec(root, 900 + r, {"demo.hang": "1", "demo.duration": "1"}, speed=1.0)
+        seen = threading.Event()
+        h = executor.spawn(spec, Callbacks(on_line=lambda line, s=seen: s.set()))
+        seen.wait(30)
+        pid = client.run(os.getpid, workers=[h.address])[h.address]
+        t0 = time.perf_counter()
+        os.kill(pid, signal.SIGKILL)
+        info = h.wait(60)
+        out.append(time.perf_counter() - t0)
+        assert info is not None and info.reason == "lost", info
+        client.wait_for_workers(2, timeout=60)  # the nanny restarts it
+    return out
+
+
 def loop_run(executor, root: Path, n: int, parallel: int) -> tuple[float, int]:
     """Wall time of a whole Loop over an `n`-task sample repo, and how many tasks it merged."""
     from ralphnb.demo.sample import create_sample_repo
@@ -187,6 +208,8 @@ def main() -> None:
             for name, ex in (("local", local_ex), ("dask", dask_ex)):
                 rows[name].update(stop_kill(ex, root / f"sk-{name}", args.rounds, args.tasks))
                 rows[name]["line"] = line_latency(ex, root / f"lines-{name}")
+                if name == "dask":
+                    rows[name]["lost"] = lost_latency(client, ex, root / "lost", 3)
                 if args.loop:
                     rows[name]["loop"] = loop_run(ex, root / f"loop-{name}", args.loop,
                                                   args.parallel)
@@ -221,6 +244,9 @@ def main() -> None:
         (lw, ld), (dw, dd) = loc["loop"], dsk["loop"]
         out.append(f"| whole Loop, {args.loop} sample tasks (worktrees, merges) | {lw:.2f} s "
                    f"({ld} merged) | {dw:.2f} s ({dd} merged) |")
+    lost = dsk["lost"]
+    out.append(f"| Dask worker SIGKILLed under an agent: `lost` exit delivered, agents swept "
+               f"(median of {len(lost)}) | - | {ms(statistics.median(lost))} |")
     extra = statistics.mean(dsk["over"]) - statistics.mean(loc["over"])
     out += ["", f"Overhead per task of the Dask executor over the local one: {ms(extra)} (mean "
             f"executor overhead); {ms(over_wall)} of wall time per task per slot, which also "
