@@ -133,3 +133,26 @@ def test_ctrl_c_stops_the_workers_cleanly(tmp_path, env):
     assert all(not psutil.pid_exists(p) for p in [pid, *tree])
     t = Queue(repo).get("RQ-0001")
     assert t.status == "todo" and "Ctrl-C" in t.notes[-1]
+
+
+def test_run_on_a_tty_redraws_the_table_in_place(tmp_path, env):
+    import pty
+
+    repo = make_repo(tmp_path, [{}])
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: `ralphnb run` with a terminal as stdout
+        os.execve(sys.executable, [sys.executable, "-m", "ralphnb", "run", "--repo", str(repo)],
+                  env)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    assert out.count(b"\x1b[J") >= 1  # cursor up + clear: the table is rewritten, not appended
+    assert b"integrated 1" in out
