@@ -447,3 +447,24 @@ def test_secret_values_are_redacted_from_the_table_and_journal(tmp_path):
     text = df.to_string() + (loop.run_dir / "events.jsonl").read_text()
     assert secret not in text
     assert df.status.iloc[0] == "failed" and "bad key [redacted]" in df.error.iloc[0]
+
+
+def test_executor_seam_spec_is_plain_data_and_callbacks_come_back(tmp_path):
+    import pickle
+
+    from ralphnb.executors import Callbacks, Executor, LocalExecutor, WorkerHandle, WorkerSpec
+
+    spec = WorkerSpec(worker_id="RQ-0001#1", task_id="RQ-0001", iteration=1,
+                      argv=(sys.executable, "-c", "print('hi')"), cwd=str(tmp_path),
+                      env={"PATH": os.environ["PATH"]}, log_path=str(tmp_path / "l.log"),
+                      registry_path=str(tmp_path / "workers"))
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    lines, exits = [], []
+    ex = LocalExecutor()
+    assert isinstance(ex, Executor)
+    h = ex.spawn(spec, Callbacks(on_line=lines.append, on_exit=exits.append))
+    assert isinstance(h, WorkerHandle)
+    info = h.wait(30)
+    assert info is not None and info.returncode == 0 and exits == [info]
+    assert lines == ["hi"] and h.tail(5) == ["hi"]
+    assert not list((tmp_path / "workers").glob("*.json"))  # registry record removed on exit
