@@ -395,6 +395,7 @@ def test_cost_limit_halts_before_the_next_attempt(tmp_path):
     assert [t.status for t in Queue(repo).tasks] == ["todo", "todo"]
 
 
+@pytest.mark.slow
 def test_scheduled_start_is_a_deadline_not_a_poll(tmp_path):
     from datetime import timedelta
 
