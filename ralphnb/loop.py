@@ -414,7 +414,7 @@ class Loop(TaskDriver):
                 if action in ("stop_all", "timeout"):
                     return
                 raise RalphError(f"no active worker for {task_id} in this loop")
-            if tr.action is None:
+            if tr.action is None or action == "kill":  # a kill overrides a pending stop
                 tr.action = action
             self._excluded.add(task_id)
             handle = tr.handle
