@@ -38,6 +38,7 @@ from typing import Any
 
 import psutil
 
+from . import resources as _resources
 from .errors import WorkerError
 from .registry import (  # noqa: F401 - re-exported: `from ralphnb.process import ...` keeps working
     TOKEN_VAR,
@@ -189,7 +190,6 @@ class Worker:
         self._reader: threading.Thread | None = None
         self._status_fd = -1
         self._monitor: threading.Thread | None = None
-        self._ps: dict[int, psutil.Process] = {}
 
     def __repr__(self) -> str:
         state = "new" if self.pid is None else ("running" if self.alive else "exited")
@@ -398,7 +398,6 @@ class Worker:
             reader.join(5.0)
         if self.registry is not None:
             self.registry.remove(self)
-        self._ps.clear()
         self._drained.set()
         if self.on_drained is not None:
             try:
@@ -501,30 +500,13 @@ class Worker:
     # -------------------------------------------------------------- resources
 
     def resources(self) -> dict[str, float | int]:
-        """CPU % (since the previous call), RSS in MB and process count of the agent's tree.
+        """CPU % (since the previous sample), RSS in MB and process count of the agent's tree.
 
-        The shim itself is left out. Sampled only when called; the first call reports 0 CPU.
+        The shim itself is left out. Read from the shared process-table snapshot (`resources`),
+        so sampling many workers at once walks the table once; figures are at most
+        `resources.WINDOW` old. A process's first sample reports 0 CPU. Zeros once exited.
         """
-        out: dict[str, float | int] = {"cpu_percent": 0.0, "rss_mb": 0.0, "num_procs": 0}
         if not self.alive or self.pid is None:
-            return out
-        try:
-            shim = self._ps.get(self.pid) or psutil.Process(self.pid)
-            self._ps[self.pid] = shim
-            tree = shim.children(recursive=True)
-        except psutil.Error:
-            return out
-        seen = {self.pid}
-        for p in tree:
-            cached = self._ps.setdefault(p.pid, p)
-            seen.add(p.pid)
-            try:
-                with cached.oneshot():
-                    out["cpu_percent"] += cached.cpu_percent(None)
-                    out["rss_mb"] += cached.memory_info().rss / 1e6
-                out["num_procs"] += 1
-            except psutil.Error:
-                continue
-        for pid in [p for p in self._ps if p not in seen]:
-            del self._ps[pid]
-        return out
+            return {"cpu_percent": 0.0, "rss_mb": 0.0, "num_procs": 0}
+        started = self.started_at.timestamp() if self.started_at is not None else None
+        return _resources.tree_usage(self.pid, started=started)
