@@ -14,6 +14,7 @@ import jsonschema
 import pandas as pd
 import psutil
 import pytest
+from conftest import ralph_fixtures_dir
 
 from ralphnb.demo.sample import create_sample_repo
 from ralphnb.errors import RalphError
@@ -22,8 +23,7 @@ from ralphnb.loop import Loop, decide, deps_merged, next_deadline, pick_tasks
 from ralphnb.queue import Queue, init
 from ralphnb.run import Run
 
-SCHEMA = Path(os.environ.get("RALPHNB_FIXTURES") or Path(__file__).resolve().parents[2] / "shared"
-               / "fixtures" / "ralph") / "queue.schema.json"
+SCHEMA = ralph_fixtures_dir() / "queue.schema.json"
 
 
 @pytest.fixture(autouse=True)
