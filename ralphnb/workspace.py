@@ -3,10 +3,12 @@
 Owns: creating, finding and removing a task's workspace, and `run_git`, the one way ralphnb runs
 git. In a git repository a workspace is a linked worktree (`mode="worktree"`) or a separate local
 clone (`mode="clone"`) on branch `ralph/<TASK_ID>` started from the target branch; outside git it
-is a copy of the directory (`mode="copy"`). `.env*` files and `copy_ignored` paths that git
-ignores are copied in; build outputs and caches (`.venv`, `node_modules`, `__pycache__`, ...)
+is a copy of the directory (`mode="copy"`) plus a manifest of what was copied (relative path ->
+sha256, size, exec bit; `manifest(task_id)`), kept under the root's metadata, never inside the
+workspace, as the base of integrate_copy's three-way copy back. `.env*` files and `copy_ignored`
+paths that git ignores are copied in; build outputs and caches (`.venv`, `node_modules`, ...)
 are not. Default location: `<repo parent>/.workspaces/<repo name>/<TASK_ID>`.
-Does not own: committing or merging work back (integrate.py).
+Does not own: committing or merging work back (integrate.py, integrate_copy.py).
 
 Invariants:
 - The user's checkout (index, working tree, HEAD, stash) is never modified: only refs
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import json
 import logging
 import os
@@ -150,6 +153,57 @@ def _rmtree(path: Path) -> None:
         shutil.rmtree(path, onerror=fix)
 
 
+def _excluded(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def path_state(path: Path) -> dict | None:
+    """What is at `path`, without following a final symlink: None (absent), {"dir": True},
+    {"link": target}, {"sha256", "size", "x"} for a regular file, {"other": True} otherwise."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return {"link": os.readlink(path)}
+    if stat.S_ISDIR(st.st_mode):
+        return {"dir": True}
+    if not stat.S_ISREG(st.st_mode):
+        return {"other": True}
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return {"sha256": h.hexdigest(), "size": st.st_size, "x": bool(st.st_mode & 0o111)}
+
+
+def scan_tree(top: Path, exclude: Iterable[str] = COPY_EXCLUDE, *,
+              skip: Path | None = None) -> dict[str, dict]:  # fmt: skip
+    """Every regular file and symlink under `top` (relative posix path -> `path_state`),
+    leaving out names matching `exclude` at any depth and the directory `skip`. Symlinked
+    directories are recorded as links, never followed."""
+    excl = tuple(exclude)
+    out: dict[str, dict] = {}
+    for d, dirs, files in os.walk(top):
+        here = Path(d)
+        keep = []
+        for n in dirs:
+            if _excluded(n, excl) or (skip is not None and here / n == skip):
+                continue
+            if (here / n).is_symlink():
+                files.append(n)
+            else:
+                keep.append(n)
+        dirs[:] = keep
+        for n in files:
+            if _excluded(n, excl):
+                continue
+            state = path_state(here / n)
+            if state is not None and "other" not in state:
+                out[(here / n).relative_to(top).as_posix()] = state
+    return out
+
+
 class Workspaces:
     """Creates and tracks the workspaces of one repository (or plain directory)."""
 
@@ -219,6 +273,18 @@ class Workspaces:
 
     def _meta(self, task_id: str) -> Path:
         return self.root / _META_DIR / f"{task_id}.json"
+
+    def manifest_path(self, task_id: str) -> Path:
+        """Where a copy workspace's manifest lives: beside it, not inside it."""
+        return self.root / _META_DIR / f"{task_id}.manifest.json"
+
+    def manifest(self, task_id: str) -> dict | None:
+        """A copy workspace's manifest ({"files": {path: state}, "exclude": [...]}), or None."""
+        try:
+            doc = json.loads(self.manifest_path(task_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) and isinstance(doc.get("files"), dict) else None
 
     def _write_meta(self, ws: Workspace) -> None:
         m = self._meta(ws.task_id)
@@ -334,12 +400,21 @@ class Workspaces:
         root = self.root
 
         def ignore(d: str, names: list[str]) -> list[str]:
-            out = [n for n in names if any(fnmatch.fnmatch(n, p) for p in excl)]
+            out = [n for n in names if _excluded(n, excl)]
             return out + [n for n in names if Path(d, n) == root]
 
         shutil.copytree(self.repo, path, symlinks=True, ignore=ignore)
         for sub in ("cache", "lock"):  # ralph's runtime state stays in the user's repo
             _rmtree(path / ".ralph" / sub)
+        # the base for a three-way copy back: hashed from the copy itself, so an edit the user
+        # makes while copying is seen as the user's change, not mistaken for the base
+        doc = {"version": 1, "task_id": task_id, "source": str(self.repo),
+               "exclude": list(excl), "files": scan_tree(path, excl)}  # fmt: skip
+        m = self.manifest_path(task_id)
+        m.parent.mkdir(parents=True, exist_ok=True)
+        tmp = m.with_name(m.name + ".tmp")
+        tmp.write_text(json.dumps(doc, separators=(",", ":")))
+        os.replace(tmp, m)
         return Workspace(task_id, path, "copy", None, None)
 
     # -------------------------------------------------------------- find
@@ -421,7 +496,8 @@ class Workspaces:
             _rmtree(path)
             if self.is_git:
                 run_git(["worktree", "prune"], self.repo, check=False)
-            with contextlib.suppress(OSError):
-                self._meta(task_id).unlink()
+            for meta in (self._meta(task_id), self.manifest_path(task_id)):
+                with contextlib.suppress(OSError):
+                    meta.unlink()
         except Exception as exc:
             log.warning("could not remove workspace %s: %s", path, exc)
