@@ -27,6 +27,7 @@ from .errors import RalphError
 from .events import Event, format_time
 from .executors import Callbacks, WorkerHandle, WorkerSpec
 from .integrate import commit_bookkeeping, integrate
+from .integrate_copy import integrate_copy
 from .process import build_env
 
 CheckType = Sequence[str] | str | Callable[[Path], bool] | None
@@ -180,8 +181,8 @@ class TaskDriver:
                      **({"error": exit_msg} if exit_msg else {}))  # fmt: skip
             if d.action == "complete":
                 tr.marked_done = marked
-                if not marked and self.workspaces.is_git:  # done before merging: a crash
-                    self.queue.complete(tr.task_id, archive=False)  # then re-integrates
+                if not marked:  # done before merging: a crash then re-integrates (a copy's
+                    self.queue.complete(tr.task_id, archive=False)  # copy back is idempotent)
                     tr.marked_done = True
                 return self._integrate(tr, ws)
             if marked:
@@ -324,8 +325,10 @@ class TaskDriver:
         from .workspace import BRANCH_PREFIX
 
         target = self.target_branch or ""
-        if not self.workspaces.is_git:
-            return MergeResult("integrated")  # plain directory: the work stays in its copy
+        if not self.workspaces.is_git or (ws is not None and ws.kind == "copy"):
+            if ws is None:  # recovered after its copy back (the workspace goes last)
+                return MergeResult("noop")
+            return integrate_copy(self.repo, ws.path, self.workspaces.manifest(tr.task_id))
         if ws is None or not ws.branch:  # recovered with its branch but no workspace
             branch = BRANCH_PREFIX + tr.task_id
             if rev(self.repo, f"refs/heads/{branch}") is None:
@@ -347,22 +350,22 @@ class TaskDriver:
                 res = self._merge(tr, ws)
                 if res.status == "conflict":
                     where = f"; workspace kept at {ws.path}" if ws is not None else ""
-                    err = f"merge conflict in {', '.join(res.paths)}{where}"
+                    what = f"merge conflict in {', '.join(res.paths)}" if res.paths \
+                        else res.message  # fmt: skip
+                    err = f"{what}{where}"
                     self._ev("conflict", tr, error=err, paths=res.paths)
                     return self._requeue(tr, err)
                 if res.status in ("integrated", "noop"):
                     if tr.marked_done:
                         self.queue.archive(tr.task_id)
-                    else:  # nothing to merge (plain directory): one write
+                    else:  # recovered done task: one write
                         self.queue.complete(tr.task_id)
                     if self.workspaces.is_git:
                         commit_bookkeeping(self.repo, f"{tr.task_id}: archive ({tr.title})")
-                    self._ev("integrated", tr, commit=res.commit)
-                    if self.workspaces.is_git:
-                        if ws is not None:
-                            self.workspaces.remove(ws, delete_branch=True)
-                        else:
-                            self.workspaces.remove(tr.task_id, delete_branch=True)
+                    extra = {"message": res.message, "paths": res.paths} if res.paths else {}
+                    self._ev("integrated", tr, commit=res.commit, **extra)
+                    self.workspaces.remove(ws if ws is not None else tr.task_id,
+                                           delete_branch=True)  # fmt: skip
                     return
             if res.message != last:
                 self._ev("integrating", tr, error=res.message)
