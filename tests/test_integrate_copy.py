@@ -223,3 +223,14 @@ def test_loop_copy_deletion_by_the_agent_is_applied(tmp_path):
     assert not (d / "old.txt").exists()
     assert (d / "f.txt").read_text() == "line one\nline two\n"
     assert [t.id for t in Queue(d).done] == ["RQ-0001"]
+
+
+def test_loop_recovers_a_copy_task_done_but_not_copied_back(tmp_path):
+    d = plain_queue(tmp_path, [{"title": "Finished before a crash"}])
+    ws = Workspaces(d, copy_exclude=(".ralph",)).create("RQ-0001")
+    (ws.path / "f.txt").write_text("recovered\n")
+    Queue(d).complete("RQ-0001", archive=False)  # the agent said done; the loop then died
+    df = Loop(d).run()
+    assert df.status.iloc[-1] == "integrated", df[["status", "error"]]
+    assert (d / "f.txt").read_text() == "recovered\n"
+    assert [t.id for t in Queue(d).done] == ["RQ-0001"] and not ws.path.exists()

@@ -145,8 +145,13 @@ def test_copy_mode_outside_git_skips_build_outputs(tmp_path):
     for gone in ("pkg/__pycache__", ".venv", "node_modules", ".ralph/lock"):
         assert not (ws.path / gone).exists(), gone
     assert [w.task_id for w in wss.existing()] == ["RQ-0003"]
+    files = wss.manifest("RQ-0003")["files"]  # what was copied, and nothing else
+    assert "pkg/a.py" in files and ".env" in files
+    assert not [f for f in files if f.startswith((".venv", "node_modules", "pkg/__pycache__"))]
+    assert not any(p.name.endswith(".manifest.json") for p in ws.path.rglob("*"))
     wss.remove("RQ-0003")
     assert not ws.path.exists() and wss.existing() == []
+    assert wss.manifest("RQ-0003") is None
     with pytest.raises(WorkspaceError, match="needs a git repository"):
         Workspaces(d, mode="worktree")
 
