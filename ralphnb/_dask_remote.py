@@ -28,7 +28,8 @@ import psutil
 from distributed import WorkerPlugin, get_worker
 
 from .errors import WorkerError
-from .process import ExitInfo, Registry, Worker, find_leftovers, sweep_token
+from .process import ExitInfo, Worker
+from .registry import Registry, find_leftovers, sweep_token
 
 log = logging.getLogger(__name__)
 

@@ -288,7 +288,8 @@ def test_reap_dead_workers_sweeps_agents_of_a_dead_dask_worker_process(tmp_path)
         import os, sys, time
         from pathlib import Path
         from ralphnb._dask_remote import _proc_tag
-        from ralphnb.process import Registry, Worker, build_env
+        from ralphnb.process import Worker, build_env
+        from ralphnb.registry import Registry
         reg = Registry(Path({str(root)!r}) / _proc_tag(os.getpid()))
         w = Worker(["sleep", "600"], cwd={str(tmp_path)!r}, env=build_env(),
                    log_path={str(tmp_path / "o.log")!r}, worker_id="o", registry=reg).start()
