@@ -81,13 +81,13 @@ class _Printer:
             print(f"[{event.kind}] {json.dumps(event.data)}", file=self.out, flush=True)
 
     def _line(self, event: Any) -> None:
-        from .table import format_table
+        from .render import attempt_line
 
-        recs = [r for r in self.loop._table.records() if r["worker_id"] == event.worker_id]
+        recs = [r for r in self.loop.snapshot(sample=False) if r["worker_id"] == event.worker_id]
         if not recs or self._last.get(event.worker_id) == recs[0]["status"]:
             return
         self._last[event.worker_id] = recs[0]["status"]
-        print(format_table(recs).splitlines()[-1], file=self.out, flush=True)
+        print(attempt_line(recs[0]), file=self.out, flush=True)
 
     def start(self) -> None:
         if self._thread is not None:
@@ -101,9 +101,9 @@ class _Printer:
             self._done.wait(0.2)
 
     def draw(self) -> None:
-        from .table import format_table
+        from .render import attempts_table
 
-        text = format_table(self.loop.snapshot())
+        text = attempts_table(self.loop.snapshot())
         up = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else ""
         self.out.write(up + text + "\n")
         self.out.flush()
@@ -148,8 +148,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from .render import attempts_table
     from .run import Run, live_run, send_control
-    from .table import format_table
 
     repo = _repo(args)
     live = live_run(repo)
@@ -166,7 +166,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({"head": head, "records": recs}, default=str, indent=2))
     else:
         print(head)
-        print(format_table(recs))
+        print(attempts_table(recs))
     return 0
 
 

@@ -41,8 +41,9 @@ from .loop_tasks import (
 )
 from .process import find_leftovers, reap_leftovers
 from .queue import Queue
+from .render import attempts_table
 from .run import LOOP_INFO, ControlServer, list_runs, new_run_id, runs_root
-from .table import WorkerTable, fill_live, format_table
+from .table import WorkerTable, fill_live
 
 
 class Loop(TaskDriver):
@@ -218,6 +219,11 @@ class Loop(TaskDriver):
             self._cond.notify_all()
         self._emit(Event("resumed"))
 
+    @property
+    def paused(self) -> bool:
+        """True between `pause()` and `resume()` (no new worker starts)."""
+        return self._paused
+
     # ----------------------------------------------------------------- public: looking
 
     @property
@@ -245,10 +251,12 @@ class Loop(TaskDriver):
         except Exception:
             return None
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        """Copies of the worker records (live cpu/rss/elapsed filled in), oldest first."""
+    def snapshot(self, sample: bool = True) -> list[dict[str, Any]]:
+        """Copies of the worker records, oldest first, live `elapsed_s` filled in.
+        `sample=True` also fills live workers' `cpu_percent`/`rss_mb` (one shared process-table
+        scan); `sample=False` leaves those empty and costs only the copy."""
         recs = self._table.records()
-        fill_live(recs, self._sample, utcnow())
+        fill_live(recs, self._sample if sample else None, utcnow())
         return recs
 
     @property
@@ -283,7 +291,7 @@ class Loop(TaskDriver):
     def __repr__(self) -> str:
         state = "finished" if self.finished else ("running" if self.running else "not started")
         head = f"Loop({str(self.repo)!r}, runner={self.runner.name!r}, parallel={self.parallel}"
-        return f"{head}) {state}\n" + format_table(self.snapshot())
+        return f"{head}) {state}\n" + attempts_table(self.snapshot())
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         from .widgets import mimebundle

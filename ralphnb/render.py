@@ -1,15 +1,19 @@
 """Worker records as text and HTML tables: the pure formatters behind the dashboard.
 
-Owns: turning loop records (`loop.snapshot()` dicts, one per worker attempt) into display
-strings — `row_cells`, `latest_by_task`, `summary` / `summary_line`, `text_table` (terminals,
-text/plain) and `html_table` (text/html, and the live widget with `fixed_rows=True`) — plus the
-status order, status colours and the row heights the widget's button column must match.
+Owns: the one place worker records (`loop.snapshot()` dicts, one per worker attempt, or a
+replayed run's records) become display strings — `row_cells`, `latest_by_task`, `summary` /
+`summary_line`, the text table (`attempts_table` / `attempt_line`: `repr(loop)`, `repr(Run)`,
+`ralphnb run` / `status`; `text_table`: one row per task, the text/plain fallback) and
+`html_table` (text/html, and the live widget with `fixed_rows=True`) — plus the worker status
+list `STATUSES` (the table's categories), status colours and the row heights the widget's
+button column must match.
 
 Invariants:
 - Pure functions of their arguments (the clock only when `now` is not given); no I/O, no
   threads, no state.
 - Standard library only (no ipywidgets, no pandas): safe to import anywhere, e.g. for the
-  CLI's live table or `repr(loop)`. Missing / NaN / pd.NA / NaT values render as empty cells.
+  CLI's live table or `repr(loop)`. Missing / NaN / pd.NA / NaT values render as empty cells;
+  a start time that is not a datetime (records sent as JSON) falls back to `elapsed_s`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-STATUSES = (
+#: Worker statuses in display order (the categories of `loop.df.status`); the first four are
+#: the ones a process may still be behind, the rest come after it has ended.
+STATUSES: tuple[str, ...] = (
     "queued", "starting", "running", "stopping", "succeeded", "failed", "stopped", "killed",
     "timed_out", "integrating", "integrated", "conflict",
 )
@@ -133,19 +139,43 @@ def _rank(status: str) -> int:
     return STATUSES.index(status) if status in STATUSES else len(STATUSES)
 
 
+def attempt_line(rec: Mapping[str, Any], *, now: datetime | None = None,
+                 width: int = 110, task_w: int = 7) -> str:
+    """One worker attempt as one fixed-width line (the rows of `attempts_table`)."""
+    now = now or datetime.now(UTC)
+    r = row_cells(rec, now)
+    r["pid"] = str(_val(rec, "pid") or "")
+    cols = [("task", task_w), *_TEXT_COLS]
+    line = "  ".join(f"{r[k][:w]:<{w}}" for k, w in cols) + "  " + r["message"]
+    return line[:width].rstrip()
+
+
+_TEXT_COLS = [("iter", 2), ("status", 11), ("pid", 7), ("elapsed", 7), ("cpu", 4),
+              ("mem", 5), ("cost", 6), ("title", 20)]
+_TEXT_LABELS = {**dict(COLUMNS), "pid": "pid"}
+
+
+def attempts_table(records: list[Mapping[str, Any]], *, now: datetime | None = None,
+                   head: str | None = None, width: int = 110) -> str:
+    """The text table: a summary line (status counts of the tasks, cost), a header, then one
+    line per record given, in order. `repr(loop)`, `repr(Run)`, `ralphnb status` and the
+    live terminal table pass every attempt; `text_table` passes each task's latest."""
+    now = now or datetime.now(UTC)
+    task_w = max([7, *(len(str(r.get("task_id") or "")) for r in records)])
+    cols = [("task", task_w), *_TEXT_COLS]
+    lines = [head if head is not None else summary_line(summary(records))]
+    if records:
+        lines.append("  ".join(f"{_TEXT_LABELS[k]:<{w}}" for k, w in cols) + "  last message")
+    lines += [attempt_line(r, now=now, width=width, task_w=task_w) for r in records]
+    return "\n".join(lines)
+
+
 def text_table(records: list[Mapping[str, Any]], *, now: datetime | None = None,
                head: str | None = None, width: int = 110) -> str:
-    """A compact fixed-width table of the workers (for scripts, terminals, text/plain)."""
-    now = now or datetime.now(UTC)
-    rows = [row_cells(r, now) for r in latest_by_task(records)]
-    cols = [("task", 7), ("status", 11), ("iter", 2), ("elapsed", 7), ("cpu", 4),
-            ("mem", 5), ("cost", 6), ("title", 22)]
-    lines = [head or summary_line(summary(records))]
-    lines.append("  ".join(f"{dict(COLUMNS)[k]:<{w}}" for k, w in cols) + "  last message")
-    for r in rows:
-        line = "  ".join(f"{r[k][:w]:<{w}}" for k, w in cols) + "  " + r["message"]
-        lines.append(line[:width].rstrip())
-    return "\n".join(lines)
+    """The text table with one line per task (its latest attempt): the text/plain fallback
+    of the dashboard. Same layout and summary line as `attempts_table`."""
+    head = head if head is not None else summary_line(summary(records))
+    return attempts_table(latest_by_task(records), now=now, head=head, width=width)
 
 
 _CELL = ("padding:0 6px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;"
@@ -218,6 +248,7 @@ def html_table(records: list[Mapping[str, Any]], *, now: datetime | None = None,
 
 
 __all__ = [
-    "COLOURS", "COLUMNS", "HEAD_PX", "ROW_PX", "STATUSES", "TOP_PX", "html_table",
-    "latest_by_task", "row_cells", "summary", "summary_line", "text_table",
+    "COLOURS", "COLUMNS", "HEAD_PX", "ROW_PX", "STATUSES", "TOP_PX", "attempt_line",
+    "attempts_table", "html_table", "latest_by_task", "row_cells", "summary", "summary_line",
+    "text_table",
 ]

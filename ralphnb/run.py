@@ -21,7 +21,8 @@ import pandas as pd
 
 from .errors import RalphError
 from .events import Event, Journal, utcnow
-from .table import apply_event, build_frame, format_table
+from .render import attempts_table
+from .table import apply_event, build_frame
 
 RUNS_DIR = Path(".ralph") / "cache" / "ralphnb" / "runs"
 JOURNAL = "events.jsonl"
@@ -110,7 +111,7 @@ class Run:
         return read_loop_info(self.path)
 
     def __repr__(self) -> str:
-        return f"Run({self.run_id})\n" + format_table([dict(r) for r in self.records.values()])
+        return f"Run({self.run_id})\n" + attempts_table(list(self.records.values()))
 
 
 def pid_create_time(pid: int | None = None) -> float:

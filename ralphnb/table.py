@@ -6,7 +6,8 @@ the records into a typed pandas DataFrame. Invariants: `WorkerTable.apply` is th
 `df()` copies under the lock and builds the frame outside it, column by column with explicit
 dtypes, so a frame a user holds never changes. Replaying a journal through `apply` gives the same
 table (that is what `Run.load` does). Live CPU/RSS figures are not events: they are sampled only
-when a frame is built and are merged into the copy, never stored.
+when a frame is built and are merged into the copy, never stored. Text/HTML rendering of records
+and the status list itself live in the pure `render` module.
 """
 
 from __future__ import annotations
@@ -19,21 +20,8 @@ from typing import Any
 import pandas as pd
 
 from .events import Event, parse_time
+from .render import STATUSES
 
-STATUSES: tuple[str, ...] = (
-    "queued",
-    "starting",
-    "running",
-    "stopping",
-    "succeeded",
-    "failed",
-    "stopped",
-    "killed",
-    "timed_out",
-    "integrating",
-    "integrated",
-    "conflict",
-)
 #: States after which a record's process is gone.
 ENDED: frozenset[str] = frozenset(STATUSES[4:])
 #: States in which a record's process may still be alive.
@@ -288,26 +276,3 @@ def fill_live(
                 r["cpu_percent"] = res.get("cpu_percent")
                 r["rss_mb"] = res.get("rss_mb")
 
-
-def format_table(records: list[dict[str, Any]], *, width: int = 100) -> str:
-    """Compact text table: status counts, then one line per worker attempt."""
-    counts: dict[str, int] = {}
-    for r in records:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    head = ", ".join(f"{s} {counts[s]}" for s in STATUSES if s in counts) or "no workers yet"
-    lines = [head]
-    if records:
-        lines.append(
-            f"{'worker':<12} {'status':<11} {'pid':>7} {'elapsed':>8} {'cost':>7}  message"
-        )
-    for r in records:
-        el = r.get("elapsed_s")
-        cost = r.get("cost_usd")
-        msg = r.get("error") or r.get("last_message") or r.get("title") or ""
-        line = (
-            f"{r['worker_id']:<12} {r['status']:<11} {r['pid'] or '':>7} "
-            f"{(f'{el:.1f}s' if el is not None else ''):>8} "
-            f"{(f'${cost:.2f}' if cost is not None else ''):>7}  {msg}"
-        )
-        lines.append(line[:width])
-    return "\n".join(lines)

@@ -51,14 +51,20 @@ def test_run_prints_a_line_per_change_and_exits_0(tmp_path, env):
                 f"{sys.executable} -c 'import sys; sys.exit(0)'", env=env)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert any("RQ-0001#1" in ln and "running" in ln for ln in lines)
-    assert any("RQ-0002#1" in ln and "integrated" in ln for ln in lines)
+    rows = [ln.split()[:3] for ln in lines]  # one table row per change: task, attempt, status
+    assert ["RQ-0001", "1", "running"] in rows and ["RQ-0002", "1", "integrated"] in rows
     assert "[loop_finished]" in lines[-1]
     assert len(Queue(repo).done) == 2
     # status after the run falls back to the journal
     s = ralphnb("status", "--repo", str(repo), "--json", env=env)
     data = json.loads(s.stdout)
     assert "not running" in data["head"] and len(data["records"]) == 2
+    # as text: the run, then the same table as repr(loop): counts, header, one row per attempt
+    out = ralphnb("status", "--repo", str(repo), env=env).stdout.splitlines()
+    assert "not running" in out[0] and out[1].startswith("integrated 2 | cost $")
+    assert out[2].split()[:3] == ["task", "it", "status"]
+    assert [ln.split()[:3] for ln in out[3:]] == [["RQ-0001", "1", "integrated"],
+                                                 ["RQ-0002", "1", "integrated"]]
 
 
 def test_run_exit_code_1_when_a_task_fails(tmp_path, env):

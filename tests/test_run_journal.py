@@ -38,7 +38,12 @@ def test_replay_equals_live_table(tmp_path):
     pd.testing.assert_frame_equal(run.df, live.df())
     assert list(run.df.status) == ["integrated", "conflict"]
     assert Run.load(tmp_path / "events.jsonl").df.shape == run.df.shape
-    assert "RQ-0002#1" in repr(run)
+    lines = repr(run).splitlines()  # the same text table as repr(loop) and `ralphnb status`
+    assert lines[0] == f"Run({run.run_id})"
+    assert lines[1] == "integrated 1 · conflict 1 | cost $0.250"
+    assert lines[3].split()[:4] == ["RQ-0001", "1", "integrated", "5"]
+    assert lines[4].split()[:3] == ["RQ-0002", "1", "conflict"]
+    assert lines[4].endswith("conflict in a.txt")
 
 
 def test_missing_journal_is_a_clear_error(tmp_path):

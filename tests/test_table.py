@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
+from ralphnb import render
 from ralphnb.events import Event
-from ralphnb.table import COLUMNS, STATUSES, WorkerTable, build_frame, format_table
+from ralphnb.table import COLUMNS, STATUSES, WorkerTable, build_frame
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 
@@ -16,7 +17,7 @@ T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 def _events(wid: str = "RQ-0001#1", rc: int | None = 0, reason: str | None = None) -> list[Event]:
     tid = wid.split("#")[0]
     return [
-        Event("queued", tid, wid, T0, {"title": "Do it", "iteration": 1}),
+        Event("queued", tid, wid, T0, {"title": "Do it", "iteration": int(wid.split("#")[1])}),
         Event("starting", tid, wid, T0, {"workspace": "/w", "branch": "ralph/RQ-0001"}),
         Event("started", tid, wid, T0, {"pid": 123, "started_at": "2026-01-02T03:04:05.123456Z"}),
         Event("output", tid, wid, T0, {"type": "session", "session_id": "s1"}),
@@ -120,9 +121,26 @@ def test_concurrent_apply_and_df_are_consistent():
     assert all(str(f.started_at.dtype) == "datetime64[us, UTC]" for f in frames)
 
 
-def test_repr_table_lists_counts_and_workers():
+def test_text_table_has_counts_then_one_line_per_attempt():
     t = WorkerTable()
-    for ev in _events():
+    attempts = (_events("RQ-0001#1", 1), _events("RQ-0001#2"), _events("RQ-0002#1", None, "kill"))
+    for ev in (ev for evs in attempts for ev in evs):
         t.apply(ev)
-    text = format_table(t.records())
-    assert "succeeded 1" in text and "RQ-0001#1" in text
+    recs = t.records()
+    lines = render.attempts_table(recs).splitlines()
+    # counts are of tasks (their latest attempt), in status order; cost is of every attempt
+    assert lines[0] == "succeeded 1 · killed 1 | cost $1.500"
+    assert lines[1].split()[:4] == ["task", "it", "status", "pid"]
+    assert [ln.split()[:4] for ln in lines[2:]] == [
+        ["RQ-0001", "1", "failed", "123"], ["RQ-0001", "2", "succeeded", "123"],
+        ["RQ-0002", "1", "killed", "123"]]
+    assert all("2.5s" in ln and "0.500" in ln and "Do it" in ln for ln in lines[2:])
+    assert lines[3].endswith("hello world")
+    assert render.attempt_line(recs[1]) == lines[3]  # the CLI's per-change line is a row
+    # one row per task, same layout: the dashboard's text/plain
+    assert render.text_table(recs).splitlines() == [lines[0], lines[1], lines[3], lines[4]]
+    assert render.attempts_table([]) == "no workers yet | cost $0.000"
+
+
+def test_status_list_is_defined_once():
+    assert STATUSES is render.STATUSES
