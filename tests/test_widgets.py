@@ -56,9 +56,11 @@ class FakeLoop:
         self.release.set()
         self.finished = False
         self.paused = False
+        self.sampled = 0  # snapshot(sample=True) calls
         self.lock = threading.Lock()
 
-    def snapshot(self) -> list[dict]:
+    def snapshot(self, sample: bool = True) -> list[dict]:
+        self.sampled += sample
         with self.lock:
             return [dict(r) for r in self.records.values()]
 
@@ -208,6 +210,33 @@ def test_burst_of_events_is_throttled(counting_comm: list[str]) -> None:
     dash.close()
 
 
+def test_cpu_and_memory_are_sampled_at_most_once_a_second() -> None:
+    loop = FakeLoop(3)
+    dash = widgets.Dashboard(loop, start=False)
+    assert loop.sampled == 1  # the first render samples
+    loop.records["RQ-0001"]["cpu_percent"] = 77.0  # a later sample would show this
+    for _ in range(5):
+        dash.refresh()
+    assert loop.sampled == 1  # renders within the second reuse the figures...
+    assert ">1<" in dash.table.value and ">77<" not in dash.table.value
+    dash._sampler.next_at = 0.0  # ...until a second has passed
+    dash.refresh()
+    assert loop.sampled == 2 and ">77<" in dash.table.value
+    assert 0.9 <= dash._sampler.next_at - time.monotonic() <= 1.0
+    dash.close()
+
+
+def test_paused_loop_is_shown_in_the_header() -> None:
+    loop = FakeLoop(1)
+    dash = widgets.Dashboard(loop, start=False)
+    assert "paused" not in dash.table.value and dash.resume_button.disabled
+    loop.paused = True
+    dash.refresh()
+    assert "| paused" in dash.table.value and not dash.resume_button.disabled
+    assert dash.pause_button.disabled
+    dash.close()
+
+
 def test_render_thread_ends_after_final_render_when_loop_finishes() -> None:
     loop = FakeLoop(2)
     dash = widgets.Dashboard(loop)
@@ -309,7 +338,7 @@ def test_text_table_shows_one_row_per_task_latest_attempt() -> None:
     lines = text.splitlines()
     assert len(lines) == 4
     assert "integrated 1" in lines[0] and "killed 1" in lines[0] and "$0.500" in lines[0]
-    assert lines[2].split()[:2] == ["RQ-0001", "integrated"] and "1:05" in lines[2]
+    assert lines[2].split()[:3] == ["RQ-0001", "2", "integrated"] and "1:05" in lines[2]
 
 
 # ---------------------------------------------------------------- with a real Loop
@@ -399,8 +428,15 @@ def test_pause_resume_and_stop_all_buttons_on_a_real_loop(
         assert _until(lambda: sum(r["status"] == "running" for r in loop.snapshot()) >= 2, 60)
         dash.pause_button.click()
         assert _until(lambda: dash.resume_button.disabled is False, 5)
+        assert loop.paused and "| paused" in dash.table.value
         dash.resume_button.click()
         assert _until(lambda: dash.pause_button.disabled is False, 5)
+        assert not loop.paused
+        # unsampled records: the same workers, without CPU/RSS
+        plain = [r for r in loop.snapshot(sample=False) if r["status"] == "running"]
+        assert len(plain) >= 2 and all(r["rss_mb"] is None for r in plain)
+        assert _until(lambda: any(r["rss_mb"] for r in loop.snapshot()
+                                  if r["status"] == "running"), 5)
         dash.stop_all_button.click()
         assert loop.wait(60)
         assert dash.join(5)
