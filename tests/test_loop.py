@@ -277,8 +277,11 @@ def test_dirty_checkout_untouched_and_blocked_merge_waits(tmp_path):
     deadline = time.monotonic() + 20
     row = None
     while time.monotonic() < deadline:
-        rows = loop.df[loop.df.task_id == "RQ-0002"]
-        if len(rows) and rows.status.iloc[-1] == "integrating" and rows.error.notna().iloc[-1]:
+        df = loop.df
+        rows, other = df[df.task_id == "RQ-0002"], df[df.task_id == "RQ-0001"]
+        # wait for the other task's merge too: mid-merge, git's index runs ahead of HEAD
+        if (len(rows) and rows.status.iloc[-1] == "integrating" and rows.error.notna().iloc[-1]
+                and len(other) and other.status.iloc[-1] == "integrated"):
             row = rows.iloc[-1]
             break
         time.sleep(0.05)
