@@ -88,6 +88,7 @@ class DaskHandle:
         self._on_line = _callback(callbacks, "on_line")
         self._on_exit = _callback(callbacks, "on_exit")
         self._on_drained = _callback(callbacks, "on_drained")
+        self._on_start = _callback(callbacks, "on_start")  # optional: a late start's pid
         self._tail: collections.deque[str] = collections.deque(maxlen=max(1, tail_lines))
         self._res: dict[str, float | int] = {"cpu_percent": 0.0, "rss_mb": 0.0, "num_procs": 0}
         self._started = threading.Event()
@@ -119,6 +120,11 @@ class DaskHandle:
             if msg.get("started_at"):
                 self.started_at = datetime.fromisoformat(msg["started_at"])
             self._started.set()
+            if self._on_start is not None and not self._spawning:  # it was queued on its worker
+                try:
+                    self._on_start(self.pid)
+                except Exception:
+                    log.exception("on_start callback of %s failed", self.worker_id)
         elif kind == "error":
             if self._spawning:  # spawn() raises it, as the local executor does: no exit
                 self.start_error = msg["message"]

@@ -491,3 +491,25 @@ def test_agent_queue_commands_land_in_the_users_queue_through_the_client(client,
     (follow,) = [t for t in q.tasks if t.title == "Follow-up found by the agent"]
     assert follow.id == "RQ-0003" and follow.depends_on == [task.id]
     assert follow.tags == ["followup"] and follow.status == "todo"
+
+
+@pytest.mark.slow
+def test_a_queued_agent_reports_its_late_start_through_on_start(executor, tmp_path):
+    recs = [Recorder() for _ in range(3)]
+    busy = [executor.spawn(spec(tmp_path, f"c{i}", ["sleep", "30"]), recs[i].callbacks())
+            for i in range(2)]
+    started = []
+    cbs = recs[2].callbacks()
+    cbs.on_start = started.append  # optional callback: not part of Callbacks yet
+    queued = executor.spawn(spec(tmp_path, "cq", ["sleep", "30"]), cbs)
+    assert queued.pid is None
+    busy[0].kill()
+    wait_until = time.monotonic() + 20
+    while not started and time.monotonic() < wait_until:
+        time.sleep(0.05)
+    try:
+        assert started == [queued.pid] and queued.pid is not None
+        assert psutil.Process(queued.pid).is_running()
+    finally:
+        for h in (busy[1], queued):
+            h.kill()
