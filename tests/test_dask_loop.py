@@ -138,7 +138,7 @@ def test_stop_and_kill_from_the_loop_reach_the_remote_tree(client, tmp_path):
 
 
 def test_dask_worker_sigkilled_mid_task_is_retried_by_the_loop(tmp_path):
-    repo = create_sample_repo(tmp_path / "repo", n_tasks=1, duration=1.5)
+    repo = create_sample_repo(tmp_path / "repo", n_tasks=1, duration=3.0)
     with new_cluster() as cluster, distributed.Client(cluster) as c:
         ex = DaskExecutor(c)
         loop = Loop(repo, runner="demo", parallel=1, max_iterations=3, executor=ex).start()
