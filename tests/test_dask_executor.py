@@ -168,7 +168,9 @@ def test_stop_of_sigint_ignoring_tree_kills_everything_after_grace(executor, tmp
     h = executor.spawn(spec(tmp_path, "w3", [sys.executable, str(tree), "3", "ignore"]),
                        rec.callbacks())
     pids = tree_pids(rec)
-    time.sleep(1.2)  # one resource sample from the owner
+    deadline = time.monotonic() + 10  # the owner sends a resource sample about once a second
+    while h.resources()["num_procs"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
     res = h.resources()
     assert res["num_procs"] >= 5 and res["rss_mb"] > 0
     t0 = time.monotonic()
