@@ -91,7 +91,7 @@ def bench_idle(root: Path, workers: int, sleep_s: float) -> dict[str, float]:
     running = threading.Event()
 
     def on_event(_ev: object) -> None:
-        if sum(1 for r in loop._table.records() if r["status"] == "running") == workers:
+        if sum(1 for r in loop.snapshot(sample=False) if r["status"] == "running") == workers:
             running.set()
 
     loop.subscribe(on_event)
