@@ -111,6 +111,11 @@ class DaskExecutor:
     client writes the log from the streamed lines). `wait_started`: `spawn` returns once the
     agent runs (True) or at once (False). `interval`: how often the remote side flushes lines
     and checks for cancellation.
+
+    Security: each spec's environment (a runner's API key included) travels to the worker with
+    the task, and output lines travel back through the scheduler, which keeps the most recent
+    events of each topic in memory (`distributed.admin.log-length`). Across machines, use a
+    cluster with TLS (`distributed.security.Security`) and trust its scheduler like the host.
     """
 
     def __init__(self, client: Client, *, workers: list[str] | None = None,
