@@ -35,11 +35,13 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ralphnb tests benchmarks
 
-bench: $(STAMP)
+bench: $(STAMP)   # each script records its figures and command in benchmarks/RESULTS.md
 	$(PY) benchmarks/queue_bench.py
-	$(PY) benchmarks/worker_bench.py
-	$(PY) benchmarks/loop_bench.py
-	$(PY) benchmarks/dashboard_bench.py
+	$(PY) benchmarks/worker_bench.py --write
+	$(PY) benchmarks/resources_bench.py --write
+	$(PY) benchmarks/loop_bench.py --write
+	$(PY) benchmarks/dashboard_bench.py --workers 50 --seconds 30 --write
+	$(PY) benchmarks/dask_bench.py --write
 
 clean:
 	rm -rf $(VENV) $(TOOLS) demo-repo build *.egg-info

@@ -52,3 +52,17 @@ def ralph_done_repo(tmp_path: Path, ralph_fixtures: Path):
     q = ralphnb.init(repo)
     shutil.copy(ralph_fixtures / "done.jsonc", q.done_path)
     return q
+
+
+def require_module(name: str):
+    """Import an optional dependency: skip without it locally, fail under CI (CI runs all)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is needed by these tests and CI installs it: {exc}",
+                        pytrace=False)
+        pytest.skip(f"{name} is not installed ({exc}); `make test` installs it",
+                    allow_module_level=True)

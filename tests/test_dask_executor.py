@@ -16,8 +16,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import require_module
 
-distributed = pytest.importorskip("distributed")
+distributed = require_module("distributed")
 
 from ralphnb.dask_executor import DaskExecutor, reap_dead_workers  # noqa: E402
 from ralphnb.executors import Callbacks, WorkerSpec  # noqa: E402

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import require_module
 
-distributed = pytest.importorskip("distributed")
+distributed = require_module("distributed")
 
 from ralphnb.dask_executor import DaskExecutor  # noqa: E402
 from ralphnb.demo.sample import create_sample_repo  # noqa: E402

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import require_module
 
-pytest.importorskip("distributed")
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+require_module("distributed")
+nbformat = require_module("nbformat")
+nbclient = require_module("nbclient")
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "dask.ipynb"
 SUMMARY = "RALPHNB_SUMMARY "
