@@ -10,7 +10,11 @@ process it spawns. Invariants:
 - SIGINT/SIGTERM do not stop the shim (they reach the agent through the group; one arriving
   before the agent was forked is passed on to it right after the fork; a SIGTERM sent to the
   shim alone is passed to the agent). SIGUSR1 means "kill everything now": the agent and all
-  descendants are SIGKILLed and the shim dies of SIGKILL. Exec failure exits 127 (stderr says).
+  descendants are SIGKILLed and the shim dies of SIGKILL (at once, without forking, if the
+  agent does not exist yet). Exec failure exits 127 (stderr says).
+- No window where these signals act by default: the parent execs the shim with SIGINT,
+  SIGTERM and SIGUSR1 blocked (the mask survives exec), and the shim unblocks them only once
+  its handlers are installed, so one sent during interpreter startup is held, then handled.
 - With `--status-fd N`, the agent's pid (`p<pid>` line) is written to fd N after the fork and
   its raw wait status (decimal line) the moment the agent is reaped, so the parent learns of
   the exit before any sweep or shim teardown.
@@ -133,14 +137,19 @@ def main() -> None:
     signal.signal(signal.SIGINT, _forward)
     signal.signal(signal.SIGTERM, _forward)
     signal.signal(signal.SIGUSR1, _on_usr1)
+    # The parent spawned us with these blocked, so one sent while the interpreter was still
+    # starting is held, not acted on by default. With our handlers in place, let it run them.
+    ours = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, ours)
     delay = os.environ.get("RALPHNB_SHIM_FORK_DELAY")  # tests: widen the pre-fork window
     if delay:
         import time
 
         time.sleep(float(delay))
+    if _state["kill_all"]:  # killed before the agent existed: nothing to start or sweep
+        os.kill(os.getpid(), signal.SIGKILL)
     # Block our signals across the fork: the child must not run the shim's handlers, and a
     # SIGINT/SIGTERM that lands before the agent exists is passed on instead of lost.
-    ours = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
     signal.pthread_sigmask(signal.SIG_BLOCK, ours)
     pid = os.fork()
     if pid == 0:

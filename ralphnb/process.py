@@ -12,6 +12,9 @@ Invariants:
   the shim was reaped (the monitor waits with WNOWAIT first): a recycled pid is never signalled.
 - After `stop()`/`kill()` return, no process of the worker remains: the shim (a child subreaper)
   kills every descendant, and a sweep by the per-worker token env var catches anything else.
+  This holds from the moment `start()` returns: the shim is spawned with its signals blocked
+  and unblocks them once its handlers exist, so an early SIGUSR1/SIGINT is never fatal to it
+  by default (a kill still reports SIGKILL, a stop SIGINT) and start() does not wait for it.
 - Memory per worker is bounded: a tail of lines and one partial line of at most `MAX_LINE` bytes.
 - Workers get an environment built from an allow-list plus explicit additions (`build_env`).
 """
@@ -54,6 +57,8 @@ from .registry import (  # noqa: F401 - re-exported: `from ralphnb.process impor
 log = logging.getLogger(__name__)
 
 SHIM_PATH = Path(__file__).with_name("_shim.py")
+# Held (blocked) in the shim from exec until its handlers are installed; see `_shim.py`.
+SHIM_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
 CHUNK = 64 * 1024
 MAX_LINE = 64 * 1024
 DEFAULT_ENV_ALLOW: tuple[str, ...] = (
@@ -230,10 +235,17 @@ class Worker:
         try:
             with open(stdin, "rb") as fin, open(self.stderr_path, "wb") as ferr:
                 self.started_at = datetime.now(UTC)
-                self._proc = subprocess.Popen(
-                    cmd, cwd=self.cwd, env=env, stdin=fin, stdout=subprocess.PIPE, stderr=ferr,
-                    start_new_session=True, close_fds=True, pass_fds=(status_w,),
-                )  # fmt: skip
+                # The shim inherits this thread's signal mask through exec: with its signals
+                # blocked, a stop()/kill() sent before its handlers exist is held, not fatal.
+                mask = signal.pthread_sigmask(signal.SIG_BLOCK, SHIM_SIGNALS)
+                try:
+                    self._proc = subprocess.Popen(
+                        cmd, cwd=self.cwd, env=env, stdin=fin, stdout=subprocess.PIPE,
+                        stderr=ferr, start_new_session=True, close_fds=True,
+                        pass_fds=(status_w,),
+                    )  # fmt: skip
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         except OSError as exc:
             logf.close()
             os.close(status_r)

@@ -428,3 +428,23 @@ def test_stop_before_the_agent_exists_still_honours_sigint(tmp_path):
     info = w.stop(grace=5.0)
     assert time.monotonic() - t0 < 2.0 and info.signal == signal.SIGINT, info
     r.check_clean()
+
+
+def test_kill_right_after_start_is_sigkill_never_sigusr1(tmp_path):
+    # The kill request may land before the shim's Python has even started: the shim must
+    # still die of SIGKILL (not of SIGUSR1's default action) and leave nothing behind.
+    for _ in range(30):
+        r = Run(tmp_path, argv=["sleep", "600"])
+        w = r.start(wait_ready=False)
+        info = w.kill()
+        assert info.signal == signal.SIGKILL and info.reason == "kill", info
+        r.check_clean()
+
+
+def test_stop_right_after_start_is_sigint_or_sigkill_never_sigusr1(tmp_path):
+    for _ in range(30):
+        r = Run(tmp_path, argv=["sleep", "600"])
+        w = r.start(wait_ready=False)
+        info = w.stop(grace=0.2)
+        assert info.signal in (signal.SIGINT, signal.SIGKILL) and info.reason == "stop", info
+        r.check_clean()
