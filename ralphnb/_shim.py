@@ -153,7 +153,7 @@ def main() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, ours)
     pid = os.fork()
     if pid == 0:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGPIPE):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, ours)  # a pending one now acts by default
         try:

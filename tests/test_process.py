@@ -448,3 +448,14 @@ def test_stop_right_after_start_is_sigint_or_sigkill_never_sigusr1(tmp_path):
         info = w.stop(grace=0.2)
         assert info.signal in (signal.SIGINT, signal.SIGKILL) and info.reason == "stop", info
         r.check_clean()
+
+
+def test_agent_starts_with_default_signal_dispositions_and_mask(tmp_path):
+    # Python (the shim) ignores SIGPIPE and SIGXFSZ and blocks our signals around the fork;
+    # an agent must inherit none of that, or `yes | head` style pipelines misbehave in it.
+    r = Run(tmp_path, argv=["cat", "/proc/self/status"])
+    r.start(wait_ready=False).wait(20)
+    status = dict(line.split(":", 1) for line in r.lines if ":" in line)
+    assert int(status["SigIgn"], 16) == 0, status["SigIgn"]
+    assert int(status["SigBlk"], 16) == 0, status["SigBlk"]
+    r.check_clean()
