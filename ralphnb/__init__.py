@@ -6,6 +6,9 @@ described in each module's docstring.
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     IntegrationError,
     LockError,
@@ -21,7 +24,19 @@ from .queue import Queue, Task, init
 from .run import Run
 from .runners import Claude, Codex, Command, Cursor, Demo, Gemini, Opencode
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __version__ = "0.1.0"
+
+
+def run(repo: str | os.PathLike[str] = ".", **options: Any) -> pd.DataFrame:
+    """Run a loop over `repo`'s queue until it is idle and return its final worker table.
+
+    A shorthand for `Loop(repo, **options).run()`; `options` are `Loop`'s keyword arguments
+    (runner, parallel, max_iterations, check, ...).
+    """
+    return Loop(repo, **options).run()
 
 __all__ = [
     "Claude",
@@ -46,6 +61,7 @@ __all__ = [
     "DaskExecutor",
     "__version__",
     "init",
+    "run",
 ]
 
 

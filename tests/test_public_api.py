@@ -1,0 +1,34 @@
+"""The package's public face: the names a notebook user imports from `ralphnb`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import ralphnb
+from ralphnb.demo.sample import create_sample_repo
+
+
+def test_public_names_are_importable_and_listed():
+    for name in ("Loop", "Queue", "Task", "Run", "init", "run", "Claude", "Command", "Demo",
+                 "RalphError", "QueueError", "LockError", "DaskExecutor"):
+        assert name in ralphnb.__all__ and getattr(ralphnb, name) is not None
+
+
+def test_importing_ralphnb_imports_no_widgets_dask_or_asyncio_patches():
+    code = ("import asyncio, sys; before = asyncio.run; import ralphnb; "
+            "assert asyncio.run is before; "
+            "bad = [m for m in ('ipywidgets', 'distributed', 'nest_asyncio') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_run_shorthand_works_a_queue_to_the_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("RALPHNB_DEMO_SPEED", "0.05")
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.invalid")
+    repo = create_sample_repo(tmp_path / "repo", n_tasks=2)
+    df = ralphnb.run(repo, runner="demo", parallel=2)
+    assert set(df.status) == {"integrated"}
+    assert {t.id for t in ralphnb.Queue(repo).done} >= {"RQ-0001", "RQ-0002"}
