@@ -74,15 +74,45 @@ def loads_jsonc(text: str | bytes, *, path: str | Path | None = None) -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(cleaned)
+        return json.loads(cleaned, parse_constant=_reject_constant)
     except json.JSONDecodeError as e:
-        where = f"{path or '<text>'}:{e.lineno}:{e.colno}"
-        raise QueueError(
-            f"{where}: JSON syntax error: {e.msg}; fix the file by hand (nothing was written)",
-            path=path,
-            line=e.lineno,
-            column=e.colno,
-        ) from None
+        line, column, msg = e.lineno, e.colno, e.msg
+    except _NotJSON as e:
+        # The stdlib reads NaN/Infinity, which JSON (and ralph) reject and orjson would write
+        # back as null: refuse them here, pointing at the first one.
+        line, column = _position(cleaned, e.pos)
+        msg = f"{e.name} is not a JSON number"
+    raise QueueError(
+        f"{path or '<text>'}:{line}:{column}: JSON syntax error: {msg}; fix the file by hand "
+        "(nothing was written)",
+        path=path,
+        line=line,
+        column=column,
+    )
+
+
+class _NotJSON(ValueError):
+    def __init__(self, name: str, pos: int) -> None:
+        super().__init__(name)
+        self.name, self.pos = name, pos
+
+
+# A JSON string (skipped) or one of the non-JSON constants the stdlib accepts.
+_CONSTANT_RE = re.compile(r'"(?:[^"\\\n]|\\.)*"|-?(?:NaN|Infinity)')
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotJSON(name, -1)
+
+
+def _position(text: str, pos: int) -> tuple[int, int]:
+    """1-based line and column of the first NaN/Infinity outside a string (or of `pos`)."""
+    for m in _CONSTANT_RE.finditer(text):
+        if m.group(0)[0] != '"':
+            pos = m.start()
+            break
+    pos = max(pos, 0)
+    return text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
 
 
 def read_jsonc(path: str | Path) -> Any:

@@ -124,3 +124,14 @@ def test_a_comma_without_a_value_before_it_stays_an_error():
     for bad in ("[,]", '{"a": [1,,]}', "{,}"):
         with pytest.raises(QueueError):
             jsonio.loads_jsonc(bad)
+
+
+@pytest.mark.parametrize("const", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_syntax_errors_not_values_written_back_as_null(const: str):
+    # The stdlib parser accepts them; orjson would then write them back as null, a value
+    # ralph's schema rejects. They must be refused where they stand, like any syntax error.
+    text = '{\n  // a comment sends this to the slow path\n  "s": "NaN",\n  "x": ' + const + "\n}"
+    with pytest.raises(QueueError) as info:
+        jsonio.loads_jsonc(text, path="q.jsonc")
+    assert (info.value.line, info.value.column) == (4, 8)
+    assert const in str(info.value) and "q.jsonc:4:8" in str(info.value)
