@@ -13,13 +13,12 @@ or fsmonitor (every git call goes through `workspace.run_git`); callers serialis
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .workspace import run_git
+from .workspace import git_env, run_git
 
 QUEUE_FILES: tuple[str, ...] = (".ralph/queue.jsonc", ".ralph/done.jsonc")
 _FALLBACK_IDENTITY = {
@@ -43,7 +42,7 @@ def _out(args: list[str], cwd: str | Path, env: dict[str, str] | None = None) ->
 
 def identity_env(repo: str | Path) -> dict[str, str]:
     """The environment for commits: the user's identity, or a fallback when none is set."""
-    env = dict(os.environ)
+    env = git_env()  # never GIT_DIR/GIT_INDEX_FILE/... inherited from the caller's shell
     missing = []
     for who in ("author", "committer"):
         var = f"GIT_{who.upper()}_EMAIL"
