@@ -9,6 +9,7 @@ loop's final `loop.df`. Also the control channel of a running loop (`ControlServ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -125,7 +126,8 @@ def pid_create_time(pid: int | None = None) -> float:
 
 class ControlServer:
     """A unix socket (Linux abstract namespace: no file, gone when the process dies) on which
-    a running loop answers one JSON request per connection. One thread blocks in `accept()`:
+    a running loop answers one JSON request per connection, from processes of the same user
+    only (checked with SO_PEERCRED). One thread blocks in `accept()`:
     no polling. `handler(request) -> reply` must not raise."""
 
     def __init__(self, name: str, handler: Any) -> None:
@@ -153,6 +155,10 @@ class ControlServer:
 
     def _answer(self, conn: Any) -> None:
         with conn:
+            if not _same_user(conn):  # abstract sockets have no file mode: check the peer
+                with contextlib.suppress(OSError):
+                    conn.sendall(b'{"error": "permission denied: not the loop\'s user"}\n')
+                return
             try:
                 conn.settimeout(10)
                 data = b""
@@ -179,6 +185,19 @@ class ControlServer:
         except OSError:
             pass
         self._sock.close()
+
+
+def _same_user(conn: Any) -> bool:
+    """Is the process at the other end of a unix socket run by this process's user?"""
+    import socket
+    import struct
+
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid == os.getuid()
 
 
 def send_control(address: str, request: dict[str, Any], *, timeout: float = 30.0) -> dict:
