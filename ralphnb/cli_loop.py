@@ -77,7 +77,7 @@ class _Printer:
             self._dirty.set()
         elif event.worker_id:
             self._line(event)
-        elif event.kind in ("loop_finished", "halted", "recovered"):
+        elif event.kind in ("loop_finished", "halted", "recovered", "queue_error"):
             print(f"[{event.kind}] {json.dumps(event.data)}", file=self.out, flush=True)
 
     def _line(self, event: Any) -> None:

@@ -22,12 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import RalphError, WorkerError
+from .errors import QueueError, RalphError, WorkerError
 from .events import Event, Journal, format_time, utcnow
 from .executors import Executor, LocalExecutor, WorkerHandle
 from .integrate import commit_bookkeeping
 from .loop_tasks import (
     _LOOPS,
+    RETRY_BLOCKED_S,
     CheckType,
     Decision,
     TaskDriver,
@@ -89,6 +90,8 @@ class Loop(TaskDriver):
         self.max_consecutive_failures = max_consecutive_failures
         self.prompt_template = prompt_template
         self.only = set(tasks) if tasks is not None else None
+        if self.only is not None:
+            self._check_only(self.only)
         self.executor: Executor = executor or LocalExecutor()
         # copies never take `.ralph/` (the run's own logs and lock live there; the agent
         # reaches the queue through RALPHNB_REPO)
@@ -115,11 +118,24 @@ class Loop(TaskDriver):
         self._handles: dict[str, WorkerHandle] = {}  # worker id -> handle (live attempts)
         self._paused = self._stopping = False
         self._failures = 0
+        self._queue_error: str | None = None  # the last queue file error seen by the scheduler
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
         self._journal: Journal | None = None
         self._control: ControlServer | None = None
         self._lockfile: Any = None
+
+    def _check_only(self, ids: set[str]) -> None:
+        """`tasks=` names only open tasks: an unknown or finished id is an error up front, not
+        a run that silently does nothing."""
+        open_ids = {t.id for t in self.queue.tasks}
+        for tid in sorted(ids - open_ids):
+            closed = {t.id: t.status for t in self.queue.done}
+            why = (f"it is already {closed[tid]} (in {self.queue.done_path.name})"
+                   if tid in closed else "no such task")  # fmt: skip
+            raise QueueError(f"{self.queue.queue_path}: cannot run {tid}: {why}; "
+                             "`ralphnb queue list` shows the open tasks",
+                             path=self.queue.queue_path, task_id=tid)  # fmt: skip
 
     # ----------------------------------------------------------------- public: lifecycle
 
@@ -359,7 +375,7 @@ class Loop(TaskDriver):
                 if not stop and not self._paused and len(self._active) < self.parallel:
                     self._cond.release()
                     try:
-                        picks, scheduled, waiting = self._pick(now)
+                        picks, scheduled, waiting = self._pick_or_wait(now)
                     finally:
                         self._cond.acquire()
                     for t in picks:
@@ -370,7 +386,28 @@ class Loop(TaskDriver):
                     waiting = bool(self._active) or (self._paused and not stop)
                 if not self._active and (stop or not waiting):
                     return
-                self._cond.wait(next_deadline(utcnow(), wall_deadline=wall, scheduled=scheduled))
+                timeout = next_deadline(utcnow(), wall_deadline=wall, scheduled=scheduled)
+                if self._queue_error is not None:  # re-read a broken queue file now and then
+                    timeout = min(timeout or RETRY_BLOCKED_S, RETRY_BLOCKED_S)
+                self._cond.wait(timeout)
+
+    def _pick_or_wait(self, now: datetime) -> tuple[list[dict], list[datetime], bool]:
+        """`_pick`, but a queue file that does not parse mid-run (a user saving it half-edited)
+        does not take the running workers down: say so once, start nothing, re-read later. With
+        no worker running there is nothing to protect: the error ends the loop."""
+        try:
+            picks = self._pick(now)
+        except QueueError as exc:
+            with self._cond:
+                if not self._active:
+                    raise
+            if str(exc) != self._queue_error:
+                self._queue_error = str(exc)
+                self._emit(Event("queue_error", data={
+                    "error": f"{exc}; no new worker starts until the file is valid again"}))
+            return [], [], True
+        self._queue_error = None
+        return picks
 
     def _pick(self, now: datetime) -> tuple[list[dict], list[datetime], bool]:
         """(tasks to start now, future scheduled_start times, whether anything may still run).

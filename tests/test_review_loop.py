@@ -1,0 +1,127 @@
+"""Review findings: each test fails without its fix (real git, real processes, real sockets)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from ralphnb.errors import QueueError
+from ralphnb.integrate import integrate
+from ralphnb.loop import Loop
+from ralphnb.queue import Queue, init
+from ralphnb.run import ControlServer, send_control
+
+
+@pytest.fixture(autouse=True)
+def fast_env(monkeypatch):
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.invalid")
+    monkeypatch.setenv("RALPHNB_DEMO_SPEED", "0.05")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout  # fmt: skip
+
+
+def make_repo(tmp_path: Path, tasks: list[dict]) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "f.txt").write_text("one\n")
+    q = init(repo)
+    for t in tasks:
+        t = dict(t)
+        q.add(t.pop("title"), **t)
+    git(repo, "init", "-q", "-b", "main")
+    (repo / ".gitignore").write_text(".ralph/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "init")
+    return repo
+
+
+def demo(title: str, **cf: str) -> dict:
+    fields = {"demo.file": f"{title.replace(' ', '_')}.txt", "demo.content": title}
+    fields.update({f"demo.{k}": v for k, v in cf.items()})
+    return {"title": title, "custom_fields": fields}
+
+
+def test_unknown_or_finished_task_id_is_an_error_not_an_empty_run(tmp_path):
+    repo = make_repo(tmp_path, [demo("one"), demo("two")])
+    q = Queue(repo)
+    q.complete("RQ-0002")
+    with pytest.raises(QueueError, match=r"queue\.jsonc: cannot run RQ-0099: no such task"):
+        Loop(repo, tasks=["RQ-0001", "RQ-0099"])
+    with pytest.raises(QueueError, match=r"RQ-0002: it is already done \(in done\.jsonc\)"):
+        Loop(repo, tasks=["RQ-0002"])
+    Loop(repo, tasks=["RQ-0001"])  # an open task is fine
+
+
+def test_control_socket_refuses_another_user(monkeypatch):
+    calls = []
+    server = ControlServer(f"review-{os.getpid()}", lambda req: calls.append(req) or {"ok": 1})
+    try:
+        assert send_control(server.address, {"op": "status"}) == {"ok": 1}
+        monkeypatch.setattr(os, "getuid", lambda: os.geteuid() + 4242)  # we are now "another"
+        reply = send_control(server.address, {"op": "kill", "task_id": "RQ-0001"})
+        assert "permission denied" in reply["error"]
+        assert calls == [{"op": "status"}]
+    finally:
+        server.close()
+
+
+def test_integration_ignores_git_dir_and_index_from_the_callers_env(tmp_path, monkeypatch):
+    repo = make_repo(tmp_path, [])
+    ws = tmp_path / "ws"
+    git(repo, "worktree", "add", "-q", "-b", "ralph/RQ-0001", str(ws), "main")
+    (ws / "agent.txt").write_text("agent\n")
+    head = git(repo, "rev-parse", "HEAD")
+    # e.g. a notebook started from a git hook or `git rebase --exec`: GIT_DIR is the user's repo
+    monkeypatch.setenv("GIT_DIR", str(repo / ".git"))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(repo / ".git" / "index"))
+    res = integrate(repo, ws, branch="ralph/RQ-0001", target="main", task_id="RQ-0001",
+                    title="Add agent file")  # fmt: skip
+    monkeypatch.delenv("GIT_DIR")
+    monkeypatch.delenv("GIT_INDEX_FILE")
+    assert res.status == "integrated", res.message
+    log = git(repo, "log", "--format=%s", "main")
+    assert log.splitlines()[:1] == ["RQ-0001: Add agent file"]
+    assert git(repo, "show", "main:agent.txt") == "agent\n"
+    assert git(repo, "rev-parse", "HEAD~1") == head  # one commit, on the task's branch
+    assert git(repo, "status", "--porcelain") == ""  # the user's index was not staged into
+
+
+@pytest.mark.slow
+def test_queue_file_broken_mid_run_does_not_stop_running_workers(tmp_path):
+    repo = make_repo(tmp_path, [demo("slow a", duration="60"), demo("slow b", duration="60")])
+    started, broken = threading.Event(), threading.Event()
+    seen: set[str] = set()
+
+    def on_event(ev):
+        if ev.kind == "started":
+            seen.add(ev.task_id)
+            if len(seen) == 2:
+                started.set()
+        elif ev.kind == "queue_error":
+            broken.set()
+
+    loop = Loop(repo, parallel=3, max_iterations=1)
+    loop.subscribe(on_event)
+    loop.start()
+    qfile = repo / ".ralph" / "queue.jsonc"
+    assert started.wait(30)
+    good = qfile.read_bytes()
+    qfile.write_text('{"version": 1, "tasks": [\n')  # the user's editor, mid-save
+    loop.pause()
+    loop.resume()  # wakes the scheduler, which re-reads the queue
+    assert broken.wait(10), loop.halt_reason
+    qfile.write_bytes(good)
+    assert loop.wait(60)
+    assert loop.halt_reason is None
+    last = loop.df.drop_duplicates("task_id", keep="last")
+    assert set(last.status) == {"integrated"}, last[["task_id", "status", "error"]]
+    assert sorted(t.id for t in Queue(repo).done) == ["RQ-0001", "RQ-0002"]
