@@ -145,6 +145,10 @@ class DirLock:
 
     def _clear_if_stale(self) -> dict[str, Any] | None:
         """Remove the lock dir if stale; return the live owner (None if cleared / gone)."""
+        try:
+            judged = _identity(os.stat(self.path))  # the directory this decision is about
+        except FileNotFoundError:
+            return None
         owner = self.read_owner()
         if owner is None:
             try:
@@ -161,14 +165,20 @@ class DirLock:
             os.rename(self.path, aside)
         except OSError:
             return None
-        # The renamed dir could be a brand-new lock taken after our check; re-check it.
+        # The renamed dir could be a brand-new lock taken after our check (cleared by someone
+        # else, then re-taken): put it back unless it is the very directory judged stale. Its
+        # owner file may not even be written yet, so compare the directories, not the owners.
+        try:
+            same_dir = _identity(os.stat(aside)) == judged
+        except OSError:
+            same_dir = False
         moved = parse_owner(_read(aside / OWNER_FILE))
-        if moved is not None and moved != owner and not is_stale(
+        if not same_dir or (moved is not None and moved != owner and not is_stale(
             moved, time.time(), process_start_time(moved["pid"])
-        ):
+        )):
             with contextlib.suppress(OSError):
                 os.rename(aside, self.path)  # put a live lock back
-            return moved
+            return moved or {}
         shutil.rmtree(aside, ignore_errors=True)
         return None
 
@@ -270,6 +280,12 @@ class DirLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    """Which directory this is: inode numbers get reused, so its modification time comes too
+    (a rename within the parent leaves it alone; creating the owner file inside changes it)."""
+    return st.st_dev, st.st_ino, st.st_mtime_ns
 
 
 def _read(path: Path) -> str:

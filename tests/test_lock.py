@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -165,3 +166,30 @@ def test_lock_dir_without_owner_is_cleared_after_grace(tmp_path: Path):
     with DirLock(tmp_path / ".ralph", timeout=5):
         pass
     assert 0.5 < time.monotonic() - t0 < 4
+
+
+def test_clearing_a_stale_lock_never_removes_a_fresh_one_taken_meanwhile(tmp_path: Path,
+                                                                         monkeypatch):
+    """Between judging a lock stale and moving it aside, another process may clear it and take
+    the lock anew (mkdir done, owner file not yet written). That fresh lock must be put back."""
+    import shutil
+
+    from ralphnb import lock as lockmod
+
+    lockdir = tmp_path / ".ralph" / "lock"
+    lockdir.mkdir(parents=True)
+    (lockdir / "owner").write_text(RALPH_OWNER.replace("4242", str(_dead_pid())))
+    os.utime(lockdir, (time.time() - 60, time.time() - 60))  # a stale lock is an old one
+    real = lockmod.process_start_time
+
+    def other_process_clears_and_retakes(pid: int) -> float | None:
+        shutil.rmtree(lockdir)
+        lockdir.mkdir()  # its owner file comes a moment later
+        monkeypatch.setattr(lockmod, "process_start_time", real)
+        return None  # the owner we judged is dead
+
+    monkeypatch.setattr(lockmod, "process_start_time", other_process_clears_and_retakes)
+    lock = DirLock(tmp_path / ".ralph", timeout=1)
+    assert lock._clear_if_stale() is not None  # held: do not take it
+    assert lockdir.is_dir()  # the fresh lock is back in place
+    assert not list(lockdir.parent.glob("lock.stale-*"))
