@@ -302,6 +302,10 @@ class Queue:
         if bad:
             key = sorted(bad)[0]
             raise QueueError(f"add(): unknown or reserved field {key!r}", field=key)
+        if not isinstance(title, str) or not title.strip():
+            # Checked before an id is allocated: the error must not name a task that never was.
+            raise QueueError(f"add(): the title must be a non-empty string, not {title!r}",
+                             path=self.queue_path, field="title")  # fmt: skip
 
         def change(s: _State) -> tuple[dict, set[str]]:
             stamp = format_time(utcnow())

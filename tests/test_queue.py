@@ -316,3 +316,15 @@ def test_tasks_pickle_and_queue_runnable_honours_exclude(queue_repo: Queue):
     assert [t.id for t in q.runnable(now=later)] == [a.id, b.id, c.id]
     t = pickle.loads(pickle.dumps(q.get(a.id)))  # tasks travel to executors intact
     assert t == q.get(a.id) and t.file == "queue" and t.title == "a"
+
+
+@pytest.mark.parametrize("title", ["", "   ", None])
+def test_add_with_a_blank_title_names_the_title_not_a_task_that_never_existed(
+        queue_repo: Queue, title):
+    queue_repo.add("first")
+    before = queue_repo.queue_path.read_bytes()
+    with pytest.raises(QueueError) as info:
+        queue_repo.add(title)
+    assert info.value.field == "title" and info.value.task_id is None
+    assert "RQ-0002" not in str(info.value)
+    assert queue_repo.queue_path.read_bytes() == before
