@@ -52,7 +52,8 @@ def find_repo(explicit: str | None = None, *, for_init: bool = False) -> Path:
 
 def _row(t: Task) -> str:
     deps = f"  (after {', '.join(t.depends_on)})" if t.depends_on else ""
-    return f"{t.id}  {t.status:<8} {t.priority:<8} {t.title}{deps}"
+    title = " ".join(t.title.split())  # one row per task, whatever newlines the title holds
+    return f"{t.id}  {t.status:<8} {t.priority:<8} {title}{deps}"
 
 
 def _show(t: Task) -> str:

@@ -102,3 +102,19 @@ def test_show_validate_reject_in_process(tmp_path: Path, capsys, clean_env):
     with pytest.raises(SystemExit) as e:
         main(["task", "add"])
     assert e.value.code == 2
+
+
+def test_list_prints_one_line_per_task_even_for_multiline_or_dash_titles(tmp_path: Path, capsys,
+                                                                          clean_env):
+    repo = tmp_path / "r"
+    repo.mkdir()
+    assert main(["--repo", str(repo), "init"]) == 0
+    assert main(["task", "add", "--repo", str(repo), "--", "-rf --help"]) == 0
+    assert main(["task", "add", "--repo", str(repo), "line one\nline two\ttabbed"]) == 0
+    capsys.readouterr()
+    assert main(["queue", "list", "--repo", str(repo)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("-rf --help")
+    assert lines[1].endswith("line one line two tabbed")
+    assert Queue(repo).get("RQ-0002").title == "line one\nline two\ttabbed"  # stored as given
