@@ -185,7 +185,9 @@ class TaskDriver:
                     self.queue.complete(tr.task_id, archive=False)  # copy back is idempotent)
                     tr.marked_done = True
                 return self._integrate(tr, ws)
-            if marked:
+            # an agent may both mark the task done and print the promise: a mark left from an
+            # attempt that did not complete would count for the next one (or a crash's recovery)
+            if marked or (att.promise_seen and self.queue.get(tr.task_id).status == "done"):
                 self.queue.update(tr.task_id, status="doing", completed_at=None)
             if d.action == "fail":
                 self._ev("failed", tr, error=d.reason, status="failed")

@@ -125,3 +125,25 @@ def test_queue_file_broken_mid_run_does_not_stop_running_workers(tmp_path):
     last = loop.df.drop_duplicates("task_id", keep="last")
     assert set(last.status) == {"integrated"}, last[["task_id", "status", "error"]]
     assert sorted(t.id for t in Queue(repo).done) == ["RQ-0001", "RQ-0002"]
+
+
+def test_done_mark_and_promise_with_failing_check_do_not_carry_over(tmp_path):
+    """Iteration 1 marks the task done AND prints the promise, but the check fails; iteration 2
+    claims nothing. The stale mark must not complete the task (nor survive in the queue)."""
+    from ralphnb.runners import Command
+
+    repo = make_repo(tmp_path, [{"title": "both"}])
+    script = ("import os, subprocess, sys\n"
+              "if os.environ['RALPHNB_ITERATION'] == '1':\n"
+              "    subprocess.run([sys.executable, '-m', 'ralphnb', 'task', 'done',"
+              " os.environ['RALPHNB_TASK_ID']], check=True)\n"
+              "    print('<promise>COMPLETE</promise>')\n")  # fmt: skip
+    calls = []
+    loop = Loop(repo, runner=Command(["{python}", "-c", script]), max_iterations=2,
+                check=lambda ws: calls.append(ws) or len(calls) > 1)  # fmt: skip
+    loop.run()
+    last = loop.df.iloc[-1]
+    assert last.status == "failed", loop.df[["worker_id", "status", "error"]]
+    assert "neither marked the task done" in last.error
+    assert Queue(repo).get("RQ-0001").status == "todo"
+    assert len(calls) == 1
