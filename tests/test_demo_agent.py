@@ -299,3 +299,27 @@ def test_make_demo_entry_point_runs_the_sample_queue(tmp_path, capsys, monkeypat
     assert "RQ-0003" in out and "Add a greeting module" in out
     assert Queue(target).tasks == [] and len(Queue(target).done) == 3
     assert (target / "src/greeting.py").exists() and (target / "docs/greeting.md").exists()
+
+
+def test_demo_never_deletes_a_users_own_repository_that_uses_ralph(tmp_path, capsys):
+    """`python -m ralphnb.demo .` run in a real project with a ralph queue must refuse, not
+    replace it: only a directory made by `create_sample_repo` counts as a previous demo."""
+    import ralphnb
+
+    mine = tmp_path / "my-project"
+    mine.mkdir()
+    (mine / "README.md").write_text("# My project\n")
+    (mine / "main.py").write_text("print('precious')\n")
+    ralphnb.init(mine).add("my own task")
+    assert demo_main([str(mine), "--tasks", "2"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (mine / "main.py").read_text() == "print('precious')\n"
+    assert [t.title for t in Queue(mine).tasks] == ["my own task"]
+    # A demo repo the agent already worked on (README appended to) is still recognised.
+    demo = create_sample_repo(tmp_path / "demo-repo", n_tasks=2)
+    (demo / "SAMPLE_MARK_GONE").write_text("")
+    (demo / ".ralph" / "cache" / "ralphnb" / "sample-repo").unlink()  # made before the marker
+    with (demo / "README.md").open("a") as fh:
+        fh.write("See docs/index.md.\n")
+    prepare(demo, 3, duration=None)
+    assert len(Queue(demo).tasks) == 3 and not (demo / "SAMPLE_MARK_GONE").exists()

@@ -14,12 +14,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .sample import create_sample_repo
+from .sample import create_sample_repo, is_sample_repo
 
 
 def prepare(path: Path, n_tasks: int, *, duration: float | None) -> Path:
-    """A fresh sample repo at `path` (a previous demo repo there is replaced)."""
-    if path.exists() and (path / ".ralph").is_dir():
+    """A fresh sample repo at `path` (a previous demo repo there is replaced; any other
+    non-empty directory -- a user's own repository with a ralph queue too -- is refused)."""
+    if path.exists() and is_sample_repo(path):
         shutil.rmtree(path)
     return create_sample_repo(path, n_tasks, duration=duration)
 
@@ -39,7 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--duration", type=float, default=None, help="seconds per demo task")
     args = ap.parse_args(argv)
-    repo = prepare(Path(args.path), args.tasks, duration=args.duration)
+    try:
+        repo = prepare(Path(args.path), args.tasks, duration=args.duration)
+    except FileExistsError as e:
+        print(f"python -m ralphnb.demo: error: {e}", file=sys.stderr)
+        return 2
     print(f"Sample repository: {repo}\n")
     show_queue(repo)
     # A real Loop: the demo agent on the sample repo, the table printed as it changes.

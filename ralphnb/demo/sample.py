@@ -49,6 +49,24 @@ TASKS: list[tuple[str, dict[str, str], list[int]]] = [
 ]
 
 
+#: Written into every sample repo (git-ignored): what lets `python -m ralphnb.demo` replace a
+#: previous demo repo without ever deleting a user's own repository that merely uses ralph.
+SAMPLE_MARK = Path(".ralph") / "cache" / "ralphnb" / "sample-repo"
+
+
+def is_sample_repo(path: str | os.PathLike[str]) -> bool:
+    """True only for a directory `create_sample_repo` made (marker file, or for repos made
+    before the marker existed, the sample README the demo agent only appends to)."""
+    p = Path(path)
+    if (p / SAMPLE_MARK).is_file():
+        return True
+    try:
+        readme = (p / "README.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return (p / ".ralph").is_dir() and readme.startswith(FILES["README.md"])
+
+
 def _git(repo: Path, *args: str) -> None:
     env = dict(os.environ)
     env.setdefault("GIT_AUTHOR_NAME", "ralphnb sample")
@@ -94,6 +112,8 @@ def create_sample_repo(path: str | os.PathLike[str] = "demo-repo", n_tasks: int 
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(text, encoding="utf-8")
     q = init(repo)
+    (repo / SAMPLE_MARK).parent.mkdir(parents=True, exist_ok=True)
+    (repo / SAMPLE_MARK).write_text("made by ralphnb.demo.sample.create_sample_repo\n")
     now = format_time(utcnow())
     tasks: list[dict[str, Any]] = []
     for i, spec in enumerate(sample_tasks(n_tasks, duration=duration)):
