@@ -260,7 +260,9 @@ class DirLock:
         if depth == 1:
             del _depth[ident]
             owner = self.read_owner()
-            if owner is None or owner.get("pid") == os.getpid():
+            # Only our own lock: if ours was removed by hand and another process has just
+            # taken the lock (owner file not written yet), that one is not ours to delete.
+            if owner is not None and owner.get("pid") == os.getpid():
                 shutil.rmtree(self.path, ignore_errors=True)
         else:
             _depth[ident] = depth - 1

@@ -193,3 +193,16 @@ def test_clearing_a_stale_lock_never_removes_a_fresh_one_taken_meanwhile(tmp_pat
     assert lock._clear_if_stale() is not None  # held: do not take it
     assert lockdir.is_dir()  # the fresh lock is back in place
     assert not list(lockdir.parent.glob("lock.stale-*"))
+
+
+def test_release_leaves_a_lock_that_another_process_took_after_ours_was_removed(tmp_path: Path):
+    import shutil
+
+    lock = DirLock(tmp_path / ".ralph", timeout=5)
+    with lock:
+        shutil.rmtree(lock.path)  # removed by hand ("if that process is gone, remove it")
+        lock.path.mkdir()  # another process's fresh lock, owner file not written yet
+    assert lock.path.is_dir()
+    with lock:  # that one is cleared after its grace period; ours is released normally
+        assert lock.path.is_dir()
+    assert not lock.path.exists()
