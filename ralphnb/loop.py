@@ -462,11 +462,12 @@ class Loop(TaskDriver):
             if tr.action is None or action == "kill":  # a kill overrides a pending stop
                 tr.action = action
             self._excluded.add(task_id)
-            handle = tr.handle
+            handle, wid = tr.handle, f"{task_id}#{tr.iteration}"
+            self._cond.notify_all()  # a driver waiting out a pause between attempts
         if handle is None:
             return  # the driver checks tr.action before its next spawn
         if action != "kill":
-            self._ev("stopping", tr)
+            self._ev("stopping", tr, wid)  # this attempt's row, even if the next one began
         call = (lambda: handle.kill()) if action == "kill" else (lambda: handle.stop(self.grace))
         if wait:
             try:

@@ -315,6 +315,12 @@ class TaskDriver:
         """Back to `todo` with a note; not picked again in this run."""
         with self._cond:
             self._excluded.add(tr.task_id)
+        rec = self._table.get(f"{tr.task_id}#{tr.iteration}") if tr.iteration else None
+        if rec is not None and rec["pid"] is None and rec["status"] in ("queued", "starting",
+                                                                         "stopping"):  # fmt: skip
+            # an attempt that never got a process: its row must not stay queued forever
+            status = "killed" if tr.action == "kill" else "stopped" if tr.action else "failed"
+            self._ev("status", tr, status=status, error=why)
         try:
             notes = [*self.queue.get(tr.task_id).notes, f"ralphnb run {self.run_id}: {why}"]
             self.queue.update(tr.task_id, status="todo", completed_at=None, notes=notes)

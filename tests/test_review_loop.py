@@ -147,3 +147,33 @@ def test_done_mark_and_promise_with_failing_check_do_not_carry_over(tmp_path):
     assert "neither marked the task done" in last.error
     assert Queue(repo).get("RQ-0001").status == "todo"
     assert len(calls) == 1
+
+
+def test_stop_between_attempts_of_a_paused_loop_acts_now_and_closes_the_row(tmp_path):
+    repo = make_repo(tmp_path, [demo("never", finish="none", duration="20")])
+    started1, queued2, closed2 = threading.Event(), threading.Event(), threading.Event()
+
+    def on_event(ev):
+        if ev.kind == "started" and ev.worker_id == "RQ-0001#1":
+            started1.set()
+        elif ev.kind == "queued" and ev.worker_id == "RQ-0001#2":
+            queued2.set()
+        elif ev.kind == "status" and ev.worker_id == "RQ-0001#2":
+            closed2.set()
+
+    loop = Loop(repo, max_iterations=3)
+    loop.subscribe(on_event)
+    loop.start()
+    assert started1.wait(30)
+    loop.pause()  # attempt 1 runs on; attempt 2 waits for resume()
+    assert queued2.wait(30)
+    loop.stop("RQ-0001")
+    # acted on at once, while still paused: back to todo with a note, row no longer "queued"
+    assert closed2.wait(10), loop.snapshot()
+    assert not loop.wait(0.2)  # still paused: a paused loop ends on resume() or stop_all()
+    loop.resume()
+    assert loop.wait(10)
+    assert Queue(repo).get("RQ-0001").status == "todo"
+    assert "stopped by the user" in Queue(repo).get("RQ-0001").notes[-1]
+    rows = {r["worker_id"]: r["status"] for r in loop.snapshot()}
+    assert rows == {"RQ-0001#1": "succeeded", "RQ-0001#2": "stopped"}
