@@ -156,12 +156,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     p = Path(path)
     tmp = p.with_name(f".{p.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        mode = os.stat(p).st_mode & 0o777
+        mode: int | None = os.stat(p).st_mode & 0o777
     except FileNotFoundError:
-        mode = 0o644
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        mode = None
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644 if mode is None else mode)
     try:
         try:
+            if mode is not None:
+                os.fchmod(fd, mode)  # exactly the old mode: the umask must not narrow it
             view = memoryview(data)
             while view:
                 n = os.write(fd, view)

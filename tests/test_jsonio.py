@@ -63,6 +63,19 @@ def test_atomic_write_replaces_and_keeps_mode(tmp_path: Path):
     assert [x.name for x in tmp_path.iterdir()] == ["f.json"]
 
 
+def test_atomic_write_keeps_a_group_writable_mode_whatever_the_umask(tmp_path: Path):
+    # A queue shared by a team is often 0664; a writer with umask 022 must not make it 0644.
+    p = tmp_path / "f.json"
+    p.write_text("old")
+    p.chmod(0o664)
+    old = os.umask(0o022)
+    try:
+        jsonio.atomic_write_bytes(p, b"new")
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o664
+
+
 def test_enospc_during_write_leaves_old_file_and_no_temp(tmp_path: Path, monkeypatch):
     p = tmp_path / "f.json"
     p.write_bytes(b"previous")
