@@ -182,14 +182,16 @@ def commit_bookkeeping(
     """Commit only the queue files in the user's checkout, when they are tracked there.
 
     `git commit --only` builds the commit from HEAD plus these paths, so the user's other staged
-    and unstaged changes stay exactly as they were. Returns the commit, or None if nothing to do.
+    and unstaged changes stay exactly as they were. Returns the commit, or None if nothing to do
+    or git could not do it now (never raises for that: a merged task is not failed by it).
     """
     have = tracked(repo, paths)
     if not have:
         return None
     for p in paths:  # the done file appears later than the queue file: track it alongside
         if p not in have and (Path(repo) / p).exists():
-            git(["add", "--", p], repo)
+            if git(["add", "--", p], repo, check=False).returncode != 0:
+                return None  # e.g. the user's own git holds index.lock: the next call retries
             have.append(p)
     if git(["diff", "--quiet", "HEAD", "--", *have], repo, check=False).returncode == 0:
         return None
