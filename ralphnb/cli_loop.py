@@ -175,9 +175,10 @@ def _cmd_control(args: argparse.Namespace) -> int:
     from .run import live_run, send_control
 
     task_id = validate_task_id(args.id)
-    live = live_run(_repo(args))
+    repo = _repo(args)
+    live = live_run(repo)
     if live is None or not live[1].get("control"):
-        raise RalphError("no loop is running on this repository")
+        raise RalphError(f"no loop is running on {repo}; `ralphnb status` shows the last run")
     reply = send_control(live[1]["control"], {"op": args.op, "task_id": task_id})
     if "error" in reply:
         raise RalphError(reply["error"])

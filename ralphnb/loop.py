@@ -144,16 +144,23 @@ class Loop(TaskDriver):
         if self._thread is not None:
             raise RalphError("this Loop was already started; create a new Loop for a new run")
         self._take_repo_lock()
-        self.started_at = utcnow()
-        self.run_id = new_run_id(self.started_at)
-        self.run_dir = runs_root(self.repo) / self.run_id
-        (self.run_dir / "workers").mkdir(parents=True, exist_ok=True)
-        self._journal = Journal(self.run_dir / "events.jsonl")
         try:
-            self._control = ControlServer(f"{self.run_id}-{os.getpid()}", self._on_control)
-        except OSError:
-            self._control = None
-        self._write_info()
+            self.started_at = utcnow()
+            self.run_id = new_run_id(self.started_at)
+            self.run_dir = runs_root(self.repo) / self.run_id
+            (self.run_dir / "workers").mkdir(parents=True, exist_ok=True)
+            self._journal = Journal(self.run_dir / "events.jsonl")
+            try:
+                self._control = ControlServer(f"{self.run_id}-{os.getpid()}", self._on_control)
+            except OSError:
+                self._control = None
+            self._write_info()
+        except BaseException:  # nothing started: release what was taken, or the repo stays
+            for res in (self._control, self._journal, self._lockfile):  # locked to this process
+                if res is not None:
+                    _quiet(res.close)
+            self._control = self._journal = self._lockfile = None
+            raise
         _LOOPS.add(self)
         self._thread = threading.Thread(target=self._main, name="ralphnb-loop", daemon=True)
         self._thread.start()
@@ -458,7 +465,8 @@ class Loop(TaskDriver):
             if tr is None:
                 if action in ("stop_all", "timeout"):
                     return
-                raise RalphError(f"no active worker for {task_id} in this loop")
+                raise RalphError(f"{task_id} has no running worker in this loop (run "
+                                 f"{self.run_id}); `loop.df` or `ralphnb status` lists them")
             if tr.action is None or action == "kill":  # a kill overrides a pending stop
                 tr.action = action
             self._excluded.add(task_id)

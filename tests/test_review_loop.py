@@ -177,3 +177,43 @@ def test_stop_between_attempts_of_a_paused_loop_acts_now_and_closes_the_row(tmp_
     assert "stopped by the user" in Queue(repo).get("RQ-0001").notes[-1]
     rows = {r["worker_id"]: r["status"] for r in loop.snapshot()}
     assert rows == {"RQ-0001#1": "succeeded", "RQ-0001#2": "stopped"}
+
+
+def test_a_start_that_fails_leaves_the_repo_unlocked(tmp_path):
+    from ralphnb.run import runs_root
+
+    repo = make_repo(tmp_path, [demo("one")])
+    runs = runs_root(repo)
+    runs.parent.mkdir(parents=True, exist_ok=True)
+    runs.write_text("not a directory")  # the run directory cannot be made
+    failed = Loop(repo)  # still referenced, as a notebook variable would be
+    with pytest.raises(OSError):
+        failed.start()
+    runs.unlink()
+    loop = Loop(repo).start()  # same process: not "another loop is running"
+    assert loop.wait(60)
+    assert loop.df.status.iloc[-1] == "integrated"
+
+
+def test_bookkeeping_commit_blocked_by_the_users_git_does_not_fail_a_merged_task(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "f.txt").write_text("one\n")
+    init(repo).add("one", custom_fields={"demo.file": "one.txt", "demo.content": "x"})
+    (repo / ".ralph" / "done.jsonc").unlink(missing_ok=True)  # ralph writes it lazily
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")  # the queue file is tracked
+    git(repo, "commit", "-q", "-m", "init")
+    git(repo, "branch", "integration")
+    lock = repo / ".git" / "index.lock"
+    lock.write_text("")  # the user's own `git commit` is in progress in the checkout
+    try:
+        loop = Loop(repo, target_branch="integration")
+        loop.run()
+    finally:
+        lock.unlink()
+    last = loop.df.iloc[-1]
+    assert last.status == "integrated", (last.status, last.error)
+    assert git(repo, "show", "integration:one.txt").strip() == "x"
+    assert [t.id for t in Queue(repo).done] == ["RQ-0001"]
+    assert not (tmp_path / ".workspaces" / "repo" / "RQ-0001").exists()
