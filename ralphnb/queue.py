@@ -418,11 +418,13 @@ def init(repo: str | Path = ".") -> Queue:
             if not p.exists():
                 atomic_write_bytes(p, dumps_pretty(EMPTY_DOC))
     gi = root / ".gitignore"
-    wanted = [".ralph/lock/", ".ralph/cache/"]
-    text = gi.read_text() if gi.exists() else ""
-    lines = {ln.strip() for ln in text.splitlines()}
-    missing = [w for w in wanted if w not in lines and w.rstrip("/") not in lines]
+    wanted = [b".ralph/lock/", b".ralph/cache/"]
+    # Bytes, not text: a .gitignore in another encoding is kept exactly; the user's file is
+    # replaced atomically (never left cut short).
+    data = gi.read_bytes() if gi.exists() else b""
+    lines = {ln.strip() for ln in data.splitlines()}
+    missing = [w for w in wanted if w not in lines and w.rstrip(b"/") not in lines]
     if missing:
-        sep = "" if not text or text.endswith("\n") else "\n"
-        gi.write_text(text + sep + "\n".join(missing) + "\n")
+        sep = b"" if not data or data.endswith(b"\n") else b"\n"
+        atomic_write_bytes(gi, data + sep + b"\n".join(missing) + b"\n")
     return Queue(root)

@@ -328,3 +328,13 @@ def test_add_with_a_blank_title_names_the_title_not_a_task_that_never_existed(
     assert info.value.field == "title" and info.value.task_id is None
     assert "RQ-0002" not in str(info.value)
     assert queue_repo.queue_path.read_bytes() == before
+
+
+def test_init_keeps_a_gitignore_that_is_not_utf8_byte_for_byte(tmp_path: Path):
+    repo = tmp_path / "r"
+    repo.mkdir()
+    (repo / ".gitignore").write_bytes(b"caf\xe9/\n*.log")  # latin-1, no final newline
+    ralphnb.init(repo)
+    assert (repo / ".gitignore").read_bytes() == b"caf\xe9/\n*.log\n.ralph/lock/\n.ralph/cache/\n"
+    ralphnb.init(repo)  # idempotent
+    assert (repo / ".gitignore").read_bytes().count(b".ralph/lock/") == 1
