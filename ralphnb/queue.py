@@ -426,5 +426,5 @@ def init(repo: str | Path = ".") -> Queue:
     missing = [w for w in wanted if w not in lines and w.rstrip(b"/") not in lines]
     if missing:
         sep = b"" if not data or data.endswith(b"\n") else b"\n"
-        atomic_write_bytes(gi, data + sep + b"\n".join(missing) + b"\n")
+        atomic_write_bytes(gi.resolve(), data + sep + b"\n".join(missing) + b"\n")  # a link stays
     return Queue(root)

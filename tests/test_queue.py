@@ -338,3 +338,14 @@ def test_init_keeps_a_gitignore_that_is_not_utf8_byte_for_byte(tmp_path: Path):
     assert (repo / ".gitignore").read_bytes() == b"caf\xe9/\n*.log\n.ralph/lock/\n.ralph/cache/\n"
     ralphnb.init(repo)  # idempotent
     assert (repo / ".gitignore").read_bytes().count(b".ralph/lock/") == 1
+
+
+def test_init_writes_through_a_symlinked_gitignore(tmp_path: Path):
+    repo = tmp_path / "r"
+    repo.mkdir()
+    shared = tmp_path / "shared-ignore"
+    shared.write_text("*.log\n")
+    (repo / ".gitignore").symlink_to(shared)
+    ralphnb.init(repo)
+    assert (repo / ".gitignore").is_symlink()
+    assert shared.read_text() == "*.log\n.ralph/lock/\n.ralph/cache/\n"
