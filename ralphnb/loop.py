@@ -36,6 +36,7 @@ from .loop_tasks import (
     _quiet,
     decide,
     deps_merged,
+    kill_check,
     next_deadline,
     pick_tasks,
     run_check,
@@ -471,6 +472,7 @@ class Loop(TaskDriver):
                 tr.action = action
             self._excluded.add(task_id)
             handle, wid = tr.handle, f"{task_id}#{tr.iteration}"
+            kill_check(tr.check_proc)  # the user's check may hang: it never outlives a stop
             self._cond.notify_all()  # a driver waiting out a pause between attempts
         if handle is None:
             return  # the driver checks tr.action before its next spawn

@@ -83,8 +83,11 @@ def next_deadline(now: datetime, *, wall_deadline: datetime | None,
     return max(0.001, (min(times) - now).total_seconds()) if times else None
 
 
-def run_check(check: CheckType, workspace: Path, env: dict[str, str]) -> tuple[bool, str]:
-    """Run the user's check in the workspace: argv list, shell-free string, or callable."""
+def run_check(check: CheckType, workspace: Path, env: dict[str, str], *,
+              started: Callable[[subprocess.Popen], None] | None = None,
+              ) -> tuple[bool, str]:  # fmt: skip
+    """Run the user's check in the workspace: argv list, shell-free string, or callable.
+    A command runs in its own session; `started(proc)` lets the caller kill its group."""
     if check is None:
         return True, ""
     if callable(check):
@@ -94,12 +97,26 @@ def run_check(check: CheckType, workspace: Path, env: dict[str, str]) -> tuple[b
             return False, f"{type(exc).__name__}: {exc}"
     argv = shlex.split(check) if isinstance(check, str) else [str(a) for a in check]
     try:
-        r = subprocess.run(argv, cwd=workspace, env=env, stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True, errors="replace")  # fmt: skip
+        proc = subprocess.Popen(argv, cwd=workspace, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", start_new_session=True)  # fmt: skip
     except OSError as exc:
         return False, f"{argv[0]!r} could not run: {exc}"
-    tail = " ".join((r.stdout + r.stderr).split())[-300:]
-    return r.returncode == 0, f"`{shlex.join(argv)}` exited {r.returncode}: {tail}"
+    with proc:
+        if started is not None:
+            started(proc)
+        out, _ = proc.communicate()
+    tail = " ".join(out.split())[-300:]
+    return proc.returncode == 0, f"`{shlex.join(argv)}` exited {proc.returncode}: {tail}"
+
+
+def kill_check(proc: subprocess.Popen | None) -> None:
+    """Kill a running check's whole process group (it is not the agent: no grace needed)."""
+    if proc is not None and proc.poll() is None:  # not reaped yet: its pid is still its own
+        try:
+            os.killpg(proc.pid, 9)
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------------- per-task state
@@ -116,6 +133,7 @@ class TaskRun:
     integrate_only: bool = False
     task: dict[str, Any] = field(default_factory=dict)
     marked_done: bool = False
+    check_proc: subprocess.Popen | None = None  # the user's check command, while it runs
 
 
 @dataclass
@@ -170,7 +188,10 @@ class TaskDriver:
             marked = not att.promise_seen and self.queue.get(tr.task_id).status == "done"
             ok, msg = (None, "")
             if marked or att.promise_seen:
-                ok, msg = run_check(self.check, Path(ws.path), self._env(tr, ws))
+                ok, msg = run_check(self.check, Path(ws.path), self._env(tr, ws),
+                                    started=lambda p: self._check_started(tr, p))  # fmt: skip
+                with self._cond:
+                    tr.check_proc = None
             if tr.action is not None or self._stopping:  # asked to stop while checking
                 return self._requeue(tr, self._why_not_continued(tr))
             d = decide(iteration=tr.iteration, max_iterations=max_it, marked_done=marked,
@@ -196,6 +217,13 @@ class TaskDriver:
                 return self._requeue(tr, self._why_not_continued(tr))
             tr.iteration += 1
             self._ev("queued", tr, title=tr.title, iteration=tr.iteration)
+
+    def _check_started(self, tr: TaskRun, proc: subprocess.Popen) -> None:
+        with self._cond:
+            tr.check_proc = proc
+            stopping = tr.action is not None or self._stopping
+        if stopping:  # asked to stop just before the check began
+            kill_check(proc)
 
     def _wait_unpaused(self, tr: TaskRun) -> bool:
         with self._cond:
