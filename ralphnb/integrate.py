@@ -159,6 +159,8 @@ def move_branch(
         if r.returncode != 0:
             return MergeResult("blocked", message=f"{target} moved meanwhile; will retry")
         return MergeResult("integrated", commit=new)
+    if rev(wt, "HEAD") != old:  # the user committed, reset or switched meanwhile: recompute
+        return MergeResult("blocked", message=f"{target} moved meanwhile; will retry")
     r = git(["merge", "--ff-only", "--no-edit", "-q", new], wt, check=False, env=env)
     if r.returncode != 0:
         why = " ".join((r.stderr or r.stdout).split())

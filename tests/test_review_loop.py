@@ -241,3 +241,27 @@ def test_stop_reaches_a_hanging_check(tmp_path):
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert Queue(repo).get("RQ-0001").status == "todo"
     assert "stopped by the user" in Queue(repo).get("RQ-0001").notes[-1]
+
+
+def test_a_target_the_user_moved_meanwhile_is_reported_as_such_not_as_dirty_files(tmp_path):
+    from ralphnb.integrate import merge_branch, move_branch
+
+    repo = make_repo(tmp_path, [])
+    c1 = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "branch", "ralph/RQ-0001")
+    ws = tmp_path / "ws"
+    git(repo, "worktree", "add", "-q", str(ws), "ralph/RQ-0001")
+    (ws / "g.txt").write_text("agent\n")
+    git(ws, "add", "g.txt")
+    git(ws, "commit", "-qm", "agent")
+    c3 = git(ws, "rev-parse", "HEAD").strip()
+    (repo / "f.txt").write_text("user\n")
+    git(repo, "commit", "-qam", "the user's commit, made while the merge was computed")
+    user = git(repo, "rev-parse", "HEAD").strip()
+    res = move_branch(repo, "main", c1, c3)
+    assert res.status == "blocked" and "moved meanwhile" in res.message, res.message
+    assert git(repo, "rev-parse", "HEAD").strip() == user
+    res = merge_branch(repo, "ralph/RQ-0001", "main", message="Merge")  # the retry
+    assert res.status == "integrated", res.message
+    assert git(repo, "rev-parse", "main^1").strip() == user
+    assert (repo / "g.txt").read_text() == "agent\n"
