@@ -347,7 +347,7 @@ class TaskDriver:
         if rec is not None and rec["pid"] is None and rec["status"] in ("queued", "starting",
                                                                          "stopping"):  # fmt: skip
             # an attempt that never got a process: its row must not stay queued forever
-            status = "killed" if tr.action == "kill" else "stopped" if tr.action else "failed"
+            status = {"kill": "killed", "timeout": "timed_out"}.get(tr.action or "", "stopped")
             self._ev("status", tr, status=status, error=why)
         try:
             notes = [*self.queue.get(tr.task_id).notes, f"ralphnb run {self.run_id}: {why}"]
