@@ -4,7 +4,8 @@ Owns: argument parsing, finding the repository, human and `--json` output, one-l
 with a non-zero exit. Every operation is a call on `ralphnb.queue`; nothing here touches files.
 
 Repository: `--repo`, else env `RALPHNB_REPO` (set by the loop for workers), else the nearest
-directory upwards holding `.ralph/queue.jsonc`, else the git toplevel, else the cwd. With env
+directory upwards holding `.ralph/queue.jsonc` or `.ralph/config.jsonc` (whose `queue` settings
+may move the queue files), else the git toplevel, else the cwd. With env
 `RALPHNB_WORKER` set, `task done` leaves the task in queue.jsonc (the loop archives it after
 merging the worker's work).
 """
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .config import CONFIG_PATH
 from .errors import RalphError
 from .queue import PRIORITIES, STATUSES, Queue, Task, init
 
@@ -45,7 +47,7 @@ def find_repo(explicit: str | None = None, *, for_init: bool = False) -> Path:
     cwd = Path.cwd().resolve()
     if not for_init:
         for d in (cwd, *cwd.parents):
-            if (d / ".ralph" / "queue.jsonc").is_file():
+            if (d / ".ralph" / "queue.jsonc").is_file() or (d / CONFIG_PATH).is_file():
                 return d
     return _git_toplevel(cwd) or cwd
 
@@ -102,8 +104,10 @@ def _cmd_add(args: argparse.Namespace) -> int:
 
 def _cmd_done(args: argparse.Namespace) -> int:
     archive = not os.environ.get("RALPHNB_WORKER")
-    t = _queue(args).complete(args.id, args.note, archive=archive)
-    where = "archived to done.jsonc" if archive else "left in queue.jsonc for the loop to archive"
+    q = _queue(args)
+    t = q.complete(args.id, args.note, archive=archive)
+    where = (f"archived to {q.done_path.name}" if archive
+             else f"left in {q.queue_path.name} for the loop to archive")  # fmt: skip
     _emit(args, t.to_dict(), f"done {t.id} ({where})")
     return 0
 

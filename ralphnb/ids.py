@@ -13,12 +13,20 @@ from .errors import QueueError
 
 DEFAULT_PREFIX = "RQ"
 DEFAULT_WIDTH = 4
-_ID_RE = re.compile(r"^(?P<prefix>[A-Z][A-Z0-9]{0,15})-(?P<num>[0-9]{1,12})\Z")
+MAX_WIDTH = 12  # digits an id may have
+_PREFIX = r"[A-Z][A-Z0-9]{0,15}"
+_ID_RE = re.compile(rf"^(?P<prefix>{_PREFIX})-(?P<num>[0-9]{{1,{MAX_WIDTH}}})\Z")
+_PREFIX_RE = re.compile(rf"^{_PREFIX}\Z")
 
 
 def is_task_id(value: object) -> bool:
     """True when `value` is a string like `RQ-0001`."""
     return isinstance(value, str) and _ID_RE.match(value) is not None
+
+
+def is_id_prefix(value: object) -> bool:
+    """True when `value` can prefix an id (`RQ`, `TASK`): any prefix, not only the default."""
+    return isinstance(value, str) and _PREFIX_RE.match(value) is not None
 
 
 def validate_task_id(value: object, *, path: object = None) -> str:

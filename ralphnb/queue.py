@@ -1,5 +1,8 @@
 """The task queue: `.ralph/queue.jsonc` (open work, file order) and `.ralph/done.jsonc` (archive).
 
+Both paths, and the prefix and width of new ids, come from the repo's `.ralph/config.jsonc`
+`queue` settings when it sets them (`ralphnb.config`, read once when a `Queue` is made).
+
 Owns: the `Task` model, the `Queue` class (reading, caching, locking, every mutation), `init`
 and the DataFrame view. The pure rules it applies -- schema, validation, selection, ids -- live
 in `ralphnb.queue_rules` and are re-exported from here. It knows nothing of running agents.
@@ -20,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .config import QueueSettings, load_queue_settings
 from .errors import QueueError
 from .events import format_time, utcnow
 from .jsonio import atomic_write_bytes, dumps_pretty, loads_jsonc, sweep_temp_files
@@ -172,9 +176,10 @@ class Queue:
     def __init__(self, repo: str | Path = ".", *, lock_timeout: float = 10.0,
                  label: str = "ralphnb") -> None:  # fmt: skip
         self.repo = Path(repo).resolve()
-        self.ralph_dir = self.repo / ".ralph"
-        self.queue_path = self.ralph_dir / "queue.jsonc"
-        self.done_path = self.ralph_dir / "done.jsonc"
+        self.ralph_dir = self.repo / ".ralph"  # the lock lives here whatever the config says
+        self.settings: QueueSettings = load_queue_settings(self.repo)
+        self.queue_path = self.repo / self.settings.file
+        self.done_path = self.repo / self.settings.done_file
         self.lock_timeout = lock_timeout
         self.label = label
         self._cache: _State | None = None  # valid only while both files hold the same bytes
@@ -238,7 +243,8 @@ class Queue:
                 if t["id"] == task_id:
                     return tasks, i
         raise QueueError(
-            f"{self.queue_path}: no task {task_id} in queue.jsonc or done.jsonc",
+            f"{self.queue_path}: no task {task_id} in {self.queue_path.name} or "
+            f"{self.done_path.name}",
             path=self.queue_path, task_id=task_id, field="id",
         )  # fmt: skip
 
@@ -275,7 +281,8 @@ class Queue:
         (not modify) a task dict it edits, so the cached parse stays what is on disk.
         """
         with self.lock():
-            sweep_temp_files(self.ralph_dir)
+            for d in dict.fromkeys((self.ralph_dir, self.queue_path.parent, self.done_path.parent)):
+                sweep_temp_files(d)
             s = self._load().working_copy()
             task, touched = change(s)
             # Both files were fully validated when loaded; the change touched one task.
@@ -309,7 +316,9 @@ class Queue:
 
         def change(s: _State) -> tuple[dict, set[str]]:
             stamp = format_time(utcnow())
-            t: dict[str, Any] = {"id": next_id(s.open, s.done), "status": "todo", "title": title,
+            tid = next_id(s.open, s.done, prefix=self.settings.id_prefix,
+                          width=self.settings.id_width)  # fmt: skip
+            t: dict[str, Any] = {"id": tid, "status": "todo", "title": title,
                                  "priority": "medium"}  # fmt: skip
             for k in TEXT_LISTS:
                 t[k] = []
@@ -408,14 +417,19 @@ class Queue:
 
 
 def init(repo: str | Path = ".") -> Queue:
-    """Create `.ralph/` with empty queue and done files (never overwrites) and gitignore lines."""
+    """Create `.ralph/` with empty queue and done files (never overwrites) and gitignore lines.
+
+    The files go where `.ralph/config.jsonc` says (if there is one); no config is written.
+    """
     root = Path(repo).resolve()
+    settings = load_queue_settings(root)  # a bad config fails before anything is created
     ralph = root / ".ralph"
     ralph.mkdir(parents=True, exist_ok=True)
     with DirLock(ralph):
-        for name in ("queue.jsonc", "done.jsonc"):
-            p = ralph / name
+        for rel in (settings.file, settings.done_file):
+            p = root / rel
             if not p.exists():
+                p.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(p, dumps_pretty(EMPTY_DOC))
     gi = root / ".gitignore"
     wanted = [b".ralph/lock/", b".ralph/cache/"]

@@ -310,24 +310,32 @@ def select_next(open_tasks: Sequence[dict], done_tasks: Sequence[dict], *,
     return found[0] if found else None
 
 
-def next_id(open_tasks: Iterable[dict], done_tasks: Iterable[dict]) -> str:
-    """Highest id number across both files (rejected tasks ignored) + 1, never a taken id."""
-    taken: set[str] = set()
-    best, prefix, width = 0, DEFAULT_PREFIX, DEFAULT_WIDTH
+def next_id(open_tasks: Iterable[dict], done_tasks: Iterable[dict], *,
+            prefix: str | None = None, width: int | None = None) -> str:  # fmt: skip
+    """Highest id number across both files (rejected tasks ignored) + 1, never a taken id.
+
+    With `prefix` (the configured `queue.id_prefix`), only ids with that prefix count and the
+    new id has it; without, the new id follows the highest id's prefix (`RQ` when empty).
+    `width` (the configured `queue.id_width`) is the zero padding; without, that of the
+    highest id, at least 4. Ids with other prefixes are kept and never clash.
+    """
+    taken: set[tuple[str, int]] = set()
+    best, best_prefix, best_width = 0, prefix or DEFAULT_PREFIX, DEFAULT_WIDTH
     for tasks in (open_tasks, done_tasks):
         for t in tasks:
             tid = t["id"]
-            taken.add(tid)
-            if t.get("status") == "rejected":
-                continue
+            p, _, digits = tid.partition("-")
             n = id_number(tid)
+            taken.add((p, n))
+            if t.get("status") == "rejected" or (prefix is not None and p != prefix):
+                continue
             if n >= best:
-                best, prefix = n, tid.split("-", 1)[0]
-                width = max(DEFAULT_WIDTH, len(tid) - len(prefix) - 1)
+                best, best_prefix = n, p
+                best_width = max(DEFAULT_WIDTH, len(digits))
     n = best + 1
-    while format_task_id(n, prefix=prefix, width=width) in taken:
+    while (best_prefix, n) in taken:
         n += 1
-    return format_task_id(n, prefix=prefix, width=width)
+    return format_task_id(n, prefix=best_prefix, width=width or best_width)
 
 
 def set_field(task: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
