@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import RalphError
+from .errors import QueueError, RalphError
 from .events import Event, format_time
 from .executors import Callbacks, WorkerHandle, WorkerSpec
 from .integrate import commit_bookkeeping, integrate
@@ -173,7 +173,7 @@ class TaskDriver:
         self._ev("queued", tr, title=tr.title, iteration=1)
         ws = self.workspaces.create(tr.task_id, reuse=True)
         if task.get("status") != "doing":
-            self.queue.start(tr.task_id)
+            self._queue_call(tr, self.queue.start, tr.task_id)
         while True:
             if not self._wait_unpaused(tr):
                 return self._requeue(tr, self._why_not_continued(tr))
@@ -185,7 +185,7 @@ class TaskDriver:
             exit_msg = _redact(_diagnose(runner, info, att.parser), att.secrets)
             self._count_failure(bool(exit_msg))
             # the promise alone completes; else ask the queue (a fresh read of a busy file)
-            marked = not att.promise_seen and self.queue.get(tr.task_id).status == "done"
+            marked = not att.promise_seen and self._status(tr) == "done"
             ok, msg = (None, "")
             if marked or att.promise_seen:
                 ok, msg = run_check(self.check, Path(ws.path), self._env(tr, ws),
@@ -203,13 +203,15 @@ class TaskDriver:
             if d.action == "complete":
                 tr.marked_done = marked
                 if not marked:  # done before merging: a crash then re-integrates (a copy's
-                    self.queue.complete(tr.task_id, archive=False)  # copy back is idempotent)
+                    self._queue_call(tr, self.queue.complete, tr.task_id, archive=False)  # (a
+                    # copy's copy back is idempotent)
                     tr.marked_done = True
                 return self._integrate(tr, ws)
             # an agent may both mark the task done and print the promise: a mark left from an
             # attempt that did not complete would count for the next one (or a crash's recovery)
-            if marked or (att.promise_seen and self.queue.get(tr.task_id).status == "done"):
-                self.queue.update(tr.task_id, status="doing", completed_at=None)
+            if marked or (att.promise_seen and self._status(tr) == "done"):
+                self._queue_call(tr, self.queue.update, tr.task_id, status="doing",
+                                 completed_at=None)  # fmt: skip
             if d.action == "fail":
                 self._ev("failed", tr, error=d.reason, status="failed")
                 return self._requeue(tr, d.reason)
@@ -224,6 +226,28 @@ class TaskDriver:
             stopping = tr.action is not None or self._stopping
         if stopping:  # asked to stop just before the check began
             kill_check(proc)
+
+    def _queue_call(self, tr: TaskRun, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A queue operation of a driver. While the file does not parse (a user saving it
+        half-edited) wait and retry, rather than fail a task whose work is done and leave it
+        `doing`; the row's error says what it waits for. Gives up when the loop stops."""
+        last = ""
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except QueueError as exc:
+                if exc.line is None:  # not a syntax error: retrying will not help
+                    raise
+                if str(exc) != last:
+                    last = str(exc)
+                    self._ev("status", tr, error=f"{exc}; waiting for the file to be fixed")
+                with self._cond:
+                    if self._stopping or tr.action is not None:
+                        raise
+                    self._cond.wait(RETRY_BLOCKED_S)
+
+    def _status(self, tr: TaskRun) -> str:
+        return self._queue_call(tr, self.queue.get, tr.task_id).status
 
     def _wait_unpaused(self, tr: TaskRun) -> bool:
         with self._cond:
@@ -393,9 +417,9 @@ class TaskDriver:
                     return self._requeue(tr, err)
                 if res.status in ("integrated", "noop"):
                     if tr.marked_done:
-                        self.queue.archive(tr.task_id)
+                        self._queue_call(tr, self.queue.archive, tr.task_id)
                     else:  # recovered done task: one write
-                        self.queue.complete(tr.task_id)
+                        self._queue_call(tr, self.queue.complete, tr.task_id)
                     if self.workspaces.is_git:
                         commit_bookkeeping(self.repo, f"{tr.task_id}: archive ({tr.title})")
                     extra = {"message": res.message, "paths": res.paths} if res.paths else {}

@@ -265,3 +265,35 @@ def test_a_target_the_user_moved_meanwhile_is_reported_as_such_not_as_dirty_file
     assert res.status == "integrated", res.message
     assert git(repo, "rev-parse", "main^1").strip() == user
     assert (repo / "g.txt").read_text() == "agent\n"
+
+
+def test_a_task_finishing_while_the_queue_file_is_broken_waits_and_integrates(tmp_path):
+    """The agent finishes while the user's queue file does not parse: the driver waits for the
+    fix instead of failing the task and leaving it `doing`."""
+    from ralphnb.runners import Command
+
+    repo = make_repo(tmp_path, [{"title": "one"}])
+    qfile = repo / ".ralph" / "queue.jsonc"
+    script = ("import os\n"
+              "open('agent.txt', 'w').write('done')\n"
+              f"open({str(qfile)!r}, 'w').write('{{\"version\": 1, \"tasks\": [\\n')\n"
+              "print('<promise>COMPLETE</promise>')\n")  # fmt: skip
+    waiting = threading.Event()
+    loop = Loop(repo, runner=Command(["{python}", "-c", script]), max_iterations=1)
+    loop.subscribe(lambda ev: ev.kind == "status" and "waiting for the file" in
+                   (ev.data.get("error") or "") and waiting.set())  # fmt: skip
+    loop.start()
+    good = None
+    for _ in range(200):  # the queue file as the loop wrote it when the task started
+        text = qfile.read_text()
+        if '"doing"' in text:
+            good = text
+            break
+        time.sleep(0.02)
+    assert good is not None
+    assert waiting.wait(30), loop.snapshot()
+    qfile.write_text(good)  # the user fixes the file
+    assert loop.wait(30)
+    assert loop.df.status.iloc[-1] == "integrated", loop.df[["status", "error"]]
+    assert [t.id for t in Queue(repo).done] == ["RQ-0001"]
+    assert git(repo, "show", "main:agent.txt") == "done"
