@@ -215,13 +215,15 @@ def integrate(
     title: str,
     base: str | None = None,
     before_merge: Callable[[], object] | None = None,
+    bookkeeping: tuple[str, ...] = QUEUE_FILES,
 ) -> MergeResult:
     """Commit the workspace, keep bookkeeping out, merge into `target`. Never raises for a
-    conflict or a dirty checkout: the result says so."""
+    conflict or a dirty checkout: the result says so. `bookkeeping`: the queue files' paths
+    relative to the repo (they move with `.ralph/config.jsonc`)."""
     env = identity_env(repo)
     commit_workspace(workspace, f"{task_id}: {title}", env=env)
     mb = base or _out(["merge-base", f"refs/heads/{target}", "HEAD"], workspace)
-    neutralise_bookkeeping(workspace, mb, env=env)
+    neutralise_bookkeeping(workspace, mb, paths=bookkeeping, env=env)
     if before_merge is not None:  # e.g. fetch a clone's branch into the user's repository
         before_merge()
     return merge_branch(repo, branch, target, message=f"Merge {branch}: {task_id}: {title}",

@@ -81,6 +81,9 @@ class Loop(TaskDriver):
 
         self.queue = Queue(repo)
         self.repo = self.queue.repo
+        # the queue files relative to the repo (`.ralph/config.jsonc` may move them)
+        self.queue_files = tuple(Path(os.path.relpath(p, self.repo)).as_posix()
+                                 for p in (self.queue.queue_path, self.queue.done_path))
         self.runner = get_runner(runner)
         self.parallel = max(1, int(parallel))
         self.max_iterations = max(1, int(max_iterations))
@@ -539,7 +542,8 @@ class Loop(TaskDriver):
         self.ended_at = utcnow()
         try:
             if self.workspaces.is_git:
-                commit_bookkeeping(self.repo, f"ralphnb: queue after run {self.run_id}")
+                commit_bookkeeping(self.repo, f"ralphnb: queue after run {self.run_id}",
+                                   paths=self.queue_files)  # fmt: skip
         except Exception:
             pass
         self._emit(Event("loop_finished", data={"reason": self.halt_reason or (

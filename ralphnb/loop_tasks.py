@@ -397,7 +397,8 @@ class TaskDriver:
                                 message=f"Merge {branch}: {tr.task_id}: {tr.title}")
         sync = (lambda: self.workspaces.sync_branch(ws)) if ws.kind == "clone" else None
         return integrate(self.repo, ws.path, branch=ws.branch, target=target,
-                         task_id=tr.task_id, title=tr.title, before_merge=sync)  # fmt: skip
+                         task_id=tr.task_id, title=tr.title, before_merge=sync,
+                         bookkeeping=self.queue_files)  # fmt: skip
 
     def _integrate(self, tr: TaskRun, ws: Any) -> None:
         if not tr.iteration:
@@ -421,7 +422,8 @@ class TaskDriver:
                     else:  # recovered done task: one write
                         self._queue_call(tr, self.queue.complete, tr.task_id)
                     if self.workspaces.is_git:
-                        commit_bookkeeping(self.repo, f"{tr.task_id}: archive ({tr.title})")
+                        commit_bookkeeping(self.repo, f"{tr.task_id}: archive ({tr.title})",
+                                           paths=self.queue_files)  # fmt: skip
                     extra = {"message": res.message, "paths": res.paths} if res.paths else {}
                     self._ev("integrated", tr, commit=res.commit, **extra)
                     self.workspaces.remove(ws if ws is not None else tr.task_id,

@@ -297,3 +297,25 @@ def test_a_task_finishing_while_the_queue_file_is_broken_waits_and_integrates(tm
     assert loop.df.status.iloc[-1] == "integrated", loop.df[["status", "error"]]
     assert [t.id for t in Queue(repo).done] == ["RQ-0001"]
     assert git(repo, "show", "main:agent.txt") == "done"
+
+
+def test_queue_files_moved_by_config_are_the_ones_kept_out_of_merges_and_committed(tmp_path):
+    import json
+
+    repo = tmp_path / "repo"
+    (repo / ".ralph").mkdir(parents=True)
+    (repo / ".ralph" / "config.jsonc").write_text(json.dumps(
+        {"version": 2, "queue": {"file": "work/q.jsonc", "done_file": "work/d.jsonc"}}))
+    (repo / "f.txt").write_text("one\n")
+    q = init(repo)
+    for i in range(2):
+        q.add(f"t{i}", custom_fields={"demo.file": f"t{i}.txt", "demo.content": "x"})
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")  # the (moved) queue files are tracked
+    git(repo, "commit", "-q", "-m", "init")
+    loop = Loop(repo, parallel=2)
+    loop.run()
+    assert set(loop.df.status) == {"integrated"}, loop.df[["task_id", "status", "error"]]
+    assert git(repo, "status", "--porcelain", "--", "work") == ""  # bookkeeping committed
+    assert sorted(t.id for t in Queue(repo).done) == ["RQ-0001", "RQ-0002"]
+    assert Queue(repo).tasks == []
