@@ -185,7 +185,14 @@ class TaskDriver:
             exit_msg = _redact(_diagnose(runner, info, att.parser), att.secrets)
             self._count_failure(bool(exit_msg))
             # the promise alone completes; else ask the queue (a fresh read of a busy file)
-            marked = not att.promise_seen and self._status(tr) == "done"
+            status = self._status(tr)
+            if status in ("rejected", "draft"):  # the user took the task out meanwhile
+                with self._cond:
+                    self._excluded.add(tr.task_id)
+                self._ev("status", tr, error=f"{tr.task_id} is now {status} in the queue (the "
+                         "user's edit); no further attempt")  # fmt: skip
+                return None
+            marked = not att.promise_seen and status == "done"
             ok, msg = (None, "")
             if marked or att.promise_seen:
                 ok, msg = run_check(self.check, Path(ws.path), self._env(tr, ws),
@@ -374,8 +381,12 @@ class TaskDriver:
             status = {"kill": "killed", "timeout": "timed_out"}.get(tr.action or "", "stopped")
             self._ev("status", tr, status=status, error=why)
         try:
-            notes = [*self.queue.get(tr.task_id).notes, f"ralphnb run {self.run_id}: {why}"]
-            self.queue.update(tr.task_id, status="todo", completed_at=None, notes=notes)
+            task = self.queue.get(tr.task_id)
+            notes = [*task.notes, f"ralphnb run {self.run_id}: {why}"]
+            if task.status in ("rejected", "draft"):  # the user's decision stands
+                self.queue.update(tr.task_id, notes=notes)
+            else:
+                self.queue.update(tr.task_id, status="todo", completed_at=None, notes=notes)
         except RalphError:
             pass
 

@@ -319,3 +319,18 @@ def test_queue_files_moved_by_config_are_the_ones_kept_out_of_merges_and_committ
     assert git(repo, "status", "--porcelain", "--", "work") == ""  # bookkeeping committed
     assert sorted(t.id for t in Queue(repo).done) == ["RQ-0001", "RQ-0002"]
     assert Queue(repo).tasks == []
+
+
+def test_a_task_the_user_rejects_mid_run_gets_no_further_attempt(tmp_path):
+    from ralphnb.runners import Command
+
+    repo = make_repo(tmp_path, [{"title": "one"}])
+    script = ("import os, subprocess, sys\n"  # the user rejects the task while it runs
+              "env = {k: v for k, v in os.environ.items() if k != 'RALPHNB_WORKER'}\n"
+              "subprocess.run([sys.executable, '-m', 'ralphnb', 'task', 'reject',"
+              " os.environ['RALPHNB_TASK_ID']], env=env, check=True)\n")  # fmt: skip
+    loop = Loop(repo, runner=Command(["{python}", "-c", script]), max_iterations=3)
+    df = loop.run()
+    assert list(df.worker_id) == ["RQ-0001#1"], df[["worker_id", "status", "error"]]
+    assert "now rejected" in df.error.iloc[0]
+    assert Queue(repo).get("RQ-0001").status == "rejected"
