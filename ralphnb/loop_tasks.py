@@ -295,8 +295,9 @@ class TaskDriver:
                 template=self.prompt_template, iteration=tr.iteration), encoding="utf-8")
             cmd = runner.command(task, workspace=Path(ws.path), prompt_file=prompt_file,
                                  iteration=tr.iteration)  # fmt: skip
-        except RalphError as exc:
+        except RalphError as exc:  # e.g. the runner's CLI is not installed
             self._ev("failed", tr, error=str(exc), status="failed")
+            self._count_failure(True)
             self._requeue(tr, str(exc))
             return None, att
         parser = att.parser = runner.parser()

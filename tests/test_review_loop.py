@@ -334,3 +334,15 @@ def test_a_task_the_user_rejects_mid_run_gets_no_further_attempt(tmp_path):
     assert list(df.worker_id) == ["RQ-0001#1"], df[["worker_id", "status", "error"]]
     assert "now rejected" in df.error.iloc[0]
     assert Queue(repo).get("RQ-0001").status == "rejected"
+
+
+def test_a_missing_agent_cli_counts_towards_consecutive_failures(tmp_path):
+    from ralphnb.runners import get_runner
+
+    repo = make_repo(tmp_path, [{"title": f"t{i}"} for i in range(4)])
+    runner = get_runner("claude").with_options(executable=str(tmp_path / "no-such-claude"))
+    loop = Loop(repo, runner=runner, parallel=1, max_consecutive_failures=2)
+    df = loop.run()
+    assert "2 consecutive failed attempts" in (loop.halt_reason or ""), df[["task_id", "error"]]
+    assert list(df.task_id) == ["RQ-0001", "RQ-0002"]
+    assert "no-such-claude' not found" in df.error.iloc[0]
