@@ -25,7 +25,7 @@ from typing import Any
 from .errors import QueueError, RalphError, WorkerError
 from .events import Event, Journal, format_time, utcnow
 from .executors import Executor, LocalExecutor, WorkerHandle
-from .integrate import commit_bookkeeping
+from .integrate import commit_bookkeeping, rev
 from .loop_tasks import (
     _LOOPS,
     RETRY_BLOCKED_S,
@@ -105,7 +105,12 @@ class Loop(TaskDriver):
         self.target_branch = self.workspaces.target_branch
         if self.workspaces.is_git and not self.target_branch:
             raise RalphError(f"{self.repo}: HEAD is detached; check out a branch or pass "
-                             "target_branch='main' so finished work has somewhere to go")
+                             "target_branch='main' (`ralphnb run --target-branch main`) so "
+                             "finished work has somewhere to go")
+        if self.workspaces.is_git and rev(self.repo, f"refs/heads/{self.target_branch}") is None:
+            # up front, not one failed task (and one note in the queue) per task
+            raise RalphError(f"{self.repo}: branch {self.target_branch!r} has no commit yet; "
+                             "commit something first, or pass an existing target_branch")
         self.run_id: str | None = None
         self.run_dir: Path | None = None
         self.started_at: datetime | None = None

@@ -346,3 +346,17 @@ def test_a_missing_agent_cli_counts_towards_consecutive_failures(tmp_path):
     assert "2 consecutive failed attempts" in (loop.halt_reason or ""), df[["task_id", "error"]]
     assert list(df.task_id) == ["RQ-0001", "RQ-0002"]
     assert "no-such-claude' not found" in df.error.iloc[0]
+
+
+def test_a_repo_without_commits_is_refused_up_front_and_the_queue_left_alone(tmp_path):
+    from ralphnb.errors import RalphError
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    q = init(repo)
+    q.add("one")
+    before = (repo / ".ralph" / "queue.jsonc").read_bytes()
+    with pytest.raises(RalphError, match=r"branch 'main' has no commit yet; commit something"):
+        Loop(repo).run()
+    assert (repo / ".ralph" / "queue.jsonc").read_bytes() == before
