@@ -21,8 +21,8 @@ from .errors import (
 from .executors import LocalExecutor
 from .loop import Loop
 from .queue import Queue, Task, init
-from .run import Run
 from .runners import Claude, Codex, Command, Cursor, Demo, Gemini, Opencode
+from .runs import Run
 
 if TYPE_CHECKING:
     import pandas as pd

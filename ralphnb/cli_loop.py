@@ -149,7 +149,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from .render import attempts_table
-    from .run import Run, live_run, send_control
+    from .runs import Run, live_run, send_control
 
     repo = _repo(args)
     live = live_run(repo)
@@ -172,7 +172,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_control(args: argparse.Namespace) -> int:
     from .ids import validate_task_id
-    from .run import live_run, send_control
+    from .runs import live_run, send_control
 
     task_id = validate_task_id(args.id)
     repo = _repo(args)

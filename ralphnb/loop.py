@@ -44,7 +44,7 @@ from .loop_tasks import (
 from .process import find_leftovers, reap_leftovers
 from .queue import Queue
 from .render import attempts_table
-from .run import LOOP_INFO, ControlServer, list_runs, new_run_id, runs_root
+from .runs import LOOP_INFO, ControlServer, list_runs, new_run_id, runs_root
 from .table import WorkerTable, fill_live
 
 
@@ -516,7 +516,7 @@ class Loop(TaskDriver):
         self._lockfile = fh
 
     def _write_info(self, **extra: Any) -> None:
-        from .run import pid_create_time
+        from .runs import pid_create_time
 
         assert self.run_dir is not None
         info = {"run_id": self.run_id, "repo": str(self.repo), "pid": os.getpid(),

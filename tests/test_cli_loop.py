@@ -14,7 +14,7 @@ import pytest
 
 from ralphnb.cli import main
 from ralphnb.queue import Queue, init
-from ralphnb.run import Run, list_runs, live_run
+from ralphnb.runs import Run, list_runs, live_run
 
 
 @pytest.fixture

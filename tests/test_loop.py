@@ -21,7 +21,7 @@ from ralphnb.errors import RalphError
 from ralphnb.jsonio import read_jsonc
 from ralphnb.loop import Loop, decide, deps_merged, next_deadline, pick_tasks
 from ralphnb.queue import Queue, init
-from ralphnb.run import Run
+from ralphnb.runs import Run
 
 SCHEMA = ralph_fixtures_dir() / "queue.schema.json"
 

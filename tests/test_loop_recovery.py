@@ -17,7 +17,7 @@ from ralphnb.jsonio import read_jsonc
 from ralphnb.loop import Loop
 from ralphnb.process import find_leftovers
 from ralphnb.queue import Queue, init
-from ralphnb.run import list_runs, live_run
+from ralphnb.runs import list_runs, live_run
 
 SCRIPT = """
 import sys

@@ -32,3 +32,14 @@ def test_run_shorthand_works_a_queue_to_the_end(tmp_path, monkeypatch):
     df = ralphnb.run(repo, runner="demo", parallel=2)
     assert set(df.status) == {"integrated"}
     assert {t.id for t in ralphnb.Queue(repo).done} >= {"RQ-0001", "RQ-0002"}
+
+
+def test_run_function_does_not_shadow_a_submodule():
+    import importlib.util
+
+    import ralphnb.runs as runs_module
+
+    # `import ralphnb.<x> as m` resolves through the package attribute, so no submodule may be
+    # named like a public function (a `ralphnb/run.py` would make that import return run()).
+    assert importlib.util.find_spec("ralphnb.run") is None
+    assert callable(ralphnb.run) and runs_module.Run is ralphnb.Run

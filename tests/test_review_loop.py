@@ -15,7 +15,7 @@ from ralphnb.errors import QueueError
 from ralphnb.integrate import integrate
 from ralphnb.loop import Loop
 from ralphnb.queue import Queue, init
-from ralphnb.run import ControlServer, send_control
+from ralphnb.runs import ControlServer, send_control
 
 
 @pytest.fixture(autouse=True)
@@ -182,7 +182,7 @@ def test_stop_between_attempts_of_a_paused_loop_acts_now_and_closes_the_row(tmp_
 
 
 def test_a_start_that_fails_leaves_the_repo_unlocked(tmp_path):
-    from ralphnb.run import runs_root
+    from ralphnb.runs import runs_root
 
     repo = make_repo(tmp_path, [demo("one")])
     runs = runs_root(repo)

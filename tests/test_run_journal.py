@@ -9,7 +9,7 @@ import pytest
 
 from ralphnb.errors import RalphError
 from ralphnb.events import Event, Journal
-from ralphnb.run import Run
+from ralphnb.runs import Run
 from ralphnb.table import WorkerTable
 
 
