@@ -84,6 +84,14 @@ def user_state(repo: Path, rel: str) -> State:
     return path_state(repo / rel)
 
 
+def _safe_rel(rel: object) -> bool:
+    """A plain relative path inside the tree: no absolute path, no `..`, no empty part."""
+    if not isinstance(rel, str) or not rel or "\0" in rel:
+        return False
+    parts = rel.split("/")
+    return not rel.startswith("/") and all(p not in ("", ".", "..") for p in parts)
+
+
 def _excluded_path(rel: str, exclude: Iterable[str]) -> bool:
     from fnmatch import fnmatch
 
@@ -103,6 +111,11 @@ def integrate_copy(repo: str | Path, workspace: str | Path, manifest: Mapping | 
         return MergeResult("conflict", message=(
             f"no manifest of what was copied into {workspace}, so its changes cannot be told "
             "apart from yours; copy what you want by hand and remove the workspace"))
+    unsafe = sorted(p for p in manifest["files"] if not _safe_rel(p))
+    if unsafe:  # the manifest is not ours to trust blindly: it must name paths inside the tree
+        return MergeResult("conflict", paths=unsafe, message=(
+            f"the manifest of {workspace} lists paths outside the tree ({', '.join(unsafe)}); "
+            "nothing was copied back; copy what you want by hand"))  # fmt: skip
     excl = (*NEVER_BACK, *(manifest.get("exclude") or ()), *exclude)
     base = {p: s for p, s in manifest["files"].items() if not _excluded_path(p, excl)}
     ours = scan_tree(workspace, excl)

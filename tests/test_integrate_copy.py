@@ -155,6 +155,20 @@ def test_without_a_manifest_nothing_is_guessed(tmp_path):
     assert (d / "a.txt").read_text() == "a\n"
 
 
+def test_a_manifest_naming_paths_outside_the_tree_is_refused(tmp_path):
+    d = plain_dir(tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("a\n")  # same bytes as the manifest entry: would count as untouched
+    wss = Workspaces(d)
+    ws = wss.create("RQ-0001")
+    manifest = wss.manifest("RQ-0001")
+    # an edited manifest "had" ../victim.txt, which the workspace no longer has: a deletion
+    manifest["files"]["../victim.txt"] = manifest["files"]["a.txt"]
+    res = integrate_copy(d, ws.path, manifest)
+    assert res.status == "conflict" and res.paths == ["../victim.txt"]
+    assert victim.read_text() == "a\n"
+
+
 # ------------------------------------------------------------------ the Loop, real agents
 
 
