@@ -66,3 +66,25 @@ def require_module(name: str):
                         pytrace=False)
         pytest.skip(f"{name} is not installed ({exc}); `make test` installs it",
                     allow_module_level=True)
+
+
+@pytest.fixture(autouse=True)
+def git_identity(monkeypatch):
+    """Every test commits as a fixed identity: never rely on the machine's global git config."""
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.invalid")
+
+
+@pytest.fixture
+def fast_demo(monkeypatch):
+    """The demo agent at 1/20 of its realistic timing."""
+    monkeypatch.setenv("RALPHNB_DEMO_SPEED", "0.05")
+
+
+def git(cwd, *args: str) -> str:
+    """Run git in `cwd` and return its stdout (raises on failure)."""
+    import subprocess
+
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import require_module
+from conftest import git, require_module
 
 distributed = require_module("distributed")
 
@@ -23,14 +22,6 @@ from ralphnb.loop import Loop  # noqa: E402
 from ralphnb.queue import Queue  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def git_identity(monkeypatch):
-    for k in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
-        monkeypatch.setenv(k, "ralphnb test")
-    for k in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
-        monkeypatch.setenv(k, "test@ralphnb.invalid")
 
 
 def new_cluster():
@@ -74,11 +65,6 @@ def running_rows(loop: Loop, n: int):
     df = loop.df
     rows = df[(df.status == "running") & df.pid.notna()]
     return len(rows) >= n
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout
 
 
 def test_demo_agent_end_to_end_through_dask(client, tmp_path):

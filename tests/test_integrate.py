@@ -5,21 +5,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from ralphnb.integrate import (
     checked_out_at,
     commit_bookkeeping,
     integrate,
     rev,
 )
-
-
-@pytest.fixture(autouse=True)
-def git_identity(monkeypatch):
-    for who in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
-        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.invalid")
 
 
 def sh(*args: str, cwd: Path) -> str:

@@ -14,7 +14,7 @@ import jsonschema
 import pandas as pd
 import psutil
 import pytest
-from conftest import ralph_fixtures_dir
+from conftest import git, ralph_fixtures_dir
 
 from ralphnb.demo.sample import create_sample_repo
 from ralphnb.errors import RalphError
@@ -26,17 +26,7 @@ from ralphnb.runs import Run
 SCHEMA = ralph_fixtures_dir() / "queue.schema.json"
 
 
-@pytest.fixture(autouse=True)
-def fast_env(monkeypatch):
-    for who in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
-        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.invalid")
-    monkeypatch.setenv("RALPHNB_DEMO_SPEED", "0.05")
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout
+pytestmark = pytest.mark.usefixtures("fast_demo")
 
 
 def make_repo(tmp_path: Path, tasks: list[dict], *, track_queue: bool = False) -> Path:

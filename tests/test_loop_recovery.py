@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import git
 
 from ralphnb.jsonio import read_jsonc
 from ralphnb.loop import Loop
@@ -24,11 +25,6 @@ import sys
 from ralphnb.loop import Loop
 Loop(sys.argv[1], parallel=2).run()
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout
 
 
 def journal(run_dir: Path) -> list[dict]:

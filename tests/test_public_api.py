@@ -25,9 +25,6 @@ def test_importing_ralphnb_imports_no_widgets_dask_or_asyncio_patches():
 
 def test_run_shorthand_works_a_queue_to_the_end(tmp_path, monkeypatch):
     monkeypatch.setenv("RALPHNB_DEMO_SPEED", "0.05")
-    for who in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
-        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.invalid")
     repo = create_sample_repo(tmp_path / "repo", n_tasks=2)
     df = ralphnb.run(repo, runner="demo", parallel=2)
     assert set(df.status) == {"integrated"}

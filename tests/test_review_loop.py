@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from conftest import git
 
 from ralphnb.errors import QueueError
 from ralphnb.integrate import integrate
@@ -17,18 +17,7 @@ from ralphnb.loop import Loop
 from ralphnb.queue import Queue, init
 from ralphnb.runs import ControlServer, send_control
 
-
-@pytest.fixture(autouse=True)
-def fast_env(monkeypatch):
-    for who in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
-        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.invalid")
-    monkeypatch.setenv("RALPHNB_DEMO_SPEED", "0.05")
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout  # fmt: skip
+pytestmark = pytest.mark.usefixtures("fast_demo")
 
 
 def make_repo(tmp_path: Path, tasks: list[dict]) -> Path:
