@@ -210,7 +210,10 @@ def send_control(address: str, request: dict[str, Any], *, timeout: float = 30.0
             s.connect(address)
         except OSError as exc:
             raise RalphError(f"the loop is not answering ({exc}); is it still running?") from exc
-        s.sendall(json.dumps(request).encode() + b"\n")
+        try:
+            s.sendall(json.dumps(request).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the loop refused before reading (e.g. another user): its reply is queued
         data = b""
         while not data.endswith(b"\n"):
             chunk = s.recv(65536)
