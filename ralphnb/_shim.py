@@ -155,7 +155,9 @@ def main() -> None:
     if pid == 0:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, ours)  # a pending one now acts by default
+        # the agent starts with an empty mask, whatever the parent had blocked (a pending
+        # signal of ours now acts by default)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
         try:
             os.execvp(argv[0], argv)
         except OSError as exc:
