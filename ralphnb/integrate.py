@@ -119,6 +119,24 @@ def checked_out_at(repo: str | Path, branch: str) -> Path | None:
     return None
 
 
+def being_rebased_at(repo: str | Path, branch: str) -> Path | None:
+    """The worktree in which `branch` is being rebased (its HEAD is detached meanwhile)."""
+    out = git(["worktree", "list", "--porcelain"], repo).stdout
+    for line in out.splitlines():
+        if not line.startswith("worktree "):
+            continue
+        path = Path(line[len("worktree "):])
+        r = git(["rev-parse", "--absolute-git-dir"], path, check=False)
+        if r.returncode != 0:
+            continue
+        gitdir = Path(r.stdout.strip())
+        for state in ("rebase-merge", "rebase-apply"):
+            head = gitdir / state / "head-name"
+            if head.is_file() and head.read_text().strip() == f"refs/heads/{branch}":
+                return path
+    return None
+
+
 def merge_branch(
     repo: str | Path, branch: str, target: str, *, message: str, env: dict[str, str] | None = None
 ) -> MergeResult:
@@ -153,6 +171,11 @@ def move_branch(
 ) -> MergeResult:
     """Advance `target` from `old` to `new` (a descendant) the safe way for where it lives."""
     wt = checked_out_at(repo, target)
+    busy = being_rebased_at(repo, target) if wt is None else None
+    if busy is not None:  # HEAD is detached mid-rebase; the rebase will rewrite `target` itself
+        return MergeResult("blocked", message=(
+            f"waiting: a rebase of {target} is in progress at {busy}; finish or abort it "
+            "(git rebase --continue / --abort) and ralphnb merges after it"))  # fmt: skip
     if wt is None:
         r = git(["update-ref", "-m", "ralphnb: integrate", f"refs/heads/{target}", new, old],
                 repo, check=False, env=env)  # fmt: skip

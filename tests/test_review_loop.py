@@ -349,3 +349,24 @@ def test_a_repo_without_commits_is_refused_up_front_and_the_queue_left_alone(tmp
     with pytest.raises(RalphError, match=r"branch 'main' has no commit yet; commit something"):
         Loop(repo).run()
     assert (repo / ".ralph" / "queue.jsonc").read_bytes() == before
+
+
+def test_target_being_rebased_in_the_checkout_is_not_moved_behind_its_back(tmp_path):
+    import subprocess
+
+    from ralphnb.integrate import move_branch
+
+    repo = make_repo(tmp_path, [])
+    git(repo, "checkout", "-q", "-b", "other")
+    (repo / "f.txt").write_text("other\n")
+    git(repo, "commit", "-qam", "other")
+    git(repo, "checkout", "-q", "main")
+    (repo / "f.txt").write_text("mine\n")
+    git(repo, "commit", "-qam", "mine")
+    old = git(repo, "rev-parse", "HEAD").strip()
+    r = subprocess.run(["git", "rebase", "other"], cwd=repo, capture_output=True, text=True)
+    assert r.returncode != 0  # stopped on the conflict: HEAD detached, main mid-rebase
+    new = git(repo, "commit-tree", "-p", old, "-m", "agent", f"{old}^{{tree}}").strip()
+    res = move_branch(repo, "main", old, new)
+    assert res.status == "blocked" and "rebase of main is in progress" in res.message
+    assert git(repo, "rev-parse", "refs/heads/main").strip() == old
