@@ -88,3 +88,46 @@ def git(cwd, *args: str) -> str:
 
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
                           text=True).stdout
+
+
+def make_repo(tmp_path: Path, tasks: list[dict], *, track_queue: bool = False) -> Path:
+    """A git repo on `main` with a file `f.txt` and the given tasks (title + fields); the
+    queue files are git-ignored unless `track_queue`."""
+    from ralphnb.queue import init
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "f.txt").write_text("line one\nline two\n")
+    q = init(repo)
+    for t in tasks:
+        t = dict(t)
+        q.add(t.pop("title"), **t)
+    git(repo, "init", "-q", "-b", "main")
+    if not track_queue:
+        with open(repo / ".gitignore", "a") as fh:
+            fh.write(".ralph/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "init")
+    return repo
+
+
+def demo(title: str, **cf: str) -> dict:
+    """Task fields asking the demo agent to write `<title>.txt` (plus any `demo.*` options)."""
+    fields = {"demo.file": f"{title.replace(' ', '_')}.txt", "demo.content": title}
+    fields.update({f"demo.{k}": v for k, v in cf.items()})
+    return {"title": title, "custom_fields": fields}
+
+
+def new_cluster():
+    """A 2-worker LocalCluster of processes, one thread each, as the Dask tests use."""
+    distributed = require_module("distributed")
+    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                    dashboard_address=None)
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A Dask client on a fresh LocalCluster shared by one test module."""
+    distributed = require_module("distributed")
+    with new_cluster() as cluster, distributed.Client(cluster) as c:
+        yield c

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import require_module
+from conftest import new_cluster, require_module
 
 distributed = require_module("distributed")
 
@@ -108,16 +108,6 @@ def spec(tmp: Path, name: str, argv: list[str], **kw) -> WorkerSpec:
 def tree_pids(rec: Recorder) -> list[int]:
     return json.loads(rec.wait_line(lambda x: x.startswith('{"pids"')))["pids"]
 
-
-def new_cluster():
-    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                    dashboard_address=None)
-
-
-@pytest.fixture(scope="module")
-def client():
-    with new_cluster() as cluster, distributed.Client(cluster) as c:
-        yield c
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import git, require_module
+from conftest import git, new_cluster, require_module
 
 distributed = require_module("distributed")
 
@@ -23,16 +23,6 @@ from ralphnb.queue import Queue  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-
-def new_cluster():
-    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                    dashboard_address=None)
-
-
-@pytest.fixture(scope="module")
-def client():
-    with new_cluster() as cluster, distributed.Client(cluster) as c:
-        yield c
 
 
 def agent_procs(repo: Path) -> list[psutil.Process]:

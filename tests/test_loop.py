@@ -14,13 +14,13 @@ import jsonschema
 import pandas as pd
 import psutil
 import pytest
-from conftest import git, ralph_fixtures_dir
+from conftest import demo, git, make_repo, ralph_fixtures_dir
 
 from ralphnb.demo.sample import create_sample_repo
 from ralphnb.errors import RalphError
 from ralphnb.jsonio import read_jsonc
 from ralphnb.loop import Loop, decide, deps_merged, next_deadline, pick_tasks
-from ralphnb.queue import Queue, init
+from ralphnb.queue import Queue
 from ralphnb.runs import Run
 
 SCHEMA = ralph_fixtures_dir() / "queue.schema.json"
@@ -29,28 +29,6 @@ SCHEMA = ralph_fixtures_dir() / "queue.schema.json"
 pytestmark = pytest.mark.usefixtures("fast_demo")
 
 
-def make_repo(tmp_path: Path, tasks: list[dict], *, track_queue: bool = False) -> Path:
-    """A git repo with a file `f.txt` and the given tasks (title + fields)."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "f.txt").write_text("line one\nline two\n")
-    q = init(repo)
-    for t in tasks:
-        t = dict(t)
-        q.add(t.pop("title"), **t)
-    git(repo, "init", "-q", "-b", "main")
-    if not track_queue:
-        with open(repo / ".gitignore", "a") as fh:
-            fh.write(".ralph/\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "init")
-    return repo
-
-
-def demo(title: str, **cf: str) -> dict:
-    fields = {"demo.file": f"{title.replace(' ', '_')}.txt", "demo.content": title}
-    fields.update({f"demo.{k}": v for k, v in cf.items()})
-    return {"title": title, "custom_fields": fields}
 
 
 def assert_queue_files_valid(repo: Path, n_done: int) -> None:

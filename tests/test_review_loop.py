@@ -6,10 +6,9 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import demo, git, make_repo
 
 from ralphnb.errors import QueueError
 from ralphnb.integrate import integrate
@@ -20,25 +19,6 @@ from ralphnb.runs import ControlServer, send_control
 pytestmark = pytest.mark.usefixtures("fast_demo")
 
 
-def make_repo(tmp_path: Path, tasks: list[dict]) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "f.txt").write_text("one\n")
-    q = init(repo)
-    for t in tasks:
-        t = dict(t)
-        q.add(t.pop("title"), **t)
-    git(repo, "init", "-q", "-b", "main")
-    (repo / ".gitignore").write_text(".ralph/\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "init")
-    return repo
-
-
-def demo(title: str, **cf: str) -> dict:
-    fields = {"demo.file": f"{title.replace(' ', '_')}.txt", "demo.content": title}
-    fields.update({f"demo.{k}": v for k, v in cf.items()})
-    return {"title": title, "custom_fields": fields}
 
 
 def test_unknown_or_finished_task_id_is_an_error_not_an_empty_run(tmp_path):
