@@ -154,12 +154,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def common_options() -> argparse.ArgumentParser:
+    """`--json` and `--repo`, accepted after any subcommand as well as before it."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="machine-readable output")  # fmt: skip
     common.add_argument("--repo", default=argparse.SUPPRESS,
                         help="repository holding .ralph/ (default: found from env/cwd)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
     p = argparse.ArgumentParser(prog="ralphnb",
                                 description="Run AI coding-agent loops over a ralph queue.")
     # Own actions here: the shared `common` actions must keep their SUPPRESS defaults.
@@ -206,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .cli_loop import register
 
-    register(sub)
+    register(sub, common)
     return p
 
 

@@ -3,7 +3,7 @@
 Owns: argument parsing for those, the live text table of `ralphnb run` (rewritten in place on a
 TTY, one line per change otherwise), and talking to a loop running in another process through
 its control socket (see `run.ControlServer`). `status` falls back to the newest run's journal
-when no loop is running. `register(subparsers)` is the hook `cli.py` calls.
+when no loop is running. `register(subparsers, common)` is the hook `cli.py` calls.
 """
 
 from __future__ import annotations
@@ -18,18 +18,8 @@ from typing import Any
 from .errors import RalphError
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="machine-readable output")  # fmt: skip
-    common.add_argument("--repo", default=argparse.SUPPRESS,
-                        help="repository holding .ralph/ (default: found from env/cwd)")
-    return common
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add the loop subcommands to the `ralphnb` parser."""
-    common = _common()
     sp = subparsers.add_parser("run", parents=[common], help="run agents over the queue")
     sp.add_argument("--runner", default="demo", help="claude, codex, gemini, opencode, cursor, "
                     "demo (default)")  # fmt: skip
