@@ -161,13 +161,7 @@ class ControlServer:
                 return
             try:
                 conn.settimeout(10)
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                request = json.loads(data or b"{}")
+                request = json.loads(_read_line(conn) or b"{}")
                 reply = self.handler(request)
             except Exception as exc:  # a bad request never takes the loop down
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
@@ -214,13 +208,19 @@ def send_control(address: str, request: dict[str, Any], *, timeout: float = 30.0
             s.sendall(json.dumps(request).encode() + b"\n")
         except (BrokenPipeError, ConnectionResetError):
             pass  # the loop refused before reading (e.g. another user): its reply is queued
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = _read_line(s)
     return json.loads(data or b"{}")
+
+
+def _read_line(sock: Any) -> bytes:
+    """Bytes up to and including the first newline, or until the peer closes."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def live_run(repo: str | Path) -> tuple[Path, dict[str, Any]] | None:
