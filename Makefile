@@ -27,6 +27,7 @@ demo: $(STAMP)
 
 test: $(STAMP) $(CLAUDE)
 	$(VENV)/bin/ruff check ralphnb tests benchmarks
+	$(VENV)/bin/ruff format --check ralphnb tests benchmarks
 	RALPHNB_CLAUDE=$(abspath $(CLAUDE)) $(PY) -m pytest -q
 
 test-fast: $(STAMP)
@@ -34,6 +35,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ralphnb tests benchmarks
+	$(VENV)/bin/ruff format --check ralphnb tests benchmarks
 
 bench: $(STAMP)   # each script records its figures and command in benchmarks/RESULTS.md
 	$(PY) benchmarks/queue_bench.py

@@ -43,8 +43,14 @@ class CountingComm(comm.DummyComm):
     counts: dict[str, int] = {}
     nbytes = 0
 
-    def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None,
-                    buffers: Any = None, **keys: Any) -> None:
+    def publish_msg(
+        self,
+        msg_type: str,
+        data: Any = None,
+        metadata: Any = None,
+        buffers: Any = None,
+        **keys: Any,
+    ) -> None:
         size = len(json.dumps(data, default=str))
         with CountingComm.lock:
             CountingComm.counts[msg_type] = CountingComm.counts.get(msg_type, 0) + 1
@@ -58,7 +64,7 @@ class CountingComm(comm.DummyComm):
 
 def make_repo(root: Path, n: int) -> Path:
     from ralphnb.demo.sample import create_sample_repo
-    from ralphnb.queue import Queue
+    from ralphnb.queue.store import Queue
 
     repo = create_sample_repo(root / "repo", n_tasks=0)
     q = Queue(repo)
@@ -73,7 +79,7 @@ def cpu_seconds(proc: psutil.Process) -> float:
 
 
 def measure(n: int, seconds: float, step: float, dashboard: bool) -> dict[str, Any]:
-    from ralphnb.loop import Loop
+    from ralphnb.loop.core import Loop
 
     os.environ["RALPHNB_DEMO_SPEED"] = str(step / 0.5)  # demo.duration 2 -> a line per `step`
     with tempfile.TemporaryDirectory(prefix="ralphnb-dash-bench-") as tmp:
@@ -83,7 +89,7 @@ def measure(n: int, seconds: float, step: float, dashboard: bool) -> dict[str, A
         loop.subscribe(lambda _e: events.__setitem__(0, events[0] + 1))
         dash = None
         if dashboard:
-            from ralphnb import widgets
+            from ralphnb.view import widgets
 
             dash = widgets.dashboard(loop)
         loop.start()
@@ -95,8 +101,12 @@ def measure(n: int, seconds: float, step: float, dashboard: bool) -> dict[str, A
                 time.sleep(0.5)
             time.sleep(2.0)  # settle: every worker is past its start-up
             proc = psutil.Process()
-            c0, e0, (m0, b0), r0 = (cpu_seconds(proc), events[0], CountingComm.snapshot(),
-                                    dash.render_count if dash else 0)
+            c0, e0, (m0, b0), r0 = (
+                cpu_seconds(proc),
+                events[0],
+                CountingComm.snapshot(),
+                dash.render_count if dash else 0,
+            )
             s0, k0 = (dash._sampler.samples, dash._sampler.took_total) if dash else (0, 0.0)
             per_second: list[int] = []
             t0 = time.monotonic()
@@ -115,7 +125,9 @@ def measure(n: int, seconds: float, step: float, dashboard: bool) -> dict[str, A
             if dash is not None:
                 dash.close()
     return {
-        "dashboard": dashboard, "workers": n, "window_s": round(wall, 1),
+        "dashboard": dashboard,
+        "workers": n,
+        "window_s": round(wall, 1),
         "events_per_s": round((e1 - e0) / wall, 1),
         "cpu_pct_of_core": round(100 * (c1 - c0) / wall, 2),
         "messages_per_s": round((m1 - m0) / wall, 2),
@@ -128,19 +140,20 @@ def measure(n: int, seconds: float, step: float, dashboard: bool) -> dict[str, A
     }
 
 
-def section(args: argparse.Namespace, base: dict[str, Any], dash: dict[str, Any],
-            load: float | None = None) -> str:
+def section(
+    args: argparse.Namespace, base: dict[str, Any], dash: dict[str, Any], load: float | None = None
+) -> str:
     """The markdown body of the Dashboard section of RESULTS.md."""
     own = round(dash["cpu_pct_of_core"] - base["cpu_pct_of_core"], 2)
     load = os.getloadavg()[0] if load is None else load
     n = args.workers
     return f"""\
 Command: `python benchmarks/dashboard_bench.py --workers {n} --seconds {args.seconds:g} --write`
-({time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, {os.cpu_count()} CPUs shared \
+({time.strftime("%Y-%m-%d")}, Python {platform.python_version()}, {os.cpu_count()} CPUs shared \
 with other jobs, load average {load:.1f}).
 {n} demo workers that never finish, each printing a message every {args.step:g} s \
-(~{base['events_per_s']:.0f} loop events/s);
-the same loop measured without and then with a dashboard, over {base['window_s']:g} s once all \
+(~{base["events_per_s"]:.0f} loop events/s);
+the same loop measured without and then with a dashboard, over {base["window_s"]:g} s once all \
 {n} run.
 Messages are counted at the comm layer: `comm.create_comm` is replaced by a comm that counts (and
 JSON-encodes, as ipykernel would) every `comm_open`/`comm_msg` the widgets publish — exactly what
@@ -148,16 +161,16 @@ a kernel would send to the front end.
 
 | measure | no dashboard | dashboard | target |
 |---|---|---|---|
-| loop events / s | {base['events_per_s']} | {dash['events_per_s']} | - |
-| comm messages to the front end / s | 0 | {dash['messages_per_s']} \
-(max {dash['max_messages_in_1s']} in any 1 s) | <= 5 |
-| data sent to the front end | 0 | {dash['kb_per_s']:.0f} KB/s | - |
-| render passes / s | 0 | {dash['renders_per_s']} | <= 4 |
-| this process's CPU, % of one core | {base['cpu_pct_of_core']} | {dash['cpu_pct_of_core']} \
+| loop events / s | {base["events_per_s"]} | {dash["events_per_s"]} | - |
+| comm messages to the front end / s | 0 | {dash["messages_per_s"]} \
+(max {dash["max_messages_in_1s"]} in any 1 s) | <= 5 |
+| data sent to the front end | 0 | {dash["kb_per_s"]:.0f} KB/s | - |
+| render passes / s | 0 | {dash["renders_per_s"]} | <= 4 |
+| this process's CPU, % of one core | {base["cpu_pct_of_core"]} | {dash["cpu_pct_of_core"]} \
 | dashboard's share < 5 (here: {own}) |
-| live CPU/RSS figures refreshed every | - | {dash['cpu_mem_refresh_s']} s | ~1 s |
+| live CPU/RSS figures refreshed every | - | {dash["cpu_mem_refresh_s"]} s | ~1 s |
 | one sampled `loop.snapshot()` (live CPU/RSS of all {n} workers) | - | \
-{dash['full_snapshot_ms']} ms | - |
+{dash["full_snapshot_ms"]} ms | - |
 
 How: one render thread, woken by a dirty flag that `loop.subscribe` sets, renders at most 4 times a
 second; the whole table is ONE HTML widget (one message per render, however many workers changed),
@@ -178,7 +191,7 @@ def write_results(text: str) -> None:
     doc = path.read_text()
     block = f"{START}\n{text}\n{END}"
     if START in doc and END in doc:
-        doc = doc[: doc.index(START)] + block + doc[doc.index(END) + len(END):]
+        doc = doc[: doc.index(START)] + block + doc[doc.index(END) + len(END) :]
     else:
         doc = doc.rstrip("\n") + "\n\n## Dashboard\n\n" + block + "\n"
     path.write_text(doc)
@@ -192,20 +205,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
     comm.create_comm = lambda *a, **k: CountingComm(*a, **k)  # before any widget exists
-    results = [measure(args.workers, args.seconds, args.step, dashboard=False),
-               measure(args.workers, args.seconds, args.step, dashboard=True)]
+    results = [
+        measure(args.workers, args.seconds, args.step, dashboard=False),
+        measure(args.workers, args.seconds, args.step, dashboard=True),
+    ]
     base, dash = results
     print(f"{'':24}{'no dashboard':>14}{'dashboard':>12}")
-    for key in ("events_per_s", "cpu_pct_of_core", "messages_per_s", "max_messages_in_1s",
-                "kb_per_s", "renders_per_s", "cpu_mem_refresh_s",
-                "full_snapshot_ms"):
+    for key in (
+        "events_per_s",
+        "cpu_pct_of_core",
+        "messages_per_s",
+        "max_messages_in_1s",
+        "kb_per_s",
+        "renders_per_s",
+        "cpu_mem_refresh_s",
+        "full_snapshot_ms",
+    ):
         print(f"{key:24}{base[key]!s:>14}{dash[key]!s:>12}")
     extra = round(dash["cpu_pct_of_core"] - base["cpu_pct_of_core"], 2)
-    print(f"dashboard's own CPU: {extra}% of a core; "
-          f"messages {dash['messages_per_s']}/s (target <= 5), "
-          f"cpu with dashboard {dash['cpu_pct_of_core']}%")
-    print(json.dumps({"results": results, "python": sys.version.split()[0],
-                      "cpus": psutil.cpu_count()}))
+    print(
+        f"dashboard's own CPU: {extra}% of a core; "
+        f"messages {dash['messages_per_s']}/s (target <= 5), "
+        f"cpu with dashboard {dash['cpu_pct_of_core']}%"
+    )
+    print(
+        json.dumps(
+            {"results": results, "python": sys.version.split()[0], "cpus": psutil.cpu_count()}
+        )
+    )
     if args.write:
         write_results(section(args, base, dash))
     return 0

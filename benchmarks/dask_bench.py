@@ -28,10 +28,10 @@ import threading
 import time
 from pathlib import Path
 
-from ralphnb.executors import Callbacks, LocalExecutor, WorkerSpec
-from ralphnb.process import build_env
 from ralphnb.runners import get_runner
 from ralphnb.runners.prompt import build_prompt
+from ralphnb.workers.executors import Callbacks, LocalExecutor, WorkerSpec
+from ralphnb.workers.process import build_env
 
 
 def make_spec(root: Path, i: int, fields: dict[str, str], speed: float) -> WorkerSpec:
@@ -46,12 +46,20 @@ def make_spec(root: Path, i: int, fields: dict[str, str], speed: float) -> Worke
     runner.speed = speed
     cmd = runner.command(task, workspace=ws, prompt_file=prompt, iteration=1)
     env = build_env({**cmd.env, "RALPHNB_TASK_ID": tid, "RALPHNB_ITERATION": "1"})
-    return WorkerSpec(worker_id=f"w-{tid}", task_id=tid, iteration=1, argv=tuple(cmd.argv),
-                      cwd=str(ws), env=env, log_path=str(root / "logs" / f"{tid}.log"))
+    return WorkerSpec(
+        worker_id=f"w-{tid}",
+        task_id=tid,
+        iteration=1,
+        argv=tuple(cmd.argv),
+        cwd=str(ws),
+        env=env,
+        log_path=str(root / "logs" / f"{tid}.log"),
+    )
 
 
-def batch(executor, specs: list[WorkerSpec], parallel: int
-          ) -> tuple[float, list[float], list[float]]:
+def batch(
+    executor, specs: list[WorkerSpec], parallel: int
+) -> tuple[float, list[float], list[float]]:
     """Run all specs, at most `parallel` at once: wall time, per-task spawn-to-exit times, and
     per-task overhead (spawn-to-exit minus the agent process's own lifetime)."""
     slots = threading.Semaphore(parallel)
@@ -93,8 +101,10 @@ def stop_kill(executor, root: Path, rounds: int, offset: int) -> dict[str, list[
                 fields.update({"demo.ignore_sigint": "1", "demo.children": "3"})
             spec = make_spec(root, offset + 2 * r + (action == "kill"), fields, speed=1.0)
             seen = threading.Event()
-            h = executor.spawn(spec, Callbacks(
-                on_line=lambda line, seen=seen: "Reading task" in line and seen.set()))
+            h = executor.spawn(
+                spec,
+                Callbacks(on_line=lambda line, seen=seen: "Reading task" in line and seen.set()),
+            )
             if not seen.wait(30):
                 raise SystemExit(f"{action}: the agent never started: {h.tail(5)}")
             t0 = time.perf_counter()
@@ -106,12 +116,20 @@ def stop_kill(executor, root: Path, rounds: int, offset: int) -> dict[str, list[
 
 def line_latency(executor, root: Path, n: int = 50) -> list[float]:
     """From an agent printing a line (its own timestamp) to the line reaching on_line."""
-    code = f"import time\nfor i in range({n}):\n    print(time.time(), flush=True)\n" \
-           "    time.sleep(0.02)"
+    code = (
+        f"import time\nfor i in range({n}):\n    print(time.time(), flush=True)\n"
+        "    time.sleep(0.02)"
+    )
     got: list[float] = []
-    spec = WorkerSpec(worker_id="lines", task_id="RQ-9999", iteration=1,
-                      argv=(sys.executable, "-c", code), cwd=str(root), env=build_env(),
-                      log_path=str(root / "lines.log"))
+    spec = WorkerSpec(
+        worker_id="lines",
+        task_id="RQ-9999",
+        iteration=1,
+        argv=(sys.executable, "-c", code),
+        cwd=str(root),
+        env=build_env(),
+        log_path=str(root / "lines.log"),
+    )
     root.mkdir(parents=True, exist_ok=True)
     h = executor.spawn(spec, Callbacks(on_line=lambda line: got.append(time.time() - float(line))))
     h.wait(60)
@@ -141,8 +159,8 @@ def lost_latency(client, executor, root: Path, rounds: int) -> list[float]:
 def loop_run(executor, root: Path, n: int, parallel: int) -> tuple[float, int]:
     """Wall time of a whole Loop over an `n`-task sample repo, and how many tasks it merged."""
     from ralphnb.demo.sample import create_sample_repo
-    from ralphnb.loop import Loop
-    from ralphnb.queue import Queue
+    from ralphnb.loop.core import Loop
+    from ralphnb.queue.store import Queue
 
     repo = create_sample_repo(root / "repo", n_tasks=n, duration=0.0)
     runner = get_runner("demo")
@@ -176,30 +194,36 @@ def main() -> None:
 
     from distributed import Client, LocalCluster
 
-    from ralphnb.dask_executor import DaskExecutor
+    from ralphnb.workers.dask.executor import DaskExecutor
 
     fields = {"demo.file": "note.md", "demo.content": "hello", "demo.finish": "promise"}
     rows: dict[str, dict[str, float | list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="ralphnb-dask-bench-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
-        cluster = LocalCluster(n_workers=args.parallel, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=args.parallel, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
         dask_ex = DaskExecutor(client)
         startup = time.perf_counter() - t0
         local_ex = LocalExecutor()
         try:
             for name, ex in (("local", local_ex), ("dask", dask_ex)):
-                batch(ex, [make_spec(root / f"warm-{name}", i, fields, 0.0) for i in range(4)],
-                      args.parallel)  # warm up imports and the page cache
+                batch(
+                    ex,
+                    [make_spec(root / f"warm-{name}", i, fields, 0.0) for i in range(4)],
+                    args.parallel,
+                )  # warm up imports and the page cache
             for name in ("local", "dask"):
                 rows[name] = {"wall": 0.0, "lat": [], "over": [], "stop": [], "kill": []}
             chunk = max(1, args.tasks // 5)  # alternate executors: the machine's load drifts
             for start in range(0, args.tasks, chunk):
                 for name, ex in (("local", local_ex), ("dask", dask_ex)):
-                    specs = [make_spec(root / name, i, fields, 0.0)
-                             for i in range(start, min(args.tasks, start + chunk))]
+                    specs = [
+                        make_spec(root / name, i, fields, 0.0)
+                        for i in range(start, min(args.tasks, start + chunk))
+                    ]
                     wall, lat, over = batch(ex, specs, args.parallel)
                     r = rows[name]
                     r["wall"] += wall
@@ -211,8 +235,9 @@ def main() -> None:
                 if name == "dask":
                     rows[name]["lost"] = lost_latency(client, ex, root / "lost", 3)
                 if args.loop:
-                    rows[name]["loop"] = loop_run(ex, root / f"loop-{name}", args.loop,
-                                                  args.parallel)
+                    rows[name]["loop"] = loop_run(
+                        ex, root / f"loop-{name}", args.loop, args.parallel
+                    )
         finally:
             dask_ex.close()
             client.close()
@@ -221,43 +246,60 @@ def main() -> None:
     loc, dsk = rows["local"], rows["dask"]
     n, par = args.tasks, args.parallel
     over_wall = (dsk["wall"] - loc["wall"]) / n * par
-    out = [f"Command: `python benchmarks/dask_bench.py --tasks {n} --parallel {par} --rounds "
-           f"{args.rounds} --loop {args.loop}` ({time.strftime('%Y-%m-%d')}, Python "
-           f"{platform.python_version()}, distributed {_dver()}, {os.cpu_count()} CPUs, load "
-           f"average {os.getloadavg()[0]:.1f}).", "",
-           f"{n} short demo tasks (demo agent at speed 0, promise finish), parallel {par}: a "
-           f"{par}-worker LocalCluster (processes, 1 thread each; started in {startup:.2f} s) "
-           f"beside the local executor, run alternately in chunks. Stop/kill: {args.rounds} "
-           "rounds each, from the call to the confirmed exit.", "",
-           "| | local executor | Dask executor |", "|---|---|---|",
-           f"| wall time, {n} tasks | {loc['wall']:.2f} s | {dsk['wall']:.2f} s |",
-           f"| tasks/s | {n / loc['wall']:.1f} | {n / dsk['wall']:.1f} |"]
-    for key, label in (("lat", "spawn to exit delivered"),
-                       ("over", "executor overhead (spawn to exit minus agent lifetime)"),
-                       ("line", "output line, agent print to on_line"),
-                       ("stop", "stop (SIGINT honoured)"),
-                       ("kill", "kill (3 children, SIGINT ignored)")):
+    out = [
+        f"Command: `python benchmarks/dask_bench.py --tasks {n} --parallel {par} --rounds "
+        f"{args.rounds} --loop {args.loop}` ({time.strftime('%Y-%m-%d')}, Python "
+        f"{platform.python_version()}, distributed {_dver()}, {os.cpu_count()} CPUs, load "
+        f"average {os.getloadavg()[0]:.1f}).",
+        "",
+        f"{n} short demo tasks (demo agent at speed 0, promise finish), parallel {par}: a "
+        f"{par}-worker LocalCluster (processes, 1 thread each; started in {startup:.2f} s) "
+        f"beside the local executor, run alternately in chunks. Stop/kill: {args.rounds} "
+        "rounds each, from the call to the confirmed exit.",
+        "",
+        "| | local executor | Dask executor |",
+        "|---|---|---|",
+        f"| wall time, {n} tasks | {loc['wall']:.2f} s | {dsk['wall']:.2f} s |",
+        f"| tasks/s | {n / loc['wall']:.1f} | {n / dsk['wall']:.1f} |",
+    ]
+    for key, label in (
+        ("lat", "spawn to exit delivered"),
+        ("over", "executor overhead (spawn to exit minus agent lifetime)"),
+        ("line", "output line, agent print to on_line"),
+        ("stop", "stop (SIGINT honoured)"),
+        ("kill", "kill (3 children, SIGINT ignored)"),
+    ):
         a, b = loc[key], dsk[key]
-        out.append(f"| {label}, p50 / p90 | {ms(statistics.median(a))} / {ms(pct(a, 0.9))} | "
-                   f"{ms(statistics.median(b))} / {ms(pct(b, 0.9))} |")
+        out.append(
+            f"| {label}, p50 / p90 | {ms(statistics.median(a))} / {ms(pct(a, 0.9))} | "
+            f"{ms(statistics.median(b))} / {ms(pct(b, 0.9))} |"
+        )
     if args.loop:
         (lw, ld), (dw, dd) = loc["loop"], dsk["loop"]
-        out.append(f"| whole Loop, {args.loop} sample tasks (worktrees, merges) | {lw:.2f} s "
-                   f"({ld} merged) | {dw:.2f} s ({dd} merged) |")
+        out.append(
+            f"| whole Loop, {args.loop} sample tasks (worktrees, merges) | {lw:.2f} s "
+            f"({ld} merged) | {dw:.2f} s ({dd} merged) |"
+        )
     lost = dsk["lost"]
-    out.append(f"| Dask worker SIGKILLed under an agent: `lost` exit delivered, agents swept "
-               f"(median of {len(lost)}) | - | {ms(statistics.median(lost))} |")
+    out.append(
+        f"| Dask worker SIGKILLed under an agent: `lost` exit delivered, agents swept "
+        f"(median of {len(lost)}) | - | {ms(statistics.median(lost))} |"
+    )
     extra = statistics.mean(dsk["over"]) - statistics.mean(loc["over"])
-    out += ["", f"Overhead per task of the Dask executor over the local one: {ms(extra)} (mean "
-            f"executor overhead); {ms(over_wall)} of wall time per task per slot, which also "
-            "counts the machine's load (agents share the CPUs with the scheduler and the "
-            "Dask worker processes).", "",
-            "Reading it: the Dask executor's own cost is the submit, the start on the worker, and "
-            "the lines and exit relayed through the scheduler; stop and kill add one "
-            "`client.run` to the owning worker before the exit event travels back. Wall times "
-            "are dominated by the agents' own start-up and drift with the machine's load, which "
-            "is why the executors run alternately and the overhead is also given net of each "
-            "agent's lifetime. A LocalCluster's start-up is paid once per session."]
+    out += [
+        "",
+        f"Overhead per task of the Dask executor over the local one: {ms(extra)} (mean "
+        f"executor overhead); {ms(over_wall)} of wall time per task per slot, which also "
+        "counts the machine's load (agents share the CPUs with the scheduler and the "
+        "Dask worker processes).",
+        "",
+        "Reading it: the Dask executor's own cost is the submit, the start on the worker, and "
+        "the lines and exit relayed through the scheduler; stop and kill add one "
+        "`client.run` to the owning worker before the exit event travels back. Wall times "
+        "are dominated by the agents' own start-up and drift with the machine's load, which "
+        "is why the executors run alternately and the overhead is also given net of each "
+        "agent's lifetime. A LocalCluster's start-up is paid once per session.",
+    ]
     text = "\n".join(out)
     print(text)
     if args.write:
@@ -271,7 +313,7 @@ def write_results(text: str) -> None:
     doc = path.read_text(encoding="utf-8")
     block = f"{start}\n{text}\n{end}"
     if start in doc and end in doc:
-        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end):]
+        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end) :]
     elif "## Dask\n" in doc:
         doc = doc.replace("## Dask\n", f"## Dask\n\n{block}\n", 1)
     else:

@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ralphnb import Command, Loop  # noqa: E402
-from ralphnb.events import parse_time  # noqa: E402
-from ralphnb.process import Worker, build_env  # noqa: E402
-from ralphnb.queue import init  # noqa: E402
+from ralphnb._time import parse_time  # noqa: E402
+from ralphnb.queue.store import init  # noqa: E402
+from ralphnb.workers.process import Worker, build_env  # noqa: E402
 
 PROMISE = "<promise>COMPLETE</promise>"
 ECHO = ["echo", PROMISE]
@@ -54,16 +54,24 @@ def make_plain_repo(root: Path, n: int, name: str = "repo") -> Path:
 def bench_throughput(root: Path, n: int, parallel: int) -> dict[str, float]:
     repo = make_plain_repo(root, n, "throughput")
     t0 = time.perf_counter()
-    loop = Loop(repo, runner=Command(ECHO), parallel=parallel, max_iterations=1,
-                workspace_mode="copy")  # fmt: skip
+    loop = Loop(
+        repo, runner=Command(ECHO), parallel=parallel, max_iterations=1, workspace_mode="copy"
+    )
     df = loop.run()
     t_loop = time.perf_counter() - t0
     ok = int((df.status == "integrated").sum())
     assert ok == n, df.status.value_counts()
 
     def bare(_: int) -> int:
-        return subprocess.Popen(ECHO, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                ).communicate()[0].count(b"\n")  # fmt: skip
+        return (
+            subprocess.Popen(
+                ECHO,
+                stdout=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+            )
+            .communicate()[0]
+            .count(b"\n")
+        )
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(parallel) as ex:
@@ -86,8 +94,13 @@ def bench_throughput(root: Path, n: int, parallel: int) -> dict[str, float]:
 
 def bench_idle(root: Path, workers: int, sleep_s: float) -> dict[str, float]:
     repo = make_plain_repo(root, workers, "idle")
-    loop = Loop(repo, runner=Command(["sleep", str(sleep_s)]), parallel=workers,
-                max_iterations=1, workspace_mode="copy")  # fmt: skip
+    loop = Loop(
+        repo,
+        runner=Command(["sleep", str(sleep_s)]),
+        parallel=workers,
+        max_iterations=1,
+        workspace_mode="copy",
+    )
     running = threading.Event()
 
     def on_event(_ev: object) -> None:
@@ -111,11 +124,15 @@ def bench_idle(root: Path, workers: int, sleep_s: float) -> dict[str, float]:
 def bench_latency(root: Path, n: int, parallel: int) -> dict[str, float]:
     repo = make_plain_repo(root, n, "latency")
     applied: dict[str, float] = {}
-    argv = [sys.executable, "-S", "-c",
-            f"import os, time; print({PROMISE!r}); print(repr(time.time()), flush=True); "
-            "os._exit(0)"]
-    loop = Loop(repo, runner=Command(argv), parallel=parallel, max_iterations=1,
-                workspace_mode="copy")  # fmt: skip
+    argv = [
+        sys.executable,
+        "-S",
+        "-c",
+        f"import os, time; print({PROMISE!r}); print(repr(time.time()), flush=True); os._exit(0)",
+    ]
+    loop = Loop(
+        repo, runner=Command(argv), parallel=parallel, max_iterations=1, workspace_mode="copy"
+    )
 
     seen: dict[str, float] = {}
 
@@ -137,9 +154,15 @@ def bench_latency(root: Path, n: int, parallel: int) -> dict[str, float]:
     for _ in range(20):
         _ = loop.df
     df_ms = (time.perf_counter() - t0) / 20 * 1000
-    return {"p50": statistics.median(lat), "p99": lat[int(0.99 * (len(lat) - 1))],
-            "max": lat[-1], "df_ms": df_ms, "n": len(lat), "loop_p50": statistics.median(ours),
-            "loop_p99": ours[int(0.99 * (len(ours) - 1))]}
+    return {
+        "p50": statistics.median(lat),
+        "p99": lat[int(0.99 * (len(lat) - 1))],
+        "max": lat[-1],
+        "df_ms": df_ms,
+        "n": len(lat),
+        "loop_p50": statistics.median(ours),
+        "loop_p99": ours[int(0.99 * (len(ours) - 1))],
+    }
 
 
 def write_results(text: str) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 
 import ralphnb
-from ralphnb.queue import Queue
+from ralphnb.queue.store import Queue
 
 N_TASKS = 10_000
 N_DONE = 2_000
@@ -48,8 +48,10 @@ def _text(rng: random.Random, n: int) -> str:
 
 
 def make_task(rng: random.Random, n: int, status: str) -> dict:
-    stamp = f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:" \
+    stamp = (
+        f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:"
         f"{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}.{rng.randint(0, 999999):06d}Z"
+    )
     t: dict = {
         "id": f"RQ-{n:05d}",
         "status": status,
@@ -145,18 +147,25 @@ def run() -> list[tuple[str, float, str, float]]:
         q.next()  # a notebook's long-lived Queue: parse reused while the bytes are unchanged
         add_q = "json.dumps(indent=2)+fsync+rename (queue)"
         both = "same baseline, both files"
-        t, b = timepair(lambda: q.add(f"bench task {next(counter)}"),
-                        lambda: baseline_write(bq, qdata))  # fmt: skip
+        t, b = timepair(
+            lambda: q.add(f"bench task {next(counter)}"), lambda: baseline_write(bq, qdata)
+        )
         rows.append(("add()", t, add_q, b))
-        t, b = timepair(lambda: Queue(q.repo).add(f"bench task {next(counter)}"),
-                        lambda: baseline_write(bq, qdata))  # fmt: skip
+        t, b = timepair(
+            lambda: Queue(q.repo).add(f"bench task {next(counter)}"),
+            lambda: baseline_write(bq, qdata),
+        )
         rows.append(("add() from a new Queue (cold: parse+validate)", t, add_q, b))
         q.next()
-        t, b = timepair(lambda: q.complete(next(todo)),
-                        lambda: (baseline_write(bd, ddata), baseline_write(bq, qdata)))
+        t, b = timepair(
+            lambda: q.complete(next(todo)),
+            lambda: (baseline_write(bd, ddata), baseline_write(bq, qdata)),
+        )
         rows.append(("complete() (moves to done)", t, both, b))
-        t, b = timepair(lambda: Queue(q.repo).complete(next(todo)),
-                        lambda: (baseline_write(bd, ddata), baseline_write(bq, qdata)))
+        t, b = timepair(
+            lambda: Queue(q.repo).complete(next(todo)),
+            lambda: (baseline_write(bd, ddata), baseline_write(bq, qdata)),
+        )
         rows.append(("complete() from a new Queue (cold)", t, both, b))
         rows.append(("df (10,000 rows)", timeit(lambda: Queue(q.repo).df), "-", float("nan")))
     return rows
@@ -182,8 +191,9 @@ def record(text: str) -> None:
         f"{text}\n\nTargets: load+validate within 2x of json.loads; add/complete no slower "
         "than the stdlib dump+fsync+rename baseline.\n<!-- queue-bench:end -->\n"
     )
-    pattern = re.compile(r"## Queue\n\n<!-- queue-bench:start -->.*?<!-- queue-bench:end -->\n",
-                         re.S)  # fmt: skip
+    pattern = re.compile(
+        r"## Queue\n\n<!-- queue-bench:start -->.*?<!-- queue-bench:end -->\n", re.S
+    )
     if pattern.search(doc):
         doc = pattern.sub(lambda _: section, doc)
     elif "## Queue\n" in doc:

@@ -21,14 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ralphnb.process import Worker, build_env  # noqa: E402
+from ralphnb.workers.process import Worker, build_env  # noqa: E402
 
 START, END = "<!-- resources-bench:start -->", "<!-- resources-bench:end -->"
 
 
 def scans() -> int | None:
     try:
-        from ralphnb import resources
+        from ralphnb.workers import resources
     except ImportError:  # before the shared snapshot existed
         return None
     return resources.scan_count()
@@ -37,10 +37,15 @@ def scans() -> int | None:
 def measure(n: int, rounds: int, gap: float) -> dict[str, float | int | None]:
     with tempfile.TemporaryDirectory(prefix="ralphnb-res-bench-") as tmp:
         workers = [
-            Worker(["sleep", "600"], cwd=tmp, env=build_env(), log_path=Path(tmp) / f"{i}.log",
-                   worker_id=f"w{i}").start()
+            Worker(
+                ["sleep", "600"],
+                cwd=tmp,
+                env=build_env(),
+                log_path=Path(tmp) / f"{i}.log",
+                worker_id=f"w{i}",
+            ).start()
             for i in range(n)
-        ]  # fmt: skip
+        ]
         try:
             time.sleep(1.0)  # every shim has forked its `sleep`
             walls: list[float] = []

@@ -26,8 +26,10 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ralphnb.process import Worker, _pids_with_token, build_env  # noqa: E402
-from ralphnb.workspace import Workspaces, run_git  # noqa: E402
+from ralphnb.workers.process import Worker, build_env  # noqa: E402
+from ralphnb.workers.registry import _pids_with_token  # noqa: E402
+from ralphnb.workspace.git import run_git  # noqa: E402
+from ralphnb.workspace.workspaces import Workspaces  # noqa: E402
 
 PY = sys.executable
 STAMP_EXIT = "import os,time;os.write(1,str(time.time_ns()).encode());os._exit(0)"
@@ -70,8 +72,14 @@ def exit_latency(n: int, tmp: Path) -> dict[str, list[float]]:
             t_event[0] = time.time_ns()
             got.set()
 
-        w = Worker(argv, cwd=tmp, env=env, log_path=tmp / "lat" / f"{i}.log", worker_id=f"b{i}",
-                   on_exit=on_exit).start()  # fmt: skip
+        w = Worker(
+            argv,
+            cwd=tmp,
+            env=env,
+            log_path=tmp / "lat" / f"{i}.log",
+            worker_id=f"b{i}",
+            on_exit=on_exit,
+        ).start()
         w.wait(30)
         worker.append((t_event[0] - int(w.tail(1)[0])) / 1e6)
 
@@ -99,12 +107,17 @@ def exit_latency(n: int, tmp: Path) -> dict[str, list[float]]:
 def spawn_overhead(n: int, tmp: Path) -> dict[str, list[float]]:
     argv = [PY, "-I", "-S", "-c", "import os,time;os.write(1,str(time.time_ns()).encode())"]
     env = build_env()
-    res: dict[str, list[float]] = {"worker_start": [], "bare_popen": [], "worker_run": [],
-                                   "bare_run": []}  # fmt: skip
+    res: dict[str, list[float]] = {
+        "worker_start": [],
+        "bare_popen": [],
+        "worker_run": [],
+        "bare_run": [],
+    }
     for i in range(n):
         t0 = time.time_ns()
-        w = Worker(argv, cwd=tmp, env=env, log_path=tmp / "sp" / f"{i}.log",
-                   worker_id=f"s{i}").start()  # fmt: skip
+        w = Worker(
+            argv, cwd=tmp, env=env, log_path=tmp / "sp" / f"{i}.log", worker_id=f"s{i}"
+        ).start()
         res["worker_start"].append((time.time_ns() - t0) / 1e6)
         w.wait(30)
         res["worker_run"].append((int(w.tail(1)[0]) - t0) / 1e6)
@@ -124,8 +137,13 @@ def make_repo(path: Path, n_files: int) -> Path:
         d = path / f"d{i % 50}"
         d.mkdir(exist_ok=True)
         (d / f"f{i}.txt").write_text(f"file {i}\n" * 20)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x",
-           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x"}  # fmt: skip
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@x",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@x",
+    }
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
         run_git(args, path, env=env)
     return path
@@ -143,8 +161,11 @@ def workspace_creation(n_files: int, reps: int, tmp: Path) -> dict[str, list[flo
         wss.remove(ws, delete_branch=True)
         path = wss.root / f"raw{i}"
         t0 = time.perf_counter()
-        subprocess.run(["git", "worktree", "add", "-q", "-b", f"raw/{i}", str(path), "HEAD"],
-                       cwd=repo, check=True)  # fmt: skip
+        subprocess.run(
+            ["git", "worktree", "add", "-q", "-b", f"raw/{i}", str(path), "HEAD"],
+            cwd=repo,
+            check=True,
+        )
         raw.append((time.perf_counter() - t0) * 1e3)
         subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=repo, check=True)
     return {"ralphnb": ours, "raw": raw}
@@ -168,9 +189,13 @@ def stop_latency(n: int, tmp: Path) -> dict[str, list[float]]:
         for i in range(n):
             ready = threading.Event()
             w = Worker(
-                argv, cwd=tmp, env=env, log_path=tmp / "st" / f"{name}{i}.log",
-                worker_id=f"t{i}", on_line=lambda _l, ready=ready: ready.set(),
-            ).start()  # fmt: skip
+                argv,
+                cwd=tmp,
+                env=env,
+                log_path=tmp / "st" / f"{name}{i}.log",
+                worker_id=f"t{i}",
+                on_line=lambda _l, ready=ready: ready.set(),
+            ).start()
             if name == "python":
                 ready.wait(10)
             else:
@@ -188,9 +213,13 @@ def kill_sweep(n: int, tmp: Path) -> tuple[list[float], int]:
     for i in range(n):
         ready = threading.Event()
         w = Worker(
-            [PY, "-I", "-S", "-c", TREE], cwd=tmp, env=env, log_path=tmp / "k" / f"{i}.log",
-            worker_id=f"k{i}", on_line=lambda _l, ready=ready: ready.set(),
-        ).start()  # fmt: skip
+            [PY, "-I", "-S", "-c", TREE],
+            cwd=tmp,
+            env=env,
+            log_path=tmp / "k" / f"{i}.log",
+            worker_id=f"k{i}",
+            on_line=lambda _l, ready=ready: ready.set(),
+        ).start()
         ready.wait(20)
         assert len(_pids_with_token(w.token)) == 50  # shim, agent, 47 sleepers, escapee
         t0 = time.perf_counter()
@@ -216,8 +245,10 @@ def main() -> None:
         say(f"- Worker.on_exit:          {fmt(lat['worker'])}")
         say(f"- bare Popen.wait thread:  {fmt(lat['bare'])}")
         say(f"- 100 ms polling loop:     {fmt(lat['poll'])}")
-        say(f"- Worker minus bare at p50: {pct(lat['worker'], 50) - pct(lat['bare'], 50):+.2f} ms"
-            " (target: within 1 ms)")  # fmt: skip
+        say(
+            f"- Worker minus bare at p50: {pct(lat['worker'], 50) - pct(lat['bare'], 50):+.2f} ms"
+            " (target: within 1 ms)"
+        )
         sp = spawn_overhead(n // 2, tmp)
         say()
         say(f"spawn, {n // 2} each:")
@@ -225,8 +256,10 @@ def main() -> None:
         say(f"- bare Popen() returns:    {fmt(sp['bare_popen'])}")
         extra = pct(sp["worker_start"], 50) - pct(sp["bare_popen"], 50)
         say(f"- extra at p50: {extra:+.2f} ms (target: under 5 ms)")
-        say(f"- agent's first instruction after spawn call: Worker {fmt(sp['worker_run'])}; "
-            f"bare {fmt(sp['bare_run'])}")  # fmt: skip
+        say(
+            f"- agent's first instruction after spawn call: Worker {fmt(sp['worker_run'])}; "
+            f"bare {fmt(sp['bare_run'])}"
+        )
         say()
         for files, reps in ((200, 5 if quick else 15), (5000, 3 if quick else 7)):
             ws = workspace_creation(files, reps, tmp)
@@ -258,10 +291,21 @@ def write_results(lines: list[str], quick: bool, path: Path | None = None) -> No
     begin, end = "<!-- worker-bench:start -->", "<!-- worker-bench:end -->"
     flag = " --quick" if quick else ""
     load = os.getloadavg()[0]
-    info = (f"({time.strftime('%Y-%m-%d')}, Python {sys.version.split()[0]}, "
-            f"{os.cpu_count()} CPUs shared with other work, load average {load:.1f})")  # fmt: skip
-    block = "\n".join([begin, f"Command: `python benchmarks/worker_bench.py{flag} --write` {info}.",
-                       "", "```", *lines, "```", end])  # fmt: skip
+    info = (
+        f"({time.strftime('%Y-%m-%d')}, Python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs shared with other work, load average {load:.1f})"
+    )
+    block = "\n".join(
+        [
+            begin,
+            f"Command: `python benchmarks/worker_bench.py{flag} --write` {info}.",
+            "",
+            "```",
+            *lines,
+            "```",
+            end,
+        ]
+    )
     if begin in text and end in text:
         text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
     elif "\n## Workers\n" in text:

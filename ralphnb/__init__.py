@@ -18,11 +18,11 @@ from .errors import (
     WorkerError,
     WorkspaceError,
 )
-from .executors import LocalExecutor
-from .loop import Loop
-from .queue import Queue, Task, init
+from .loop.core import Loop
+from .loop.runs import Run
+from .queue.store import Queue, Task, init
 from .runners import Claude, Codex, Command, Cursor, Demo, Gemini, Opencode
-from .runs import Run
+from .workers.executors import LocalExecutor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,6 +37,7 @@ def run(repo: str | os.PathLike[str] = ".", **options: Any) -> pd.DataFrame:
     (runner, parallel, max_iterations, check, ...).
     """
     return Loop(repo, **options).run()
+
 
 __all__ = [
     "Claude",
@@ -67,7 +68,7 @@ __all__ = [
 
 def __getattr__(name: str):  # lazy: importing ralphnb must not import dask
     if name == "DaskExecutor":
-        from .dask_executor import DaskExecutor
+        from .workers.dask.executor import DaskExecutor
 
         return DaskExecutor
     raise AttributeError(f"module 'ralphnb' has no attribute {name!r}")

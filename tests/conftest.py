@@ -62,10 +62,10 @@ def require_module(name: str):
         return importlib.import_module(name)
     except ImportError as exc:
         if os.environ.get("CI"):
-            pytest.fail(f"{name} is needed by these tests and CI installs it: {exc}",
-                        pytrace=False)
-        pytest.skip(f"{name} is not installed ({exc}); `make test` installs it",
-                    allow_module_level=True)
+            pytest.fail(f"{name} is needed by these tests and CI installs it: {exc}", pytrace=False)
+        pytest.skip(
+            f"{name} is not installed ({exc}); `make test` installs it", allow_module_level=True
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -86,14 +86,15 @@ def git(cwd, *args: str) -> str:
     """Run git in `cwd` and return its stdout (raises on failure)."""
     import subprocess
 
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def make_repo(tmp_path: Path, tasks: list[dict], *, track_queue: bool = False) -> Path:
     """A git repo on `main` with a file `f.txt` and the given tasks (title + fields); the
     queue files are git-ignored unless `track_queue`."""
-    from ralphnb.queue import init
+    from ralphnb.queue.store import init
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -121,8 +122,9 @@ def demo(title: str, **cf: str) -> dict:
 def new_cluster():
     """A 2-worker LocalCluster of processes, one thread each, as the Dask tests use."""
     distributed = require_module("distributed")
-    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                    dashboard_address=None)
+    return distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
 
 
 @pytest.fixture(scope="module")

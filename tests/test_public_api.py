@@ -10,16 +10,31 @@ from ralphnb.demo.sample import create_sample_repo
 
 
 def test_public_names_are_importable_and_listed():
-    for name in ("Loop", "Queue", "Task", "Run", "init", "run", "Claude", "Command", "Demo",
-                 "RalphError", "QueueError", "LockError", "DaskExecutor"):
+    for name in (
+        "Loop",
+        "Queue",
+        "Task",
+        "Run",
+        "init",
+        "run",
+        "Claude",
+        "Command",
+        "Demo",
+        "RalphError",
+        "QueueError",
+        "LockError",
+        "DaskExecutor",
+    ):
         assert name in ralphnb.__all__ and getattr(ralphnb, name) is not None
 
 
 def test_importing_ralphnb_imports_no_widgets_dask_or_asyncio_patches():
-    code = ("import asyncio, sys; before = asyncio.run; import ralphnb; "
-            "assert asyncio.run is before; "
-            "bad = [m for m in ('ipywidgets', 'distributed', 'nest_asyncio') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import asyncio, sys; before = asyncio.run; import ralphnb; "
+        "assert asyncio.run is before; "
+        "bad = [m for m in ('ipywidgets', 'distributed', 'nest_asyncio') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -34,7 +49,7 @@ def test_run_shorthand_works_a_queue_to_the_end(tmp_path, monkeypatch):
 def test_run_function_does_not_shadow_a_submodule():
     import importlib.util
 
-    import ralphnb.runs as runs_module
+    import ralphnb.loop.runs as runs_module
 
     # `import ralphnb.<x> as m` resolves through the package attribute, so no submodule may be
     # named like a public function (a `ralphnb/run.py` would make that import return run()).

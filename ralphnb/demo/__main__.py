@@ -26,7 +26,7 @@ def prepare(path: Path, n_tasks: int, *, duration: float | None) -> Path:
 
 
 def show_queue(repo: Path) -> None:
-    from ..queue import Queue
+    from ..queue.store import Queue
 
     df = Queue(repo).df
     cols = [c for c in ("id", "status", "title", "depends_on") if c in df.columns]
@@ -50,11 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A real Loop: the demo agent on the sample repo, the table printed as it changes.
     import pandas as pd
 
-    from ..cli_loop import _Printer
-    from ..loop import Loop
+    from ..loop.core import Loop
+    from ..view.console import Printer
 
     loop = Loop(repo, runner="demo", parallel=args.parallel)
-    printer = _Printer(loop, sys.stdout)
+    printer = Printer(loop, sys.stdout)
     loop.subscribe(printer)
     print(f"\nRunning {args.tasks} tasks, {args.parallel} in parallel (Ctrl-C stops the workers)")
     printer.start()

@@ -44,14 +44,22 @@ _ESCAPER = (
 
 
 class Agent:
-    def __init__(self, task: dict[str, Any], *, iteration: int, cwd: Path, speed: float,
-                 model: str = "demo-agent-1") -> None:
+    def __init__(
+        self,
+        task: dict[str, Any],
+        *,
+        iteration: int,
+        cwd: Path,
+        speed: float,
+        model: str = "demo-agent-1",
+    ) -> None:
         self.task = task
         self.tid = str(task.get("id", "RQ-0000"))
         self.title = str(task.get("title", ""))
         cf = task.get("custom_fields") or {}
-        self.cf = {k[5:]: str(v) for k, v in cf.items() if isinstance(k, str)
-                   and k.startswith("demo.")}
+        self.cf = {
+            k[5:]: str(v) for k, v in cf.items() if isinstance(k, str) and k.startswith("demo.")
+        }
         self.iteration = iteration
         self.cwd = cwd
         self.speed = speed
@@ -94,45 +102,77 @@ class Agent:
         tout = 30 + len(json.dumps(block)) // 4
         self.tokens_in += tin
         self.tokens_out += tout
-        self.emit({
-            "type": "assistant",
-            "message": {
-                "id": f"msg_demo_{self.tid}_{self.iteration}_{self.turns}",
-                "type": "message", "role": "assistant", "model": self.model,
-                "content": [block], "stop_reason": None, "stop_sequence": None,
-                "usage": {"input_tokens": tin, "output_tokens": tout,
-                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
-            },
-            "parent_tool_use_id": None, "session_id": self.session_id,
-        })
+        self.emit(
+            {
+                "type": "assistant",
+                "message": {
+                    "id": f"msg_demo_{self.tid}_{self.iteration}_{self.turns}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.model,
+                    "content": [block],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {
+                        "input_tokens": tin,
+                        "output_tokens": tout,
+                        "cache_creation_input_tokens": 0,
+                        "cache_read_input_tokens": 0,
+                    },
+                },
+                "parent_tool_use_id": None,
+                "session_id": self.session_id,
+            }
+        )
 
     def say(self, text: str) -> None:
         self.assistant({"type": "text", "text": text})
 
-    def tool(self, name: str, tool_input: dict[str, Any], result: str, *,
-             is_error: bool = False) -> None:
+    def tool(
+        self, name: str, tool_input: dict[str, Any], result: str, *, is_error: bool = False
+    ) -> None:
         tool_id = f"toolu_demo_{self.turns + 1:02d}"
         self.assistant({"type": "tool_use", "id": tool_id, "name": name, "input": tool_input})
-        self.emit({
-            "type": "user",
-            "message": {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": tool_id, "content": result,
-                 "is_error": is_error}]},
-            "parent_tool_use_id": None, "session_id": self.session_id,
-        })
+        self.emit(
+            {
+                "type": "user",
+                "message": {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": tool_id,
+                            "content": result,
+                            "is_error": is_error,
+                        }
+                    ],
+                },
+                "parent_tool_use_id": None,
+                "session_id": self.session_id,
+            }
+        )
 
     def result(self, text: str, *, is_error: bool = False) -> None:
         cost = round(self.tokens_in * 3e-6 + self.tokens_out * 15e-6, 6)
-        self.emit({
-            "type": "result", "subtype": "error_during_execution" if is_error else "success",
-            "is_error": is_error,
-            "duration_ms": int((time.monotonic() - self.started) * 1000),
-            "duration_api_ms": int((time.monotonic() - self.started) * 800),
-            "num_turns": self.turns, "result": text, "session_id": self.session_id,
-            "total_cost_usd": cost,
-            "usage": {"input_tokens": self.tokens_in, "output_tokens": self.tokens_out,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
-        })
+        self.emit(
+            {
+                "type": "result",
+                "subtype": "error_during_execution" if is_error else "success",
+                "is_error": is_error,
+                "duration_ms": int((time.monotonic() - self.started) * 1000),
+                "duration_api_ms": int((time.monotonic() - self.started) * 800),
+                "num_turns": self.turns,
+                "result": text,
+                "session_id": self.session_id,
+                "total_cost_usd": cost,
+                "usage": {
+                    "input_tokens": self.tokens_in,
+                    "output_tokens": self.tokens_out,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                },
+            }
+        )
 
     # -- actions -----------------------------------------------------------------------------
     def target(self) -> Path:
@@ -154,28 +194,44 @@ class Agent:
                 lines.append("")
             lines[n - 1] = content
             path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            self.tool("Edit", {"file_path": rel, "line": n, "new_string": content},
-                      f"The file {rel} has been updated.")
+            self.tool(
+                "Edit",
+                {"file_path": rel, "line": n, "new_string": content},
+                f"The file {rel} has been updated.",
+            )
         elif path.exists():
             old = path.read_text(encoding="utf-8")
             sep = "" if not old or old.endswith("\n") else "\n"
             path.write_text(old + sep + content + "\n", encoding="utf-8")
-            self.tool("Edit", {"file_path": rel, "append": content},
-                      f"The file {rel} has been updated.")
+            self.tool(
+                "Edit", {"file_path": rel, "append": content}, f"The file {rel} has been updated."
+            )
         else:
             path.write_text(content + "\n", encoding="utf-8")
-            self.tool("Write", {"file_path": rel, "content": content + "\n"},
-                      f"File created successfully at: {rel}")
+            self.tool(
+                "Write",
+                {"file_path": rel, "content": content + "\n"},
+                f"File created successfully at: {rel}",
+            )
         return rel
 
     def git(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ)
-        for k, v in (("GIT_AUTHOR_NAME", "ralphnb demo agent"),
-                     ("GIT_AUTHOR_EMAIL", "demo-agent@ralphnb.invalid")):
+        for k, v in (
+            ("GIT_AUTHOR_NAME", "ralphnb demo agent"),
+            ("GIT_AUTHOR_EMAIL", "demo-agent@ralphnb.invalid"),
+        ):
             env.setdefault(k, v)
             env.setdefault(k.replace("AUTHOR", "COMMITTER"), env[k])
-        return subprocess.run(["git", *args], cwd=self.cwd, env=env, capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, check=False)
+        return subprocess.run(
+            ["git", *args],
+            cwd=self.cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
 
     def commit(self, rel: str) -> None:
         if self.git("rev-parse", "--is-inside-work-tree").returncode != 0:
@@ -188,36 +244,66 @@ class Agent:
 
     def mark_done(self) -> bool:
         argv = [sys.executable, "-m", "ralphnb", "task", "done", self.tid]
-        p = subprocess.run(argv, cwd=self.cwd, capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL, check=False)
+        p = subprocess.run(
+            argv,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
         msg = (p.stdout + p.stderr).strip() or f"exit {p.returncode}"
-        self.tool("Bash", {"command": f"ralphnb task done {self.tid}"}, msg,
-                  is_error=p.returncode != 0)
+        self.tool(
+            "Bash", {"command": f"ralphnb task done {self.tid}"}, msg, is_error=p.returncode != 0
+        )
         return p.returncode == 0
 
     def spawn_children(self) -> None:
         pids: list[int] = []
         for _ in range(self._int("children", 0)):
-            p = subprocess.Popen([sys.executable, "-c", _SLEEPER], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            p = subprocess.Popen(
+                [sys.executable, "-c", _SLEEPER],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             pids.append(p.pid)
         escaped: list[int] = []
         if self._flag("escape"):
-            p = subprocess.run([sys.executable, "-c", _ESCAPER], capture_output=True, text=True,
-                               stdin=subprocess.DEVNULL, check=False)
+            p = subprocess.run(
+                [sys.executable, "-c", _ESCAPER],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
             escaped = [int(x) for x in p.stdout.split() if x.isdigit()]
         if pids or escaped:
-            self.emit({"type": "system", "subtype": "demo_children", "session_id": self.session_id,
-                       "pids": pids, "escaped_pids": escaped})
+            self.emit(
+                {
+                    "type": "system",
+                    "subtype": "demo_children",
+                    "session_id": self.session_id,
+                    "pids": pids,
+                    "escaped_pids": escaped,
+                }
+            )
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> int:
-        self.emit({
-            "type": "system", "subtype": "init", "cwd": str(self.cwd),
-            "session_id": self.session_id, "model": self.model,
-            "tools": ["Bash", "Edit", "Read", "Write"], "permissionMode": "default",
-            "apiKeySource": "none", "demo": True,
-        })
+        self.emit(
+            {
+                "type": "system",
+                "subtype": "init",
+                "cwd": str(self.cwd),
+                "session_id": self.session_id,
+                "model": self.model,
+                "tools": ["Bash", "Edit", "Read", "Write"],
+                "permissionMode": "default",
+                "apiKeySource": "none",
+                "demo": True,
+            }
+        )
         self.spawn_children()
         step = self.duration / 4
         self.sleep(step)
@@ -241,8 +327,10 @@ class Agent:
         needed = max(1, self._int("iterations", 1))
         if self.iteration < needed:
             self.sleep(step * 2)
-            msg = (f"Made progress on {self.tid} (iteration {self.iteration} of {needed}); "
-                   "not finished yet.")
+            msg = (
+                f"Made progress on {self.tid} (iteration {self.iteration} of {needed}); "
+                "not finished yet."
+            )
             self.say(msg)
             self.result(msg)
             return 0
@@ -276,11 +364,13 @@ def _load_task(prompt_file: str | None) -> dict[str, Any]:
     tid = os.environ.get("RALPHNB_TASK_ID")
     repo = os.environ.get("RALPHNB_REPO")
     if tid and repo:
-        from ..queue import Queue
+        from ..queue.store import Queue
 
         return Queue(repo).get(tid).to_dict()
-    raise SystemExit("demo agent: no task found (no JSON block in the prompt file and no "
-                     "RALPHNB_TASK_ID/RALPHNB_REPO)")
+    raise SystemExit(
+        "demo agent: no task found (no JSON block in the prompt file and no "
+        "RALPHNB_TASK_ID/RALPHNB_REPO)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -298,9 +388,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if agent._flag("ignore_sigint"):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     else:
+
         def on_sigint(signum: int, frame: Any) -> None:
-            sys.stdout.write(json.dumps({"type": "system", "subtype": "interrupted",
-                                         "session_id": agent.session_id}) + "\n")
+            sys.stdout.write(
+                json.dumps(
+                    {"type": "system", "subtype": "interrupted", "session_id": agent.session_id}
+                )
+                + "\n"
+            )
             sys.stdout.flush()
             os._exit(130)
 

@@ -15,37 +15,59 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ..events import format_time, utcnow
-from ..ids import format_task_id
-from ..jsonio import atomic_write_bytes, dumps_pretty
-from ..queue import init
+from .._time import format_time, utcnow
+from ..queue.ids import format_task_id
+from ..queue.jsonio import atomic_write_bytes, dumps_pretty
+from ..queue.store import init
 
 FILES = {
     "README.md": "# Sample project\n\nA tiny project that the ralphnb demo agent works on.\n",
     "src/app.py": 'def main() -> None:\n    print("hello")\n\n\nif __name__ == "__main__":\n'
-                  "    main()\n",
+    "    main()\n",
     "docs/index.md": "# Docs\n",
     ".gitignore": ".ralph/cache/\n.ralph/lock/\n",
 }
 
 # (title, custom fields, indexes of tasks it depends on)
 TASKS: list[tuple[str, dict[str, str], list[int]]] = [
-    ("Add a greeting module",
-     {"demo.file": "src/greeting.py", "demo.content": 'GREETING = "Hello from ralphnb"'}, []),
-    ("Add a changelog",
-     {"demo.file": "CHANGELOG.md", "demo.content": "## 0.1.0 - first release"}, []),
-    ("Document the greeting",
-     {"demo.file": "docs/greeting.md", "demo.content": "The greeting lives in src/greeting.py."},
-     [0]),
-    ("Add a contributing guide",
-     {"demo.file": "CONTRIBUTING.md", "demo.content": "Open a task in .ralph/queue.jsonc.",
-      "demo.iterations": "2"}, []),
-    ("Write a test for the greeting",
-     {"demo.file": "tests/test_greeting.py",
-      "demo.content": "def test_greeting():\n    assert True", "demo.finish": "promise"}, [0]),
-    ("Link the docs from the README",
-     {"demo.file": "README.md", "demo.content": "See docs/index.md and docs/greeting.md."},
-     [2]),
+    (
+        "Add a greeting module",
+        {"demo.file": "src/greeting.py", "demo.content": 'GREETING = "Hello from ralphnb"'},
+        [],
+    ),
+    (
+        "Add a changelog",
+        {"demo.file": "CHANGELOG.md", "demo.content": "## 0.1.0 - first release"},
+        [],
+    ),
+    (
+        "Document the greeting",
+        {"demo.file": "docs/greeting.md", "demo.content": "The greeting lives in src/greeting.py."},
+        [0],
+    ),
+    (
+        "Add a contributing guide",
+        {
+            "demo.file": "CONTRIBUTING.md",
+            "demo.content": "Open a task in .ralph/queue.jsonc.",
+            "demo.iterations": "2",
+        },
+        [],
+    ),
+    (
+        "Write a test for the greeting",
+        {
+            "demo.file": "tests/test_greeting.py",
+            "demo.content": "def test_greeting():\n    assert True",
+            "demo.finish": "promise",
+        },
+        [0],
+    ),
+    (
+        "Link the docs from the README",
+        {"demo.file": "README.md", "demo.content": "See docs/index.md and docs/greeting.md."},
+        [2],
+    ),
 ]
 
 
@@ -73,8 +95,9 @@ def _git(repo: Path, *args: str) -> None:
     env.setdefault("GIT_AUTHOR_EMAIL", "sample@ralphnb.invalid")
     env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
     env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
-    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, stdin=subprocess.DEVNULL
+    )
 
 
 def sample_tasks(n_tasks: int = 6, *, duration: float | None = None) -> list[dict[str, Any]]:
@@ -85,8 +108,7 @@ def sample_tasks(n_tasks: int = 6, *, duration: float | None = None) -> list[dic
             title, fields, deps = TASKS[i]
         else:
             title = f"Add note {i + 1}"
-            fields = {"demo.file": f"notes/note-{i + 1:03d}.md",
-                      "demo.content": f"Note {i + 1}"}
+            fields = {"demo.file": f"notes/note-{i + 1:03d}.md", "demo.content": f"Note {i + 1}"}
             deps = [] if i % 3 else [i - 3]
         fields = dict(fields)
         if duration is not None:
@@ -95,9 +117,14 @@ def sample_tasks(n_tasks: int = 6, *, duration: float | None = None) -> list[dic
     return out
 
 
-def create_sample_repo(path: str | os.PathLike[str] = "demo-repo", n_tasks: int = 6, *,
-                       duration: float | None = None, git: bool = True,
-                       track_queue: bool = True) -> Path:
+def create_sample_repo(
+    path: str | os.PathLike[str] = "demo-repo",
+    n_tasks: int = 6,
+    *,
+    duration: float | None = None,
+    git: bool = True,
+    track_queue: bool = True,
+) -> Path:
     """Create `path` (must not exist or be empty) as a sample repo with `n_tasks` demo tasks.
 
     `duration`: seconds each demo task takes (default: the agent's own, about 2 s).
@@ -118,8 +145,12 @@ def create_sample_repo(path: str | os.PathLike[str] = "demo-repo", n_tasks: int 
     tasks: list[dict[str, Any]] = []
     for i, spec in enumerate(sample_tasks(n_tasks, duration=duration)):
         task: dict[str, Any] = {
-            "id": format_task_id(i + 1), "status": "todo", "title": spec["title"],
-            "priority": "medium", "created_at": now, "updated_at": now,
+            "id": format_task_id(i + 1),
+            "status": "todo",
+            "title": spec["title"],
+            "priority": "medium",
+            "created_at": now,
+            "updated_at": now,
         }
         if spec["deps"]:
             task["depends_on"] = [format_task_id(d + 1) for d in spec["deps"]]

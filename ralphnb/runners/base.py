@@ -29,10 +29,19 @@ MAX_TEXT = 4000
 
 #: Variables every CLI runner passes through when set: proxies and CA bundles.
 NETWORK_ENV = (
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
-    "http_proxy", "https_proxy", "no_proxy", "all_proxy",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE",
-)  # fmt: skip
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+)
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+\-\[\]]{0,199}$")
 
@@ -324,16 +333,23 @@ class Runner:
         """The program as a user would type it (for messages)."""
         return os.path.basename(self.executable or (self.default_executables or (self.name,))[0])
 
-    def diagnose(self, returncode: int | None, parser: StreamParser | None = None,
-                  stderr: str = "", *, signal: int | None = None) -> str | None:
+    def diagnose(
+        self,
+        returncode: int | None,
+        parser: StreamParser | None = None,
+        stderr: str = "",
+        *,
+        signal: int | None = None,
+    ) -> str | None:
         """A one-line explanation of a failed attempt naming the runner, the command and what to
         do; None when the attempt succeeded (exit 0 and no error result)."""
         failed = returncode not in (0, None) or signal is not None
         if not failed and not (parser is not None and parser.is_error):
             return None
         exe = self.display_command()
-        how = (f"killed by signal {signal}" if signal is not None
-               else f"exited with code {returncode}")
+        how = (
+            f"killed by signal {signal}" if signal is not None else f"exited with code {returncode}"
+        )
         if parser is not None and parser.is_error and parser.last_message:
             what = f"{how}: {parser.last_message}"
         elif parser is not None and parser.session_id is None and parser.result is None:

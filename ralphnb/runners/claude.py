@@ -24,9 +24,13 @@ PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dont
 #: allowed ("This command requires approval"), so these narrow rules are on by default; pass
 #: `allowed_tools=()` to grant nothing. Not a bypass: every other command still needs approval.
 DEFAULT_ALLOWED_TOOLS = (
-    "Bash(ralphnb task done:*)", "Bash(git add:*)", "Bash(git commit:*)",
-    "Bash(git status:*)", "Bash(git diff:*)", "Bash(git log:*)",
-)  # fmt: skip
+    "Bash(ralphnb task done:*)",
+    "Bash(git add:*)",
+    "Bash(git commit:*)",
+    "Bash(git status:*)",
+    "Bash(git diff:*)",
+    "Bash(git log:*)",
+)
 
 
 class ClaudeStreamParser(StreamParser):
@@ -106,11 +110,17 @@ class ClaudeStreamParser(StreamParser):
                 text = None
             denied = [
                 f"{d.get('tool_name')}: {json.dumps(d.get('tool_input'))[:200]}"
-                for d in obj.get("permission_denials") or [] if isinstance(d, dict)
+                for d in obj.get("permission_denials") or []
+                if isinstance(d, dict)
             ]
             if denied:
-                out.append({"type": "error", "fatal": False,
-                            "message": "claude: permission denied for " + "; ".join(denied)})
+                out.append(
+                    {
+                        "type": "error",
+                        "fatal": False,
+                        "message": "claude: permission denied for " + "; ".join(denied),
+                    }
+                )
             if is_error:
                 detail = text or obj.get("subtype") or "unknown error"
                 status = obj.get("api_error_status")
@@ -136,21 +146,41 @@ class Claude(Runner):
     name: ClassVar[str] = "claude"
     default_executables = ("claude",)
     install_hint = "npm install -g @anthropic-ai/claude-code"
-    failure_hint = ("Check ANTHROPIC_API_KEY (or log in with `claude`), ANTHROPIC_BASE_URL and "
-                    "network access; try `claude -p hello` in a terminal.")
+    failure_hint = (
+        "Check ANTHROPIC_API_KEY (or log in with `claude`), ANTHROPIC_BASE_URL and "
+        "network access; try `claude -p hello` in a terminal."
+    )
     env_passthrough = (
-        "ANTHROPIC_*", "CLAUDE_*", "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING",
-        "DISABLE_AUTOUPDATER", "MAX_THINKING_TOKENS", "MCP_TIMEOUT", "BASH_DEFAULT_TIMEOUT_MS",
-        "AWS_REGION", "AWS_PROFILE", "CLOUD_ML_REGION",
-    )  # fmt: skip
+        "ANTHROPIC_*",
+        "CLAUDE_*",
+        "DISABLE_TELEMETRY",
+        "DISABLE_ERROR_REPORTING",
+        "DISABLE_AUTOUPDATER",
+        "MAX_THINKING_TOKENS",
+        "MCP_TIMEOUT",
+        "BASH_DEFAULT_TIMEOUT_MS",
+        "AWS_REGION",
+        "AWS_PROFILE",
+        "CLOUD_ML_REGION",
+    )
 
-    def __init__(self, executable=None, model=None, extra_args=(), env=None, *,  # noqa: ANN001
-                 permission_mode: str | None = None, bypass_permissions: bool = False,
-                 effort: str | None = None, max_turns: int | None = None,
-                 allowed_tools: Iterable[str] = DEFAULT_ALLOWED_TOOLS,
-                 max_retries: int | None = None) -> None:
-        super().__init__(executable, model, extra_args, env,
-                         bypass_permissions=bypass_permissions, effort=effort)
+    def __init__(
+        self,
+        executable=None,
+        model=None,
+        extra_args=(),
+        env=None,
+        *,  # noqa: ANN001
+        permission_mode: str | None = None,
+        bypass_permissions: bool = False,
+        effort: str | None = None,
+        max_turns: int | None = None,
+        allowed_tools: Iterable[str] = DEFAULT_ALLOWED_TOOLS,
+        max_retries: int | None = None,
+    ) -> None:
+        super().__init__(
+            executable, model, extra_args, env, bypass_permissions=bypass_permissions, effort=effort
+        )
         self.permission_mode = permission_mode
         self.max_turns = max_turns
         self.allowed_tools = tuple(allowed_tools)
@@ -172,8 +202,15 @@ class Claude(Runner):
         argv += self._flag("--resume", "session id", session_id)
         return argv + self.extra_args
 
-    def command(self, task: Any, *, workspace: Path, prompt_file: Path, iteration: int,
-                session_id: str | None = None) -> CommandSpec:
+    def command(
+        self,
+        task: Any,
+        *,
+        workspace: Path,
+        prompt_file: Path,
+        iteration: int,
+        session_id: str | None = None,
+    ) -> CommandSpec:
         task_dict(task)
         if session_id is not None:
             check_value(self.name, "session id", session_id)

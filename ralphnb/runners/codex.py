@@ -52,8 +52,13 @@ class CodexStreamParser(StreamParser):
                 if itype == "agent_message":
                     out += self._message(item.get("text"))
                 elif itype == "error":
-                    out.append({"type": "error", "message": str(item.get("message") or item),
-                                "fatal": False})
+                    out.append(
+                        {
+                            "type": "error",
+                            "message": str(item.get("message") or item),
+                            "fatal": False,
+                        }
+                    )
         elif kind == "turn.completed":
             u = obj.get("usage") or {}
             self._turns_done += 1
@@ -84,15 +89,26 @@ class Codex(Runner):
     name: ClassVar[str] = "codex"
     default_executables = ("codex",)
     install_hint = "npm install -g @openai/codex"
-    failure_hint = ("Check OPENAI_API_KEY (or `codex login`) and network access; try "
-                    "`codex exec hello` in a terminal.")
+    failure_hint = (
+        "Check OPENAI_API_KEY (or `codex login`) and network access; try "
+        "`codex exec hello` in a terminal."
+    )
     env_passthrough = ("OPENAI_*", "CODEX_*", "AZURE_OPENAI_*")
 
-    def __init__(self, executable=None, model=None, extra_args=(), env=None, *,  # noqa: ANN001
-                 sandbox: str | None = "workspace-write", bypass_permissions: bool = False,
-                 effort: str | None = None) -> None:
-        super().__init__(executable, model, extra_args, env,
-                         bypass_permissions=bypass_permissions, effort=effort)
+    def __init__(
+        self,
+        executable=None,
+        model=None,
+        extra_args=(),
+        env=None,
+        *,  # noqa: ANN001
+        sandbox: str | None = "workspace-write",
+        bypass_permissions: bool = False,
+        effort: str | None = None,
+    ) -> None:
+        super().__init__(
+            executable, model, extra_args, env, bypass_permissions=bypass_permissions, effort=effort
+        )
         self.sandbox = sandbox
 
     def argv(self, exe: str, *, workspace: Path, session_id: str | None = None) -> list[str]:
@@ -112,8 +128,15 @@ class Codex(Runner):
             argv += ["resume", check_value(self.name, "session id", session_id)]
         return argv + ["-"]  # "-": read the prompt from stdin
 
-    def command(self, task: Any, *, workspace: Path, prompt_file: Path, iteration: int,
-                session_id: str | None = None) -> CommandSpec:
+    def command(
+        self,
+        task: Any,
+        *,
+        workspace: Path,
+        prompt_file: Path,
+        iteration: int,
+        session_id: str | None = None,
+    ) -> CommandSpec:
         task_dict(task)
         exe = self.resolve_executable()
         return CommandSpec(

@@ -39,9 +39,16 @@ class Command(Runner):
 
     name: ClassVar[str] = "command"
 
-    def __init__(self, argv: str | Iterable[str], *, env: Mapping[str, str] | None = None,
-                 parser: str | Callable[[], StreamParser] = "text", stdin_prompt: bool = False,
-                 name: str | None = None, env_passthrough: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        argv: str | Iterable[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        parser: str | Callable[[], StreamParser] = "text",
+        stdin_prompt: bool = False,
+        name: str | None = None,
+        env_passthrough: Iterable[str] = (),
+    ) -> None:
         args = shlex.split(argv) if isinstance(argv, str) else [str(a) for a in argv]
         if not args:
             raise RunnerError("command runner: argv is empty", runner="command", command=[])
@@ -61,8 +68,15 @@ class Command(Runner):
     def passthrough_patterns(self) -> tuple[str, ...]:
         return self.extra_passthrough
 
-    def command(self, task: Any, *, workspace: Path, prompt_file: Path, iteration: int,
-                session_id: str | None = None) -> CommandSpec:
+    def command(
+        self,
+        task: Any,
+        *,
+        workspace: Path,
+        prompt_file: Path,
+        iteration: int,
+        session_id: str | None = None,
+    ) -> CommandSpec:
         t = task_dict(task)
         values = {
             "prompt_file": str(prompt_file),

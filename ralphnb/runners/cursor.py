@@ -63,12 +63,21 @@ class Cursor(Runner):
     name: ClassVar[str] = "cursor"
     default_executables = ("cursor-agent", "agent")
     install_hint = "curl https://cursor.com/install -fsS | bash"
-    failure_hint = ("Check CURSOR_API_KEY (or `cursor-agent login`); try "
-                    "`cursor-agent -p hello` in a terminal.")
+    failure_hint = (
+        "Check CURSOR_API_KEY (or `cursor-agent login`); try `cursor-agent -p hello` in a terminal."
+    )
     env_passthrough = ("CURSOR_*",)
 
-    def __init__(self, executable=None, model=None, extra_args=(), env=None, *,  # noqa: ANN001
-                 bypass_permissions: bool = False, trust: bool = True) -> None:
+    def __init__(
+        self,
+        executable=None,
+        model=None,
+        extra_args=(),
+        env=None,
+        *,  # noqa: ANN001
+        bypass_permissions: bool = False,
+        trust: bool = True,
+    ) -> None:
         super().__init__(executable, model, extra_args, env, bypass_permissions=bypass_permissions)
         self.trust = trust
 
@@ -82,8 +91,15 @@ class Cursor(Runner):
             argv.append("--force")
         return argv + self.extra_args + ["--", prompt]
 
-    def command(self, task: Any, *, workspace: Path, prompt_file: Path, iteration: int,
-                session_id: str | None = None) -> CommandSpec:
+    def command(
+        self,
+        task: Any,
+        *,
+        workspace: Path,
+        prompt_file: Path,
+        iteration: int,
+        session_id: str | None = None,
+    ) -> CommandSpec:
         task_dict(task)
         exe = self.resolve_executable()
         prompt = self._read_prompt(Path(prompt_file))

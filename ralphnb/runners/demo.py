@@ -26,8 +26,15 @@ class Demo(Runner):
     env_passthrough = ("RALPHNB_DEMO_*",)
     failure_hint = "The demo agent does what its task's demo.* fields say; see the log."
 
-    def __init__(self, executable=None, model=None, extra_args=(), env=None, *,  # noqa: ANN001
-                 speed: float | None = None) -> None:
+    def __init__(
+        self,
+        executable=None,
+        model=None,
+        extra_args=(),
+        env=None,
+        *,  # noqa: ANN001
+        speed: float | None = None,
+    ) -> None:
         super().__init__(executable, model, extra_args, env)
         self.speed = speed
 
@@ -37,11 +44,23 @@ class Demo(Runner):
     def resolve_executable(self) -> str:
         return self.executable or sys.executable
 
-    def command(self, task: Any, *, workspace: Path, prompt_file: Path, iteration: int,
-                session_id: str | None = None) -> CommandSpec:
+    def command(
+        self,
+        task: Any,
+        *,
+        workspace: Path,
+        prompt_file: Path,
+        iteration: int,
+        session_id: str | None = None,
+    ) -> CommandSpec:
         task_dict(task)
-        argv = [self.resolve_executable(), "-m", "ralphnb.demo.agent",
-                "--prompt-file", str(prompt_file)]
+        argv = [
+            self.resolve_executable(),
+            "-m",
+            "ralphnb.demo.agent",
+            "--prompt-file",
+            str(prompt_file),
+        ]
         if self.model:
             argv += self._flag("--model", "model", self.model)
         env = self.passthrough_env()

@@ -53,8 +53,13 @@ class GeminiStreamParser(StreamParser):
         elif kind == "tool_result":
             self._in_message = False
         elif kind == "error":
-            out.append({"type": "error", "message": f"gemini: {obj.get('message') or obj}",
-                        "fatal": obj.get("severity") == "error"})
+            out.append(
+                {
+                    "type": "error",
+                    "message": f"gemini: {obj.get('message') or obj}",
+                    "fatal": obj.get("severity") == "error",
+                }
+            )
         elif kind == "result":
             stats = obj.get("stats") or {}
             if stats:
@@ -77,12 +82,22 @@ class Gemini(Runner):
     name: ClassVar[str] = "gemini"
     default_executables = ("gemini",)
     install_hint = "npm install -g @google/gemini-cli"
-    failure_hint = ("Check GEMINI_API_KEY (or your GOOGLE_* credentials) and network access; "
-                    "try `gemini -p hello` in a terminal.")
+    failure_hint = (
+        "Check GEMINI_API_KEY (or your GOOGLE_* credentials) and network access; "
+        "try `gemini -p hello` in a terminal."
+    )
     env_passthrough = ("GEMINI_*", "GOOGLE_*")
 
-    def __init__(self, executable=None, model=None, extra_args=(), env=None, *,  # noqa: ANN001
-                 approval_mode: str | None = None, bypass_permissions: bool = False) -> None:
+    def __init__(
+        self,
+        executable=None,
+        model=None,
+        extra_args=(),
+        env=None,
+        *,  # noqa: ANN001
+        approval_mode: str | None = None,
+        bypass_permissions: bool = False,
+    ) -> None:
         super().__init__(executable, model, extra_args, env, bypass_permissions=bypass_permissions)
         self.approval_mode = approval_mode
 
@@ -94,13 +109,21 @@ class Gemini(Runner):
         argv += self._flag("--resume", "session id", session_id)
         return argv + self.extra_args + [f"--prompt={STDIN_INSTRUCTION}"]
 
-    def command(self, task: Any, *, workspace: Path, prompt_file: Path, iteration: int,
-                session_id: str | None = None) -> CommandSpec:
+    def command(
+        self,
+        task: Any,
+        *,
+        workspace: Path,
+        prompt_file: Path,
+        iteration: int,
+        session_id: str | None = None,
+    ) -> CommandSpec:
         task_dict(task)
         exe = self.resolve_executable()
         env = {"GEMINI_CLI_TRUST_WORKSPACE": "true", **self.base_env()}
-        return CommandSpec(argv=self.argv(exe, session_id=session_id), env=env,
-                           stdin_path=Path(prompt_file))
+        return CommandSpec(
+            argv=self.argv(exe, session_id=session_id), env=env, stdin_path=Path(prompt_file)
+        )
 
     def parser(self) -> GeminiStreamParser:
         return GeminiStreamParser()

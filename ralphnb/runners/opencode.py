@@ -40,10 +40,15 @@ class OpencodeStreamParser(StreamParser):
         elif kind == "step_finish":
             t = part.get("tokens") or {}
             cache = t.get("cache") or {}
-            self.tokens_in = (self.tokens_in or 0) + as_int(t.get("input")) + as_int(
-                cache.get("read")) + as_int(cache.get("write"))
-            self.tokens_out = (self.tokens_out or 0) + as_int(t.get("output")) + as_int(
-                t.get("reasoning"))
+            self.tokens_in = (
+                (self.tokens_in or 0)
+                + as_int(t.get("input"))
+                + as_int(cache.get("read"))
+                + as_int(cache.get("write"))
+            )
+            self.tokens_out = (
+                (self.tokens_out or 0) + as_int(t.get("output")) + as_int(t.get("reasoning"))
+            )
             cost = as_float(part.get("cost"))
             if cost is not None:
                 self.cost_usd = (self.cost_usd or 0.0) + cost
@@ -55,8 +60,11 @@ class OpencodeStreamParser(StreamParser):
             msg = None
             if isinstance(err, dict):
                 data = err.get("data") or {}
-                msg = (data.get("message") if isinstance(data, dict) else None) or err.get(
-                    "message") or err.get("name")
+                msg = (
+                    (data.get("message") if isinstance(data, dict) else None)
+                    or err.get("message")
+                    or err.get("name")
+                )
             msg = str(msg or err or "error")
             out.append(self._result(is_error=True, text=msg))
             out.append({"type": "error", "message": f"opencode: {msg}"})
@@ -69,12 +77,22 @@ class Opencode(Runner):
     name: ClassVar[str] = "opencode"
     default_executables = ("opencode",)
     install_hint = "npm install -g opencode-ai"
-    failure_hint = ("Check the provider key (`opencode auth login`) and the model name "
-                    "(provider/model); try `opencode run hello` in a terminal.")
+    failure_hint = (
+        "Check the provider key (`opencode auth login`) and the model name "
+        "(provider/model); try `opencode run hello` in a terminal."
+    )
     env_passthrough = (
-        "OPENCODE_*", "ANTHROPIC_*", "OPENAI_*", "OPENROUTER_*", "GEMINI_*", "GOOGLE_*",
-        "GROQ_*", "MISTRAL_*", "DEEPSEEK_*", "XAI_*",
-    )  # fmt: skip
+        "OPENCODE_*",
+        "ANTHROPIC_*",
+        "OPENAI_*",
+        "OPENROUTER_*",
+        "GEMINI_*",
+        "GOOGLE_*",
+        "GROQ_*",
+        "MISTRAL_*",
+        "DEEPSEEK_*",
+        "XAI_*",
+    )
 
     def argv(self, exe: str, *, session_id: str | None = None) -> list[str]:
         argv = [exe, "run", "--format", "json"]
@@ -82,12 +100,22 @@ class Opencode(Runner):
         argv += self._flag("--session", "session id", session_id)
         return argv + self.extra_args + [STDIN_INSTRUCTION]
 
-    def command(self, task: Any, *, workspace: Path, prompt_file: Path, iteration: int,
-                session_id: str | None = None) -> CommandSpec:
+    def command(
+        self,
+        task: Any,
+        *,
+        workspace: Path,
+        prompt_file: Path,
+        iteration: int,
+        session_id: str | None = None,
+    ) -> CommandSpec:
         task_dict(task)
         exe = self.resolve_executable()
-        return CommandSpec(argv=self.argv(exe, session_id=session_id), env=self.base_env(),
-                           stdin_path=Path(prompt_file))
+        return CommandSpec(
+            argv=self.argv(exe, session_id=session_id),
+            env=self.base_env(),
+            stdin_path=Path(prompt_file),
+        )
 
     def parser(self) -> OpencodeStreamParser:
         return OpencodeStreamParser()

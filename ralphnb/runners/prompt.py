@@ -48,8 +48,9 @@ _JSON_BLOCK = re.compile(r"^```json[ \t]*\n(.*?)\n```[ \t]*$", re.S | re.M)
 _DOLLAR = re.compile(r"\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)")
 
 
-def prompt_fields(task: Any, *, workspace: str | Path, completion_promise: str,
-                  iteration: int | None = None) -> dict[str, str]:
+def prompt_fields(
+    task: Any, *, workspace: str | Path, completion_promise: str, iteration: int | None = None
+) -> dict[str, str]:
     """The named fields a prompt template may use."""
     t = task_dict(task)
     tid = str(t.get("id", ""))
@@ -65,29 +66,39 @@ def prompt_fields(task: Any, *, workspace: str | Path, completion_promise: str,
     }
 
 
-def build_prompt(task: Any, *, workspace: str | Path, completion_promise: str,
-                 template: str | None = None, iteration: int | None = None) -> str:
+def build_prompt(
+    task: Any,
+    *,
+    workspace: str | Path,
+    completion_promise: str,
+    template: str | None = None,
+    iteration: int | None = None,
+) -> str:
     """The prompt text for `task`.
 
     `template`: `$name`/`${name}` style (string.Template) when it contains such a placeholder,
     else `str.format` style with named fields: task_id, title, description, task_json,
     workspace, completion_promise, done_command, iteration.
     """
-    fields = prompt_fields(task, workspace=workspace, completion_promise=completion_promise,
-                           iteration=iteration)
+    fields = prompt_fields(
+        task, workspace=workspace, completion_promise=completion_promise, iteration=iteration
+    )
     tpl = DEFAULT_PROMPT if template is None else template
     if template is not None and _DOLLAR.search(template):
         try:
             return string.Template(template).substitute(fields)
         except (KeyError, ValueError) as exc:
-            raise RunnerError(f"prompt template: unknown or bad placeholder {exc}; "
-                              f"known: {', '.join(sorted(fields))}") from exc
+            raise RunnerError(
+                f"prompt template: unknown or bad placeholder {exc}; "
+                f"known: {', '.join(sorted(fields))}"
+            ) from exc
     try:
         return tpl.format_map(fields)
     except (KeyError, ValueError, IndexError, AttributeError) as exc:
-        raise RunnerError(f"prompt template: unknown or bad placeholder {exc}; known: "
-                          f"{', '.join(sorted(fields))} (use $name style for text with braces)"
-                          ) from exc
+        raise RunnerError(
+            f"prompt template: unknown or bad placeholder {exc}; known: "
+            f"{', '.join(sorted(fields))} (use $name style for text with braces)"
+        ) from exc
 
 
 def task_from_prompt(prompt: str) -> dict[str, Any] | None:

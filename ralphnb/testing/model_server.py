@@ -322,42 +322,60 @@ class _Handler(BaseHTTPRequestHandler):
                 out.append(
                     _sse(
                         "content_block_start",
-                        {"type": "content_block_start", "index": i,
-                         "content_block": {"type": "text", "text": ""}},
+                        {
+                            "type": "content_block_start",
+                            "index": i,
+                            "content_block": {"type": "text", "text": ""},
+                        },
                     )
                 )
                 for piece in _chunks(block["text"], 40):
                     out.append(
                         _sse(
                             "content_block_delta",
-                            {"type": "content_block_delta", "index": i,
-                             "delta": {"type": "text_delta", "text": piece}},
+                            {
+                                "type": "content_block_delta",
+                                "index": i,
+                                "delta": {"type": "text_delta", "text": piece},
+                            },
                         )
                     )
             else:
                 out.append(
                     _sse(
                         "content_block_start",
-                        {"type": "content_block_start", "index": i,
-                         "content_block": {"type": "tool_use", "id": block["id"],
-                                           "name": block["name"], "input": {}}},
+                        {
+                            "type": "content_block_start",
+                            "index": i,
+                            "content_block": {
+                                "type": "tool_use",
+                                "id": block["id"],
+                                "name": block["name"],
+                                "input": {},
+                            },
+                        },
                     )
                 )
                 for piece in _chunks(json.dumps(block["input"]), 40):
                     out.append(
                         _sse(
                             "content_block_delta",
-                            {"type": "content_block_delta", "index": i,
-                             "delta": {"type": "input_json_delta", "partial_json": piece}},
+                            {
+                                "type": "content_block_delta",
+                                "index": i,
+                                "delta": {"type": "input_json_delta", "partial_json": piece},
+                            },
                         )
                     )
             out.append(_sse("content_block_stop", {"type": "content_block_stop", "index": i}))
         out.append(
             _sse(
                 "message_delta",
-                {"type": "message_delta",
-                 "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                 "usage": {"output_tokens": usage_out}},
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": usage_out},
+                },
             )
         )
         out.append(_sse("message_stop", {"type": "message_stop"}))

@@ -7,7 +7,8 @@ import sys
 import threading
 from pathlib import Path
 
-from ralphnb.process import Registry, Worker, build_env
+from ralphnb.workers.process import Worker, build_env
+from ralphnb.workers.registry import Registry
 
 here = Path(__file__).parent
 registry, logs, how = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]

@@ -1,0 +1,133 @@
+"""Loop subcommands of the `ralphnb` command: `run`, `status`, `stop`, `kill`.
+
+Owns: argument parsing for those, the live text table of `ralphnb run` (rewritten in place on a
+TTY, one line per change otherwise), and talking to a loop running in another process through
+its control socket (see `run.ControlServer`). `status` falls back to the newest run's journal
+when no loop is running. `register(subparsers, common)` is the hook `cli.py` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from typing import Any
+
+from ..errors import RalphError
+from ..view.console import Printer
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add the loop subcommands to the `ralphnb` parser."""
+    sp = subparsers.add_parser("run", parents=[common], help="run agents over the queue")
+    sp.add_argument(
+        "--runner", default="demo", help="claude, codex, gemini, opencode, cursor, demo (default)"
+    )
+    sp.add_argument("--parallel", type=int, default=2, metavar="N")
+    sp.add_argument("--max-iterations", type=int, default=5, metavar="N")
+    sp.add_argument(
+        "--check",
+        metavar="CMD",
+        help="command that must pass in the workspace (split like a shell would, never run by one)",
+    )
+    sp.add_argument("--model", help="model for the runner")
+    sp.add_argument("--target-branch", metavar="BRANCH")
+    sp.add_argument("--max-wall-time", type=float, metavar="SECONDS")
+    sp.add_argument("--max-cost", type=float, metavar="USD")
+    sp.add_argument("--task", action="append", metavar="ID", help="only these tasks")
+    sp.set_defaults(func=_cmd_run)
+    sp = subparsers.add_parser(
+        "status", parents=[common], help="workers of the running loop (else of the latest run)"
+    )
+    sp.set_defaults(func=_cmd_status)
+    for name, helptext in (
+        ("stop", "stop one task's worker gracefully (SIGINT, grace, kill)"),
+        ("kill", "kill one task's worker and its processes now"),
+    ):
+        sp = subparsers.add_parser(name, parents=[common], help=helptext)
+        sp.add_argument("id")
+        sp.set_defaults(func=_cmd_control, op=name)
+
+
+def _repo(args: argparse.Namespace) -> Any:
+    from .common import find_repo
+
+    return find_repo(getattr(args, "repo", None))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ..loop.core import Loop
+    from ..runners import get_runner
+
+    runner = get_runner(args.runner)
+    if args.model:
+        runner = runner.with_options(model=args.model)
+    check = shlex.split(args.check) if args.check else None
+    loop = Loop(
+        _repo(args),
+        runner=runner,
+        parallel=args.parallel,
+        max_iterations=args.max_iterations,
+        check=check,
+        target_branch=args.target_branch,
+        max_wall_time=args.max_wall_time,
+        max_cost_usd=args.max_cost,
+        tasks=args.task,
+    )
+    printer = Printer(loop, sys.stdout)
+    if not args.json:
+        loop.subscribe(printer)
+        printer.start()
+    try:
+        df = loop.run()
+    except KeyboardInterrupt:
+        printer.close()
+        print("interrupted: workers stopped, their tasks are back in todo", file=sys.stderr)
+        return 130
+    printer.close()
+    if args.json:
+        print(df.to_json(orient="records", date_format="iso"))
+    bad = {"failed", "conflict", "stopped", "killed", "timed_out"}
+    last = df.drop_duplicates("task_id", keep="last")
+    return 1 if last.status.isin(bad).any() or loop.halt_reason else 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from ..loop.control import live_run, send_control
+    from ..loop.report import attempts_table
+    from ..loop.runs import Run
+
+    repo = _repo(args)
+    live = live_run(repo)
+    if live is not None and live[1].get("control"):
+        reply = send_control(live[1]["control"], {"op": "status"})
+        if "error" in reply:
+            raise RalphError(reply["error"])
+        recs, head = reply["records"], f"run {reply['run_id']}: running"
+    else:
+        run = Run.latest(repo)
+        recs = list(run.records.values())
+        head = f"run {run.run_id}: not running"
+    if args.json:
+        print(json.dumps({"head": head, "records": recs}, default=str, indent=2))
+    else:
+        print(head)
+        print(attempts_table(recs))
+    return 0
+
+
+def _cmd_control(args: argparse.Namespace) -> int:
+    from ..loop.control import live_run, send_control
+    from ..queue.ids import validate_task_id
+
+    task_id = validate_task_id(args.id)
+    repo = _repo(args)
+    live = live_run(repo)
+    if live is None or not live[1].get("control"):
+        raise RalphError(f"no loop is running on {repo}; `ralphnb status` shows the last run")
+    reply = send_control(live[1]["control"], {"op": args.op, "task_id": task_id})
+    if "error" in reply:
+        raise RalphError(reply["error"])
+    print(f"{task_id}: {'stopped' if args.op == 'stop' else 'killed'}")
+    return 0

@@ -1,0 +1,489 @@
+"""The task queue: `.ralph/queue.jsonc` (open work, file order) and `.ralph/done.jsonc` (archive).
+
+Both paths, and the prefix and width of new ids, come from the repo's `.ralph/config.jsonc`
+`queue` settings when it sets them (`ralphnb.config`, read once when a `Queue` is made).
+
+Owns: the `Task` model, the `Queue` class (reading, caching, locking, every mutation), `init`
+and the DataFrame view. The pure rules it applies -- schema, validation, selection, ids -- live
+in `ralphnb.queue_rules` and are re-exported from here. It knows nothing of running agents.
+
+Invariants: every mutation takes `.ralph/lock/`, re-reads both files from disk, applies one
+change, validates the whole result and writes atomically (done first, then queue, as ralph
+does); nothing is written from an in-memory copy, and a file that fails to parse or validate is
+never overwritten. Task dicts keep their key order and any valid data ralphnb does not use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import gc
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .._time import format_time, utcnow
+from ..errors import QueueError
+from .config import QueueSettings, load_queue_settings
+from .jsonio import atomic_write_bytes, dumps_pretty, loads_jsonc, sweep_temp_files
+from .lock import DirLock
+from .rules import (
+    AGENT_KEYS,
+    ALLOWED,
+    DEFAULTS,
+    EMPTY_DOC,
+    FIELDS,
+    ID_LISTS,
+    MINUTES,
+    OPT_ID,
+    OPT_TEXT,
+    PRIORITIES,
+    REQUIRED,
+    STATUSES,
+    TERMINAL,
+    TEXT_LISTS,
+    TIMES,
+    _bad,
+    check_doc,
+    check_links,
+    check_task,
+    heal_interrupted_move,
+    next_id,
+    runnable_tasks,
+    select_next,
+    set_field,
+)
+
+# The pure rules live in `queue_rules`; they are re-exported here so that
+# `from ralphnb.queue import check_task, select_next, ...` keeps working.
+__all__ = [
+    "AGENT_KEYS",
+    "ALLOWED",
+    "DEFAULTS",
+    "EMPTY_DOC",
+    "FIELDS",
+    "ID_LISTS",
+    "MINUTES",
+    "OPT_ID",
+    "OPT_TEXT",
+    "PRIORITIES",
+    "REQUIRED",
+    "STATUSES",
+    "TERMINAL",
+    "TEXT_LISTS",
+    "TIMES",
+    "Queue",
+    "Task",
+    "check_doc",
+    "check_links",
+    "check_task",
+    "heal_interrupted_move",
+    "init",
+    "next_id",
+    "runnable_tasks",
+    "select_next",
+    "set_field",
+    "tasks_frame",
+]
+
+
+class Task:
+    """One task. Every ralph field is an attribute (with ralph's default when absent)."""
+
+    __slots__ = ("_data", "file")
+
+    def __init__(self, data: dict[str, Any], file: str = "queue") -> None:
+        self._data = data
+        self.file = file  # "queue" or "done": which file it was read from
+
+    def __getattr__(self, name: str) -> Any:
+        if name in DEFAULTS or name in ALLOWED:
+            value = self._data.get(name, DEFAULTS.get(name))
+            if name == "custom_fields":
+                return {k: _coerce_text(v) for k, v in (value or {}).items()}
+            return copy.deepcopy(value) if isinstance(value, list | dict) else value
+        raise AttributeError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The task's JSON form (a copy; key order and unknown-to-ralphnb data kept)."""
+        return copy.deepcopy(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Task) and other._data == self._data
+
+    def __repr__(self) -> str:
+        return (
+            f"Task({self._data.get('id')!r}, {self._data.get('status', 'todo')!r}, "
+            f"{self._data.get('title')!r})"
+        )
+
+
+def _coerce_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+# --- the files -----------------------------------------------------------------------------
+
+
+class _State:
+    """Both files parsed and validated, with the exact bytes they were parsed from."""
+
+    __slots__ = ("qdoc", "ddoc", "open", "done", "healed", "qraw", "draw")
+
+    def __init__(self, qdoc: dict, ddoc: dict, healed: bool, qraw: bytes, draw: bytes | None):
+        self.qdoc, self.ddoc, self.healed = qdoc, ddoc, healed
+        self.open: list[dict] = qdoc["tasks"]
+        self.done: list[dict] = ddoc["tasks"]
+        self.qraw, self.draw = qraw, draw
+
+    def working_copy(self) -> _State:
+        """Copy-on-write view for one mutation: new lists, shared (unmodified) task dicts."""
+        qdoc = {**self.qdoc, "tasks": list(self.open)}
+        ddoc = {**self.ddoc, "tasks": list(self.done)}
+        return _State(qdoc, ddoc, self.healed, self.qraw, self.draw)
+
+
+def _naive(v: str | None) -> str:
+    if not v:
+        return "NaT"
+    return v[:-1] if v[-1] == "Z" else v[:-6]
+
+
+def tasks_frame(open_tasks: Sequence[dict], done_tasks: Sequence[dict]) -> Any:
+    """A typed DataFrame of both files' tasks (works with pandas 2.2 and 3.x)."""
+    import numpy as np
+    import pandas as pd
+
+    rows = [(t, "queue") for t in open_tasks] + [(t, "done") for t in done_tasks]
+    cols: dict[str, Any] = {"id": [t["id"] for t, _ in rows]}
+    cols["file"] = pd.Categorical([f for _, f in rows], categories=["queue", "done"])
+    cols["status"] = pd.Categorical(
+        [t.get("status", "todo") for t, _ in rows], categories=list(STATUSES)
+    )
+    cols["priority"] = pd.Categorical(
+        [t.get("priority", "medium") for t, _ in rows], categories=list(PRIORITIES), ordered=True
+    )
+    cols["title"] = [t["title"] for t, _ in rows]
+    for k in TIMES:  # validated as …Z or …+00:00: numpy parses the naive part (fast)
+        naive = np.array([_naive(t.get(k)) for t, _ in rows], dtype="datetime64[us]")
+        cols[k] = pd.Series(naive).dt.tz_localize("UTC")
+    for k in MINUTES:
+        cols[k] = pd.array([t.get(k) for t, _ in rows], dtype="Int64")
+    for k in ("description", "request", "duplicates", "parent_id"):
+        cols[k] = pd.Series([t.get(k) for t, _ in rows], dtype=object)
+    for k in TEXT_LISTS + ID_LISTS:
+        cols[k] = pd.Series([list(t.get(k) or ()) for t, _ in rows], dtype=object)
+    cols["custom_fields"] = pd.Series(
+        [{a: _coerce_text(b) for a, b in (t.get("custom_fields") or {}).items()} for t, _ in rows],
+        dtype=object,
+    )
+    cols["agent"] = pd.Series([t.get("agent") for t, _ in rows], dtype=object)
+    return pd.DataFrame(
+        {
+            k: (v.to_numpy() if isinstance(v, pd.Series) and v.dtype == object else v)
+            for k, v in cols.items()
+        }
+    )
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic GC while building a large, acyclic structure (restores its state)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class Queue:
+    """A repository's queue. Reads are fresh (cached only while both files are unchanged)."""
+
+    def __init__(
+        self, repo: str | Path = ".", *, lock_timeout: float = 10.0, label: str = "ralphnb"
+    ) -> None:
+        self.repo = Path(repo).resolve()
+        self.ralph_dir = self.repo / ".ralph"  # the lock lives here whatever the config says
+        self.settings: QueueSettings = load_queue_settings(self.repo)
+        self.queue_path = self.repo / self.settings.file
+        self.done_path = self.repo / self.settings.done_file
+        self.lock_timeout = lock_timeout
+        self.label = label
+        self._cache: _State | None = None  # valid only while both files hold the same bytes
+        if not self.queue_path.is_file():
+            raise QueueError(
+                f"{self.queue_path}: no queue here; create one with ralphnb.init({str(repo)!r})"
+                " or `ralphnb init`",
+                path=self.queue_path,
+            )
+
+    def __repr__(self) -> str:
+        return f"Queue({str(self.repo)!r})"
+
+    # -- reading ------------------------------------------------------------------------------
+    def _load(self, *, fresh: bool = False) -> _State:
+        """Both files, parsed and validated. The parse is reused only when the bytes on disk
+        are identical to those it came from (so hand edits are always seen)."""
+        try:
+            qraw = self.queue_path.read_bytes()
+        except FileNotFoundError:
+            raise QueueError(f"{self.queue_path}: file not found", path=self.queue_path) from None
+        try:
+            draw: bytes | None = self.done_path.read_bytes()
+        except FileNotFoundError:
+            draw = None
+        c = self._cache
+        if not fresh and c is not None and c.qraw == qraw and c.draw == draw:
+            return c
+        with _no_gc():  # bulk parse: no cyclic GC passes over objects that are all live
+            qdoc = loads_jsonc(qraw, path=self.queue_path)
+            ddoc = (
+                loads_jsonc(draw, path=self.done_path)
+                if draw is not None
+                else {"version": 1, "tasks": []}
+            )
+            open_tasks = check_doc(qdoc, self.queue_path)
+            done_tasks = check_doc(ddoc, self.done_path, archive=True)
+            healed = heal_interrupted_move(open_tasks, done_tasks)
+            qdoc["tasks"] = healed
+            ddoc["tasks"] = done_tasks
+            check_links(healed, done_tasks, self.queue_path, self.done_path)
+        state = _State(qdoc, ddoc, len(healed) != len(open_tasks), qraw, draw)
+        self._cache = state
+        return state
+
+    def validate(self) -> int:
+        """Validate both files fresh from disk; return the number of tasks (raises QueueError)."""
+        s = self._load(fresh=True)
+        return len(s.open) + len(s.done)
+
+    @property
+    def tasks(self) -> list[Task]:
+        """Open tasks (queue.jsonc), in file order."""
+        return [Task(t, "queue") for t in self._load().open]
+
+    @property
+    def done(self) -> list[Task]:
+        """Archived tasks (done.jsonc), in file order."""
+        return [Task(t, "done") for t in self._load().done]
+
+    def _find(self, s: _State, task_id: str) -> tuple[list[dict], int]:
+        for tasks in (s.open, s.done):
+            for i, t in enumerate(tasks):
+                if t["id"] == task_id:
+                    return tasks, i
+        raise QueueError(
+            f"{self.queue_path}: no task {task_id} in {self.queue_path.name} or "
+            f"{self.done_path.name}",
+            path=self.queue_path,
+            task_id=task_id,
+            field="id",
+        )
+
+    def get(self, task_id: str) -> Task:
+        s = self._load()
+        tasks, i = self._find(s, task_id)
+        return Task(tasks[i], "queue" if tasks is s.open else "done")
+
+    def runnable(self, *, exclude: Iterable[str] = (), now: datetime | None = None) -> list[Task]:
+        s = self._load()
+        found = runnable_tasks(s.open, s.done, exclude=exclude, now=now or utcnow())
+        return [Task(t, "queue") for t in found]
+
+    def next(self, *, exclude: Iterable[str] = (), now: datetime | None = None) -> Task | None:
+        s = self._load()
+        t = select_next(s.open, s.done, exclude=exclude, now=now or utcnow())
+        return Task(t, "queue") if t is not None else None
+
+    @property
+    def df(self) -> Any:
+        """One row per task (queue then done), typed columns, `file` says which file."""
+        s = self._load()
+        with _no_gc():
+            return tasks_frame(s.open, s.done)
+
+    # -- writing ------------------------------------------------------------------------------
+    def lock(self) -> DirLock:
+        return DirLock(self.ralph_dir, label=self.label, timeout=self.lock_timeout)
+
+    def _mutate(self, change: Any) -> Task:
+        """Lock, read fresh, apply `change(state) -> (task, touched_files)`, validate, write.
+
+        `change` works on a copy-on-write state: it may reorder the lists and must replace
+        (not modify) a task dict it edits, so the cached parse stays what is on disk.
+        """
+        with self.lock():
+            for d in dict.fromkeys((self.ralph_dir, self.queue_path.parent, self.done_path.parent)):
+                sweep_temp_files(d)
+            s = self._load().working_copy()
+            task, touched = change(s)
+            # Both files were fully validated when loaded; the change touched one task.
+            in_done = any(t is task for t in s.done)
+            path = self.done_path if in_done else self.queue_path
+            check_task(task, path)
+            if in_done and task.get("status") not in TERMINAL:
+                raise _bad(path, task["id"], "status", "done.jsonc may only hold done/rejected")
+            check_links(s.open, s.done, self.queue_path, self.done_path)
+            self._cache = None
+            if "done" in touched:
+                s.draw = dumps_pretty(s.ddoc)
+                atomic_write_bytes(self.done_path, s.draw)
+            if "queue" in touched or s.healed:
+                s.qraw = dumps_pretty(s.qdoc)
+                atomic_write_bytes(self.queue_path, s.qraw)
+            s.healed = False
+            self._cache = s
+        return Task(copy.deepcopy(task), "done" if in_done else "queue")
+
+    def add(self, title: str, **fields: Any) -> Task:
+        """Append a new task (next id, allocated under the lock) and persist it."""
+        bad = set(fields) - ALLOWED - {"id"} or ({"id"} & set(fields))
+        if bad:
+            key = sorted(bad)[0]
+            raise QueueError(f"add(): unknown or reserved field {key!r}", field=key)
+        if not isinstance(title, str) or not title.strip():
+            # Checked before an id is allocated: the error must not name a task that never was.
+            raise QueueError(
+                f"add(): the title must be a non-empty string, not {title!r}",
+                path=self.queue_path,
+                field="title",
+            )
+
+        def change(s: _State) -> tuple[dict, set[str]]:
+            stamp = format_time(utcnow())
+            tid = next_id(
+                s.open, s.done, prefix=self.settings.id_prefix, width=self.settings.id_width
+            )
+            t: dict[str, Any] = {"id": tid, "status": "todo", "title": title, "priority": "medium"}
+            for k in TEXT_LISTS:
+                t[k] = []
+            t["created_at"] = t["updated_at"] = stamp
+            for k in ID_LISTS:
+                t[k] = []
+            t["custom_fields"] = {}
+            for k, v in fields.items():
+                set_field(t, k, list(v) if isinstance(v, tuple) else v)
+            check_task(t, self.queue_path)
+            s.open.append(t)
+            return t, {"queue"}
+
+        return self._mutate(change)
+
+    def _edit(self, task_id: str, edit: Any, *, move: bool = False) -> Task:
+        def change(s: _State) -> tuple[dict, set[str]]:
+            tasks, i = self._find(s, task_id)
+            t = tasks[i] = copy.deepcopy(tasks[i])  # copy-on-write: the cache stays intact
+            edit(t)
+            set_field(t, "updated_at", format_time(utcnow()))
+            touched = {"queue" if tasks is s.open else "done"}
+            if move and tasks is s.open:
+                del s.open[i]
+                s.done.append(t)
+                touched = {"queue", "done"}
+            return t, touched
+
+        return self._mutate(change)
+
+    @staticmethod
+    def _note(t: dict, note: str | None) -> None:
+        if note:
+            set_field(t, "notes", [*t.get("notes", []), note])
+
+    def start(self, task_id: str) -> Task:
+        """Mark a task `doing` and stamp `started_at` (kept if already set)."""
+
+        def edit(t: dict) -> None:
+            if t.get("status") in TERMINAL:
+                raise QueueError(
+                    f"task {task_id} is already {t['status']}", task_id=task_id, field="status"
+                )
+            set_field(t, "status", "doing")
+            if not t.get("started_at"):
+                set_field(t, "started_at", format_time(utcnow()))
+
+        return self._edit(task_id, edit)
+
+    def _finish(self, task_id: str, status: str, note: str | None, archive: bool) -> Task:
+        def edit(t: dict) -> None:
+            if t.get("status") not in TERMINAL or t.get("status") != status:
+                set_field(t, "status", status)
+                set_field(t, "completed_at", format_time(utcnow()))
+            self._note(t, note)
+
+        return self._edit(task_id, edit, move=archive)
+
+    def complete(self, task_id: str, note: str | None = None, *, archive: bool = True) -> Task:
+        """Mark done (stamp completed_at); move to done.jsonc unless `archive=False`."""
+        return self._finish(task_id, "done", note, archive)
+
+    def reject(self, task_id: str, note: str | None = None) -> Task:
+        """Mark rejected (stamp completed_at) and move to done.jsonc."""
+        return self._finish(task_id, "rejected", note, True)
+
+    def archive(self, task_id: str) -> Task:
+        """Move an already done/rejected task from queue.jsonc to done.jsonc."""
+
+        def edit(t: dict) -> None:
+            if t.get("status") not in TERMINAL:
+                raise QueueError(
+                    f"task {task_id} is {t.get('status', 'todo')}, not done or "
+                    "rejected; complete() or reject() it",
+                    task_id=task_id,
+                    field="status",
+                )
+
+        return self._edit(task_id, edit, move=True)
+
+    def update(self, task_id: str, **fields: Any) -> Task:
+        """Set fields of one task (None removes an optional field); validated before writing."""
+        bad = set(fields) - ALLOWED or ({"id", "created_at"} & set(fields))
+        if bad:
+            key = sorted(bad)[0]
+            raise QueueError(
+                f"update(): unknown or read-only field {key!r}", task_id=task_id, field=key
+            )
+
+        def edit(t: dict) -> None:
+            for k, v in fields.items():
+                set_field(t, k, list(v) if isinstance(v, tuple) else v)
+            if t.get("status") in TERMINAL and not t.get("completed_at"):
+                set_field(t, "completed_at", format_time(utcnow()))
+            check_task(t, self.queue_path)
+
+        return self._edit(task_id, edit)
+
+    def add_note(self, task_id: str, note: str) -> Task:
+        return self._edit(task_id, lambda t: self._note(t, note))
+
+
+def init(repo: str | Path = ".") -> Queue:
+    """Create `.ralph/` with empty queue and done files (never overwrites) and gitignore lines.
+
+    The files go where `.ralph/config.jsonc` says (if there is one); no config is written.
+    """
+    root = Path(repo).resolve()
+    settings = load_queue_settings(root)  # a bad config fails before anything is created
+    ralph = root / ".ralph"
+    ralph.mkdir(parents=True, exist_ok=True)
+    with DirLock(ralph):
+        for rel in (settings.file, settings.done_file):
+            p = root / rel
+            if not p.exists():
+                p.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(p, dumps_pretty(EMPTY_DOC))
+    gi = root / ".gitignore"
+    wanted = [b".ralph/lock/", b".ralph/cache/"]
+    # Bytes, not text: a .gitignore in another encoding is kept exactly; the user's file is
+    # replaced atomically (never left cut short).
+    data = gi.read_bytes() if gi.exists() else b""
+    lines = {ln.strip() for ln in data.splitlines()}
+    missing = [w for w in wanted if w not in lines and w.rstrip(b"/") not in lines]
+    if missing:
+        sep = b"" if not data or data.endswith(b"\n") else b"\n"
+        atomic_write_bytes(gi.resolve(), data + sep + b"\n".join(missing) + b"\n")  # a link stays
+    return Queue(root)

@@ -1,0 +1,512 @@
+"""The live dashboard of a Loop (ipywidgets 8) and its text / HTML fallbacks.
+
+Owns: `Dashboard` (one per loop, see `dashboard(loop)`), its render thread, and
+`mimebundle(loop)` which `Loop._repr_mimebundle_` delegates to. The tables themselves are
+drawn by the pure formatters in `ralphnb.render` (re-exported here: `text_table`,
+`html_table`, ...).
+
+Invariants:
+- Widget values are set from ONE render thread, inside `hold_sync()`, at most `max_rate`
+  times a second; `loop.subscribe` only sets a dirty flag. Nothing here calls `display()` or
+  `with output:` from a thread.
+- The live table is one HTML widget (one comm message per render however many workers
+  changed); the Stop/Kill/Log buttons sit in a column beside it, one fixed-height row per
+  table row, and only change when a worker starts or ends.
+- Button handlers never block the kernel: `loop.stop`/`loop.kill`/`pause`/`resume`/`stop_all`
+  run in short-lived daemon threads.
+- The render thread ends after a final render once the loop has finished, or on `close()`.
+- Only the Loop's public API is read (`snapshot`, `paused`, `finished`, `progress`, ...): live
+  CPU/RSS are sampled (`loop.snapshot()`) on a render at most once a second; the renders in
+  between read `loop.snapshot(sample=False)` and carry the last figures over.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import ipywidgets as W
+
+from ..loop.report import (
+    COLUMNS,
+    _val,
+    latest_by_task,
+    row_cells,
+    summary,
+    summary_line,
+    text_table,
+)
+from ..loop.table import STATUSES
+from .render import COLOURS, HEAD_PX, ROW_PX, TOP_PX, html_table
+
+ACTIVE = ("queued", "starting", "running", "stopping")
+"""Statuses of a worker whose process may still run (its Stop/Kill buttons are live)."""
+VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+# ---------------------------------------------------------------------------- loop access
+
+
+def _records(loop: Any, sample: bool = True) -> list[Mapping[str, Any]]:
+    return list(loop.snapshot(sample=sample))
+
+
+class _Sampler:
+    """Records for rendering: a sampled `loop.snapshot()` (live CPU/RSS) on a render at most
+    once every `every` seconds, and never more than `budget` of a core; unsampled reads in
+    between, with the last CPU/RSS figures carried over to live workers. A sampled snapshot
+    costs one shared process-table scan (~8 ms for 50 workers), so with the defaults the
+    figures refresh about once a second (the dashboard ticks once a second while workers are
+    live)."""
+
+    def __init__(self, loop: Any, every: float = 1.0, budget: float = 0.05) -> None:
+        self.loop, self.every, self.budget = loop, every, budget
+        self.next_at = 0.0
+        self.samples = 0  # sampled snapshots taken, their seconds (last, total): for benchmarks
+        self.took = self.took_total = 0.0
+        self.last: dict[Any, tuple[Any, Any]] = {}
+
+    @staticmethod
+    def _key(rec: Mapping[str, Any]) -> Any:
+        return rec.get("worker_id") or (rec.get("task_id"), rec.get("iteration"))
+
+    def records(self) -> list[Mapping[str, Any]]:
+        now = time.monotonic()
+        if now >= self.next_at:
+            t0 = time.perf_counter()
+            recs = _records(self.loop)
+            took = time.perf_counter() - t0
+            self.samples += 1
+            self.took = took
+            self.took_total += took
+            self.next_at = now + max(self.every, took / self.budget)
+            self.last = {self._key(r): (r.get("cpu_percent"), r.get("rss_mb")) for r in recs}
+            return recs
+        recs = _records(self.loop, sample=False)
+        for r in recs:
+            if _val(r, "ended_at") is None and self._key(r) in self.last:
+                r["cpu_percent"], r["rss_mb"] = self.last[self._key(r)]
+        return recs
+
+
+def _loop_finished(loop: Any) -> bool:
+    """True once the loop has run and finished (`Loop.finished`)."""
+    return bool(getattr(loop, "finished", False))
+
+
+def _progress(loop: Any, records: list[Mapping[str, Any]]) -> tuple[int, int] | None:
+    """(done, total): `Loop.progress`, else integrated tasks among those seen."""
+    p = getattr(loop, "progress", None)
+    if isinstance(p, tuple) and len(p) == 2:
+        return int(p[0]), int(p[1])
+    latest = latest_by_task(records)
+    done = sum(1 for r in latest if _val(r, "status") == "integrated")
+    return (done, len(latest)) if latest else None
+
+
+def _loop_elapsed(loop: Any, records: list[Mapping[str, Any]], now: datetime) -> float | None:
+    started = getattr(loop, "started_at", None)
+    if not isinstance(started, datetime):
+        starts = [s for r in records if isinstance(s := _val(r, "started_at"), datetime)]
+        started = min(starts) if starts else None
+    if started is None:
+        return None
+    ended = getattr(loop, "ended_at", None)
+    end = ended if isinstance(ended, datetime) else now
+    return max(0.0, (end - started).total_seconds())
+
+
+def _log_text(loop: Any, task_id: str, n: int = 40) -> str:
+    try:
+        lines = loop.logs(task_id)
+    except Exception as exc:  # a log that is not there yet, a task with no attempt
+        return f"(no log: {exc})"
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    return "\n".join(list(lines)[-n:])
+
+
+def in_kernel() -> bool:
+    """True inside a running IPython kernel (where widget views can be shown)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
+
+
+# ---------------------------------------------------------------------------- dashboard
+
+
+def _call_in_thread(fn: Callable[[], Any], on_error: Callable[[BaseException], None]) -> None:
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # reported in the dashboard, never raised in a thread
+            on_error(exc)
+
+    threading.Thread(target=run, name="ralphnb-dashboard-action", daemon=True).start()
+
+
+class _Row:
+    """The buttons of one worker row: Stop, Kill, Log."""
+
+    def __init__(self, dash: Dashboard, task_id: str) -> None:
+        def btn(label: str, tip: str, style: str) -> W.Button:
+            return W.Button(
+                description=label,
+                tooltip=f"{tip} {task_id}",
+                button_style=style,
+                layout=W.Layout(
+                    width="52px",
+                    min_width="52px",
+                    padding="0",
+                    height=f"{ROW_PX - 4}px",
+                    margin="2px 2px",
+                ),
+            )
+
+        self.task_id = task_id
+        self.stop = btn("Stop", "Stop", "warning")
+        self.kill = btn("Kill", "Kill", "danger")
+        self.log = btn("Log", "Log", "")
+        self.stop.on_click(lambda _b: dash._act(self, "stop"))
+        self.kill.on_click(lambda _b: dash._act(self, "kill"))
+        self.log.on_click(lambda _b: dash.show_log(task_id))
+        self.box = W.HBox(
+            [self.stop, self.kill, self.log],
+            layout=W.Layout(height=f"{ROW_PX}px", margin="0", overflow="hidden"),
+        )
+
+
+class Dashboard(W.VBox):
+    """Live view of one Loop: header, worker table with Stop/Kill/Log buttons, log tail.
+
+    Build it with `dashboard(loop)` (one per loop). `refresh()` renders once, synchronously;
+    the render thread calls it when the loop reports a change (throttled to `max_rate`/s)
+    and once a second while workers are live (elapsed, CPU).
+    """
+
+    def __init__(
+        self, loop: Any, *, max_rate: float = 4.0, tick: float = 1.0, start: bool = True
+    ) -> None:
+        self.loop = loop
+        self.min_interval = 1.0 / max_rate
+        self.tick = tick
+        self.render_count = 0
+        self._rows: dict[str, _Row] = {}
+        self._requested: dict[str, set[str]] = {}
+        self._log_task: str | None = None
+        self._log_shown: str | None = None
+        self._log_next = 0.0
+        self._dirty = threading.Event()
+        self._closed = threading.Event()
+        self._render_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._unsubscribe: Callable[[], Any] | None = None
+        self.finished = False
+        self._finishing = False  # the loop said loop_finished; its `finished` follows soon
+        self._sampler = _Sampler(loop)
+
+        def head_btn(label: str, action: str, style: str) -> W.Button:
+            b = W.Button(
+                description=label,
+                tooltip=f"{label} (whole loop)",
+                button_style=style,
+                layout=W.Layout(width="80px"),
+            )
+            b.on_click(lambda _b: self._loop_action(action))
+            return b
+
+        self.pause_button = head_btn("Pause", "pause", "")
+        self.resume_button = head_btn("Resume", "resume", "")
+        self.stop_all_button = head_btn("Stop all", "stop_all", "warning")
+        self.message = W.HTML("")
+        self.table = W.HTML("", layout=W.Layout(margin="0", flex="0 0 auto"))
+        self._spacer = W.Box(layout=W.Layout(height=f"{TOP_PX + HEAD_PX}px", margin="0"))
+        self.buttons = W.VBox(
+            [self._spacer], layout=W.Layout(margin="0", padding="0", flex="0 0 auto")
+        )
+        self.log_title = W.HTML("")
+        self.log_view = W.HTML("", layout=W.Layout(display="none"))
+        self.log_close = W.Button(description="Close log", layout=W.Layout(display="none"))
+        self.log_close.on_click(lambda _b: self.show_log(None))
+        super().__init__(
+            [
+                W.HBox([self.pause_button, self.resume_button, self.stop_all_button, self.message]),
+                W.HBox(
+                    [self.table, self.buttons],
+                    layout=W.Layout(align_items="flex-start", overflow="auto hidden"),
+                ),
+                W.HBox([self.log_title, self.log_close]),
+                self.log_view,
+            ]
+        )
+        self.add_class("ralphnb-dashboard")
+        self.refresh()
+        if start:
+            self.start()
+
+    # -- threads -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Subscribe to the loop and start the render thread (idempotent)."""
+        if self._thread is not None or self._closed.is_set():
+            return
+        self._unsubscribe = self.loop.subscribe(self._on_event)
+        self._thread = threading.Thread(target=self._run, name="ralphnb-dashboard", daemon=True)
+        self._thread.start()
+
+    def _on_event(self, event: Any = None, *_args: Any) -> None:
+        # called from the loop's threads: only flag, never touch widgets here
+        if getattr(event, "kind", None) == "loop_finished":
+            self._finishing = True
+        self._dirty.set()
+
+    def _run(self) -> None:
+        try:
+            while not self._closed.is_set():
+                woke = self._dirty.wait(timeout=0.05 if self._finishing else self.tick)
+                if self._closed.is_set():
+                    break
+                self._dirty.clear()
+                done = _loop_finished(self.loop)
+                if woke or self._has_live() or done:
+                    self.refresh()
+                if done:
+                    self.finished = True
+                    break
+                self._closed.wait(self.min_interval)  # the throttle: at most max_rate renders/s
+        finally:
+            self._detach()
+
+    def _detach(self) -> None:
+        unsub, self._unsubscribe = self._unsubscribe, None
+        if unsub is not None:
+            try:
+                unsub()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        """Stop the render thread and close the widgets (safe to call twice, and from
+        `Widget.__del__` during garbage collection: no lock is taken a second time)."""
+        closed = getattr(self, "_closed", None)
+        if closed is None or closed.is_set():
+            return
+        closed.set()
+        self._dirty.set()  # wake the render thread now
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout=5)
+        self._detach()
+        with _DASH_LOCK:
+            if _DASHBOARDS.get(self.loop) is self:
+                del _DASHBOARDS[self.loop]
+        parts: list[W.Widget] = [
+            w for r in self._rows.values() for w in (r.stop, r.kill, r.log, r.box)
+        ]
+        parts += [
+            self.pause_button,
+            self.resume_button,
+            self.stop_all_button,
+            self.message,
+            self.table,
+            self.buttons,
+            self._spacer,
+            self.log_title,
+            self.log_view,
+            self.log_close,
+            *self.children,
+        ]
+        for w in parts:
+            w.close()
+        super().close()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the render thread to end; True if it has."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+            return not t.is_alive()
+        return True
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _has_live(self) -> bool:
+        return any(
+            r.stop.disabled is False or r.kill.disabled is False for r in self._rows.values()
+        )
+
+    # -- actions -----------------------------------------------------------------------
+    def _act(self, row: _Row, action: str) -> None:
+        """Button handler: runs loop.stop/kill(task_id) in a thread; never blocks."""
+        self._requested.setdefault(row.task_id, set()).add(action)
+        (row.stop if action == "stop" else row.kill).disabled = True
+        if action == "kill":
+            row.stop.disabled = True
+        fn = getattr(self.loop, action)
+        _call_in_thread(lambda: fn(row.task_id), lambda e: self._report(action, row.task_id, e))
+        self._dirty.set()
+
+    def _loop_action(self, action: str) -> None:
+        _call_in_thread(getattr(self.loop, action), lambda e: self._report(action, None, e))
+        self._dirty.set()
+
+    def _report(self, action: str, task_id: str | None, exc: BaseException) -> None:
+        what = f"{action} {task_id}" if task_id else action
+        self.message.value = (
+            f'<span style="color:#b91c1c">{html.escape(what)} failed: '
+            f"{html.escape(str(exc))}</span>"
+        )
+
+    def show_log(self, task_id: str | None) -> None:
+        """Open the live log tail of a task below the table (None closes it)."""
+        self._log_task = task_id
+        self._dirty.set()
+        if self._thread is None or not self._thread.is_alive():
+            self.refresh()
+
+    # -- rendering ---------------------------------------------------------------------
+    def refresh(self) -> None:
+        """One render pass: snapshot the loop, set every widget value in one hold_sync."""
+        with self._render_lock:
+            self._render()
+
+    def _render(self) -> None:
+        self.render_count += 1
+        now = datetime.now(UTC)
+        records = self._sampler.records()
+        latest = latest_by_task(records)
+        s = summary(
+            records,
+            progress=_progress(self.loop, records),
+            elapsed_s=_loop_elapsed(self.loop, records, now),
+        )
+        head = summary_line(s)
+        paused = bool(self.loop.paused)
+        if paused:
+            head += " | paused"
+        table = html_table(records, now=now, head=head, fixed_rows=True)
+        ids = [str(r.get("task_id")) for r in latest]
+        for tid in ids:
+            if tid not in self._rows:
+                self._rows[tid] = _Row(self, tid)
+        finished = _loop_finished(self.loop)
+        log_value, log_title = self.log_view.value, self.log_title.value
+        if self._log_task is None:
+            log_value = log_title = ""
+            self._log_shown = None
+        elif self._log_task != self._log_shown or time.monotonic() >= self._log_next:
+            # the log tail is a second message per render: at most one a second
+            self._log_shown, self._log_next = self._log_task, time.monotonic() + 1.0
+            log_title = f"<b>log {html.escape(self._log_task)}</b>"
+            log_value = (
+                '<div style="display:flex;flex-direction:column-reverse;max-height:240px;'
+                'overflow:auto;border:1px solid #d1d5db"><pre style="margin:4px;font-size:11px">'
+                f"{html.escape(_log_text(self.loop, self._log_task))}</pre></div>"
+            )
+        with self.hold_sync():
+            for rec in latest:
+                row = self._rows[str(rec.get("task_id"))]
+                st = str(_val(rec, "status") or "")
+                asked = self._requested.get(row.task_id, set())
+                live = st in ACTIVE and not finished
+                with row.stop.hold_sync(), row.kill.hold_sync():
+                    _set(row.stop, "disabled", not live or st == "stopping" or bool(asked))
+                    _set(row.kill, "disabled", not live or "kill" in asked)
+            boxes = [self._rows[t].box for t in ids]
+            if list(self.buttons.children[1:]) != boxes:
+                self.buttons.children = [self._spacer, *boxes]
+            _set(self.table, "value", table)
+            _set(self.pause_button, "disabled", finished or paused)
+            _set(self.resume_button, "disabled", finished or not paused)
+            _set(self.stop_all_button, "disabled", finished)
+            _set(self.log_title, "value", log_title)
+            _set(self.log_view, "value", log_value)
+            shown = "block" if self._log_task else "none"
+            if self.log_view.layout.display != shown:
+                self.log_view.layout.display = shown
+                self.log_close.layout.display = "" if self._log_task else "none"
+
+    def __repr__(self) -> str:
+        return text_table(_records(self.loop))
+
+
+def _set(widget: W.Widget, name: str, value: Any) -> None:
+    if getattr(widget, name) != value:
+        setattr(widget, name, value)
+
+
+_DASHBOARDS: weakref.WeakKeyDictionary[Any, Dashboard] = weakref.WeakKeyDictionary()
+_DASH_LOCK = threading.RLock()  # reentrant: GC may close an old dashboard while held
+
+
+def dashboard(loop: Any, **kwargs: Any) -> Dashboard:
+    """The loop's dashboard: created once per loop, shown as often as you like."""
+    with _DASH_LOCK:
+        dash = _DASHBOARDS.get(loop)
+        if dash is None or dash._closed.is_set():
+            dash = Dashboard(loop, **kwargs)
+            _DASHBOARDS[loop] = dash
+        return dash
+
+
+def mimebundle(
+    loop: Any, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """What `Loop._repr_mimebundle_` returns: text/plain and text/html always, plus the
+    widget view when a kernel is present (a static render then still shows the table)."""
+    records = _records(loop)
+    now = datetime.now(UTC)
+    head = summary_line(
+        summary(
+            records, progress=_progress(loop, records), elapsed_s=_loop_elapsed(loop, records, now)
+        )
+    )
+    data: dict[str, Any] = {
+        "text/plain": text_table(records, now=now, head=head),
+        "text/html": html_table(records, now=now, head=head),
+    }
+    if in_kernel():
+        view = dashboard(loop)._repr_mimebundle_()
+        if isinstance(view, tuple):
+            view = view[0]
+        if VIEW_MIME in view:
+            data[VIEW_MIME] = view[VIEW_MIME]
+    if include is not None:
+        keep = set(include)
+        data = {k: v for k, v in data.items() if k in keep}
+    if exclude is not None:
+        drop = set(exclude)
+        data = {k: v for k, v in data.items() if k not in drop}
+    return data
+
+
+__all__ = [
+    "ACTIVE",
+    "COLOURS",
+    "COLUMNS",
+    "HEAD_PX",
+    "ROW_PX",
+    "STATUSES",
+    "TOP_PX",
+    "VIEW_MIME",
+    "Dashboard",
+    "dashboard",
+    "html_table",
+    "in_kernel",
+    "latest_by_task",
+    "mimebundle",
+    "row_cells",
+    "summary",
+    "summary_line",
+    "text_table",
+]

@@ -1,0 +1,343 @@
+"""Client-side handle of one agent running on a Dask worker (see `dask_executor.py`).
+
+Owns: `DaskHandle` (the executor seam's handle: stop/kill/wait/tail/resources/pid), which
+applies the messages streamed from the worker in order on the executor's dispatcher thread
+(lines, resource samples, start, exit), the user's queue updates an agent made in its stub queue,
+and a shipped workspace's way back; and `DaskExitInfo` (an `ExitInfo` with where and why).
+Invariants: exactly one exit per handle, after its lines; callbacks run on the dispatcher thread,
+never on the Dask client's event loop.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...errors import WorkerError
+from ..process import ExitInfo
+from .remote import LOST, _remote_control
+
+if TYPE_CHECKING:
+    from .executor import DaskExecutor
+
+log = logging.getLogger(__name__)
+
+# fields of a task an agent added in its stub queue that the user's queue sets itself
+_NOT_COPIED = ("id", "title", "status", "created_at", "updated_at", "started_at", "completed_at")
+
+
+def _spec_dict(spec: Any) -> dict[str, Any]:
+    get = spec.get if isinstance(spec, Mapping) else (lambda k, d=None: getattr(spec, k, d))
+    argv = list(get("argv"))
+    stdin = get("stdin_path")
+    return {
+        "argv": [str(a) for a in argv],
+        "env": dict(get("env") or {}),
+        "cwd": str(get("cwd")),
+        "log_path": str(get("log_path")),
+        "worker_id": str(get("worker_id")),
+        "task_id": get("task_id"),
+        "stdin_path": str(stdin) if stdin else None,
+        "tail_lines": int(get("tail_lines", 200) or 200),
+    }
+
+
+def _callback(callbacks: Any, name: str) -> Callable[..., Any] | None:
+    if callbacks is None:
+        return None
+    if isinstance(callbacks, Mapping):
+        return callbacks.get(name)
+    return getattr(callbacks, name, None)
+
+
+@dataclass(frozen=True)
+class DaskExitInfo(ExitInfo):
+    """An `ExitInfo` that also says where the agent ran and, for reason "lost" (its Dask worker
+    died, the cluster closed, its task was cancelled) or a start failure, why."""
+
+    address: str | None = None
+    detail: str | None = None
+
+
+class DaskHandle:
+    """One agent running on a Dask worker; same surface as a local worker handle."""
+
+    def __init__(
+        self,
+        executor: DaskExecutor,
+        spec: dict[str, Any],
+        callbacks: Any,
+        address: str,
+        tail_lines: int = 200,
+    ) -> None:
+        self._ex = executor
+        self.hid = uuid.uuid4().hex[:12]
+        self.spec = spec
+        self.task_id: str | None = spec.get("task_id")
+        self.worker_id: str = spec["worker_id"]
+        self.address = address  # the owning Dask worker
+        self.log_path = Path(spec["log_path"])
+        self.pid: int | None = None  # on the owner's host
+        self.create_time: float | None = None
+        self.started_at = datetime.now(UTC)
+        self.exit_info: ExitInfo | None = None
+        self.detail: str | None = None  # why a "lost" exit happened
+        self.future: Any = None
+        self._on_line = _callback(callbacks, "on_line")
+        self._on_exit = _callback(callbacks, "on_exit")
+        self._on_drained = _callback(callbacks, "on_drained")
+        self._on_start = _callback(callbacks, "on_start")  # optional: a late start's pid
+        self._tail: collections.deque[str] = collections.deque(maxlen=max(1, tail_lines))
+        self._res: dict[str, float | int] = {"cpu_percent": 0.0, "rss_mb": 0.0, "num_procs": 0}
+        self._started = threading.Event()
+        self._exited = threading.Event()
+        self._lock = threading.Lock()
+        self._losing = False
+        self._spawning = False
+        self._logf: Any = None  # ship mode: the client writes the log from the stream
+        self.start_error: str | None = None
+        self.host = ""
+
+    def __repr__(self) -> str:
+        state = "exited" if self._exited.is_set() else "running"
+        return f"<DaskHandle {self.worker_id} task={self.task_id} on {self.address} {state}>"
+
+    # ------------------------------------------------------------ applied on the dispatcher
+
+    def _apply(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("k")
+        if self._exited.is_set():
+            return
+        if kind == "lines":
+            for line in msg["lines"]:
+                self._line(line)
+        elif kind == "res":
+            self._res = dict(msg["res"])
+        elif kind == "started":
+            self.pid, self.create_time = msg["pid"], msg["create_time"]
+            if msg.get("started_at"):
+                self.started_at = datetime.fromisoformat(msg["started_at"])
+            self._started.set()
+            if self._on_start is not None and not self._spawning:  # it was queued on its worker
+                try:
+                    self._on_start(self.pid)
+                except Exception:
+                    log.exception("on_start callback of %s failed", self.worker_id)
+        elif kind == "error":
+            if self._spawning:  # spawn() raises it, as the local executor does: no exit
+                self.start_error = msg["message"]
+                self._ex._forget(self)
+                self._started.set()
+                return
+            self._line(f"[ralphnb] cannot start on {self.address}: {msg['message']}")
+            self._finish(
+                self._synth(returncode=127, reason=None, detail=msg["message"]), msg["message"]
+            )
+        elif kind == "exit":
+            ex = msg["exit"]
+            if ex.get("shipped") or ex.get("ship_error"):
+                self._bring_back(ex)
+            if ex.get("marks"):
+                self._apply_marks(ex["marks"])
+            if ex.get("detail"):
+                self._line(f"[ralphnb] {ex['detail']}")
+            stderr = ex.get("stderr_path") if self._logf is None else None  # shipped: remote
+            info = DaskExitInfo(
+                pid=ex["pid"],
+                returncode=ex["returncode"],
+                signal=ex["signal"],
+                started_at=datetime.fromisoformat(ex["started_at"]),
+                ended_at=datetime.fromisoformat(ex["ended_at"]),
+                log_path=self.log_path,
+                reason=ex["reason"],
+                task_id=self.task_id,
+                worker_id=self.worker_id,
+                stderr_path=Path(stderr) if stderr else None,
+                address=self.address,
+                detail=ex.get("detail"),
+            )
+            self._finish(info, ex.get("detail"))
+        elif kind == "abort":  # never ran; a late start is killed as a stray
+            self._finish(
+                self._synth(signal_=int(signal.SIGKILL), reason=msg["reason"], detail=msg["why"]),
+                msg["why"],
+            )
+        elif kind == "lost":
+            if self._logf is None:  # shared path: the remote writer is gone, add the reason
+                with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as f:
+                    f.write(f"[ralphnb] {msg['why']}\n")
+            self._line(f"[ralphnb] {msg['why']}")
+            self._finish(
+                self._synth(signal_=int(signal.SIGKILL), reason=LOST, detail=msg["why"]), msg["why"]
+            )
+
+    def _inbox(self, msg: dict[str, Any]) -> None:
+        self._ex._inbox.put((self, msg))
+
+    def _bring_back(self, ex: dict[str, Any]) -> None:
+        """Mirror the shipped workspace's final tree over the client's workspace."""
+        from .ship import sync_back
+
+        err = ex.get("ship_error")
+        if err is None:
+            try:
+                res = self.future.result(timeout=120)
+                sync_back(res["workspace_tar"], self.spec["cwd"])
+            except Exception as exc:
+                err = f"could not bring the workspace back from {self.address}: {exc}"
+        if err is not None:
+            self._line(f"[ralphnb] {err}")
+            ex["detail"] = ex.get("detail") or err
+
+    def _line(self, line: str) -> None:
+        if self._logf is not None:
+            with contextlib.suppress(OSError):
+                self._logf.write(line + "\n")
+        self._tail.append(line)
+        if self._on_line is not None:
+            try:
+                self._on_line(line)
+            except Exception:
+                log.exception("on_line callback of %s failed", self.worker_id)
+
+    def _apply_marks(self, marks: dict[str, Any]) -> None:
+        """Apply what the agent did to its stub queue to the user's queue (client writes only):
+        done/reject of its task with its notes, and tasks it added (new ids allocated here;
+        links to other stub-only ids dropped)."""
+        repo = self.spec["env"].get("RALPHNB_REPO")
+        if not repo:
+            return
+        from ...queue.store import Queue
+
+        note = "\n".join(marks.get("notes") or []) or None
+        try:
+            q = Queue(repo)
+            for t in marks.get("added") or []:
+                fields = {k: v for k, v in t.items() if k not in _NOT_COPIED}
+                for link in ("depends_on", "blocks", "relates_to", "duplicates"):
+                    if fields.get(link):
+                        fields[link] = [i for i in fields[link] if i == self.task_id]
+                if fields.get("parent_id") and fields["parent_id"] != self.task_id:
+                    del fields["parent_id"]
+                q.add(str(t.get("title") or "untitled"), **fields)
+            if marks.get("status") == "done":
+                q.complete(self.task_id, note, archive=False)
+            elif marks.get("status") == "rejected":
+                q.reject(self.task_id, note)
+        except Exception as exc:
+            log.warning(
+                "could not apply %s's queue update for %s: %s", self.worker_id, self.task_id, exc
+            )
+
+    def _synth(
+        self,
+        *,
+        returncode: int | None = None,
+        signal_: int | None = None,
+        reason: str | None,
+        detail: str,
+    ) -> ExitInfo:
+        return DaskExitInfo(
+            pid=self.pid or 0,
+            returncode=returncode,
+            signal=signal_,
+            started_at=self.started_at,
+            ended_at=datetime.now(UTC),
+            log_path=self.log_path,
+            reason=reason,
+            task_id=self.task_id,
+            worker_id=self.worker_id,
+            address=self.address,
+            detail=detail,
+        )
+
+    def _finish(self, info: ExitInfo, detail: str | None = None) -> None:
+        with self._lock:
+            if self._exited.is_set():
+                return
+            self.exit_info, self.detail = info, detail
+            self._exited.set()
+        self._started.set()
+        self._ex._forget(self)
+        if self._logf is not None:
+            with contextlib.suppress(OSError):
+                self._logf.close()
+        for cb in (self._on_exit, self._on_drained):  # remote lines are drained before exit
+            if cb is not None:
+                try:
+                    cb(info)
+                except Exception:
+                    log.exception("exit callback of %s failed", self.worker_id)
+
+    # ------------------------------------------------------------ public surface
+
+    @property
+    def alive(self) -> bool:
+        return not self._exited.is_set()
+
+    def wait(self, timeout: float | None = None) -> ExitInfo | None:
+        """Block until the exit event was delivered (lines first); None on timeout."""
+        return self.exit_info if self._exited.wait(timeout) else None
+
+    def tail(self, n: int = 50) -> list[str]:
+        lines = list(self._tail)
+        return lines[-n:] if n > 0 else []
+
+    def resources(self) -> dict[str, float | int]:
+        """The latest sample sent by the owner (about once a second); zeros once exited."""
+        if not self.alive:
+            return {"cpu_percent": 0.0, "rss_mb": 0.0, "num_procs": 0}
+        return dict(self._res)
+
+    def stop(self, grace: float = 1.5, timeout: float = 10.0) -> ExitInfo:
+        """SIGINT the agent's group, `grace` seconds, then kill the tree; returns the exit."""
+        return self._control("stop", grace, grace + timeout)
+
+    def kill(self, timeout: float = 10.0) -> ExitInfo:
+        """SIGKILL the agent and every descendant now; returns the exit."""
+        return self._control("kill", 0.0, timeout)
+
+    def _control(self, action: str, grace: float, timeout: float) -> ExitInfo:
+        deadline = time.monotonic() + timeout
+        if self.alive and not self._started.is_set():  # still queued on its worker: cancel it
+            with contextlib.suppress(Exception):
+                self.future.cancel()
+            why = f"{action} before it started on {self.address}"
+            self._inbox({"k": "abort", "why": why, "reason": action})
+        if self.alive and self.pid is not None:
+            try:
+                res = self._ex.client.run(
+                    _remote_control,
+                    self.hid,
+                    self.pid,
+                    self.create_time,
+                    action,
+                    grace,
+                    workers=[self.address],
+                    on_error="return",
+                )
+                answer = res.get(self.address)
+            except Exception as exc:  # the owner is gone: the lost path delivers the exit
+                answer = exc
+            if answer != "ok" and self.alive and not self._exited.wait(0.5):
+                log.warning(
+                    "%s on %s for %s answered %r", action, self.address, self.worker_id, answer
+                )
+        info = self.wait(max(0.0, deadline - time.monotonic()))
+        if info is None:
+            raise WorkerError(
+                f"{action} of worker {self.worker_id} on Dask worker {self.address} was not "
+                f"confirmed within {timeout:.1f}s",
+                task_id=self.task_id,
+            )
+        return info

@@ -1,0 +1,376 @@
+"""The Dask-worker side of `DaskExecutor`: runs inside Dask worker processes, never in the client.
+
+Owns: `_remote_run` (the Dask task that supervises one agent with `process.Worker`, streams its
+lines, resource samples and exit to the client through `worker.log_event`, and kills the agent
+when its own task is cancelled), `_remote_control` (stop/kill one agent, aimed by `client.run` at
+the owning worker, after a pid + create_time identity check), `RalphnbWorkerPlugin` (teardown
+kills every agent of a closing Dask worker) and `reap_dead_workers` (agents orphaned by a Dask
+worker process that died by SIGKILL, found by their on-disk registry on the same host).
+Invariants: every agent is recorded in its Dask worker process's registry
+`<tmp>/ralphnb-dask-<uid>/<pid>-<ms>/` while it runs; a task refuses to run on any worker but the
+one it was pinned to; the exit message is sent after every line, exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from distributed import WorkerPlugin, get_worker
+
+from ...errors import WorkerError
+from ..process import ExitInfo, Worker
+from ..registry import Registry, find_leftovers, sweep_token
+
+log = logging.getLogger(__name__)
+
+PLUGIN_NAME = "ralphnb"
+LOST = "lost"
+_BATCH = 500  # lines per streamed message at most
+_BATCH_BYTES = 256 * 1024  # and about this much text (the scheduler keeps recent events)
+_GAP = 0.02  # seconds between two line messages of one agent at least
+
+
+def _registry_root() -> Path:
+    return Path(tempfile.gettempdir()) / f"ralphnb-dask-{os.getuid()}"
+
+
+def _proc_tag(pid: int) -> str:
+    return f"{pid}-{int(psutil.Process(pid).create_time() * 1000)}"
+
+
+def _tag_alive(tag: str) -> bool:
+    try:
+        pid, ms = (int(x) for x in tag.split("-"))
+        return abs(psutil.Process(pid).create_time() * 1000 - ms) < 100
+    except (ValueError, psutil.Error):
+        return False
+
+
+def reap_dead_workers(root: Path | None = None) -> int:
+    """Reap agents left by Dask worker processes of this host that died (e.g. SIGKILL).
+
+    Each Dask worker process records its agents under `<tmp>/ralphnb-dask-<uid>/<pid>-<ms>/`;
+    a directory whose owner is dead is swept (pid + create_time + token) and removed.
+    """
+    root = root or _registry_root()
+    n = 0
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if d.is_dir() and not _tag_alive(d.name):
+            n += _reap_dir(d)
+            shutil.rmtree(d, ignore_errors=True)
+    return n
+
+
+def _reap_dir(d: Path, timeout: float = 5.0) -> int:
+    """SIGKILL a registry's leftovers and wait until each is dead (a zombie counts as dead:
+    orphans are reaped by PID 1, which some containers do slowly)."""
+    procs = find_leftovers(d)
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        while time.monotonic() < deadline:
+            try:
+                if p.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.Error:
+                break
+            time.sleep(0.005)
+    for rec in Registry(d).records():
+        if rec.get("token"):
+            sweep_token(str(rec["token"]))
+    return len(procs)
+
+
+@dataclass
+class _Remote:
+    """One supervised agent inside a Dask worker process."""
+
+    worker: Worker
+    hid: str
+    topic: str
+    why: str | None = None  # set when the executor side (teardown, cancel) ended it
+
+
+@dataclass
+class _RemoteState:
+    registry: Registry
+    procs: dict[str, _Remote] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closing: bool = False
+
+
+_STATES: dict[str, _RemoteState] = {}
+_STATES_LOCK = threading.Lock()
+
+
+def _state(dask_worker: Any) -> _RemoteState:
+    with _STATES_LOCK:
+        st = _STATES.get(dask_worker.id)
+        if st is None:
+            st = _RemoteState(Registry(_registry_root() / _proc_tag(os.getpid())))
+            _STATES[dask_worker.id] = st
+        return st
+
+
+class RalphnbWorkerPlugin(WorkerPlugin):
+    """Kills every agent of a Dask worker when it closes; reaps agents of dead siblings."""
+
+    name = PLUGIN_NAME
+    idempotent = True  # registering it again must not tear down (kill) the agents running
+
+    def setup(self, worker: Any) -> None:
+        _state(worker)
+        with contextlib.suppress(Exception):
+            n = reap_dead_workers()
+            if n:
+                log.warning("ralphnb: reaped %d agent process(es) of dead Dask workers", n)
+
+    def teardown(self, worker: Any) -> None:
+        with _STATES_LOCK:
+            st = _STATES.pop(worker.id, None)
+        if st is None:
+            return
+        with st.lock:
+            st.closing = True
+            remotes = list(st.procs.values())
+        threads = []
+        for r in remotes:
+            r.why = r.why or f"Dask worker {worker.address} closed"
+            t = threading.Thread(target=_quiet_kill, args=(r.worker,), daemon=True)
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join(12.0)
+        if not st.registry.records():  # nothing left running: drop the directory
+            shutil.rmtree(st.registry.path, ignore_errors=True)
+
+
+def _quiet_kill(w: Worker, grace: float | None = None) -> None:
+    with contextlib.suppress(Exception):
+        if grace is None:
+            w.kill()
+        else:
+            w.stop(grace=grace)
+
+
+def _exit_dict(info: ExitInfo) -> dict[str, Any]:
+    return {
+        "pid": info.pid,
+        "returncode": info.returncode,
+        "signal": info.signal,
+        "started_at": info.started_at.isoformat(),
+        "ended_at": info.ended_at.isoformat(),
+        "log_path": str(info.log_path),
+        "reason": info.reason,
+        "stderr_path": str(info.stderr_path) if info.stderr_path else None,
+    }
+
+
+def _make_stub(root: Path, task: dict[str, Any]) -> Path:
+    """A one-task queue on the worker for `ralphnb task done` to mark (links stripped)."""
+    from ...queue.jsonio import dumps_pretty
+
+    stub = {k: v for k, v in task.items() if k not in ("depends_on", "blocks", "parent_id")}
+    stub.update(status="doing")
+    ralph = root / ".ralph"
+    ralph.mkdir(parents=True, exist_ok=True)
+    (ralph / "queue.jsonc").write_bytes(dumps_pretty({"version": 1, "tasks": [stub]}))
+    (ralph / "done.jsonc").write_bytes(dumps_pretty({"version": 1, "tasks": []}))
+    return root
+
+
+def _read_marks(root: Path, task: dict[str, Any]) -> dict[str, Any] | None:
+    """What the agent did in the stub queue: its task's final status and the notes it added
+    (if it marked it done or rejected), and any tasks it added (e.g. follow-ups)."""
+    from ...queue.jsonio import read_jsonc
+
+    out: dict[str, Any] = {"status": None, "notes": [], "added": []}
+    for name in ("queue.jsonc", "done.jsonc"):
+        with contextlib.suppress(Exception):
+            for t in read_jsonc(root / ".ralph" / name).get("tasks", []):
+                if t.get("id") != task.get("id"):
+                    out["added"].append(t)
+                elif t.get("status") in ("done", "rejected"):
+                    old = list(task.get("notes") or [])
+                    out.update(status=t["status"], notes=list(t.get("notes") or [])[len(old) :])
+    return out if out["status"] or out["added"] else None
+
+
+def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval: float) -> dict:
+    """Dask task: supervise one agent on this worker, streaming lines and the exit to `topic`."""
+    from distributed.worker import thread_state
+
+    dw = get_worker()
+    if dw.address != owner:  # re-run elsewhere after its worker died: the client owns retries
+        return {"refused": f"task pinned to {owner} reached {dw.address}"}
+    st = _state(dw)
+    key = getattr(thread_state, "key", None)
+    send_lock = threading.RLock()  # one sender at a time: lines leave in order, exit last
+    line_lock = threading.Lock()
+    pending: list[str] = []
+    seq = [0]
+
+    def send(kind: str, **data: Any) -> None:
+        with send_lock:
+            seq[0] += 1
+            dw.log_event(topic, {"h": hid, "k": kind, "seq": seq[0], **data})
+
+    def flush(res: dict | None = None) -> None:
+        with send_lock:
+            with line_lock:
+                batch, pending[:] = pending[:], []
+            i = 0
+            while i < len(batch):  # at most _BATCH lines / _BATCH_BYTES per message
+                j, size = i, 0
+                while j < len(batch) and j - i < _BATCH and size < _BATCH_BYTES:
+                    size += len(batch[j])
+                    j += 1
+                send("lines", lines=batch[i:j])
+                i = j
+            if res is not None:
+                send("res", res=res)
+
+    wake = threading.Event()  # set by new output: lines leave within _GAP, not a poll tick
+
+    def on_line(line: str) -> None:
+        with line_lock:
+            pending.append(line)
+        wake.set()
+
+    ship_base: Path | None = None
+    if spec.get("ship") is not None:  # no shared filesystem: the workspace came with the task
+        from .ship import resolve
+
+        ship_base = st.registry.path / "ship" / hid
+        spec = resolve(spec, ship_base)
+    stub_root: Path | None = None
+    env = dict(spec["env"])
+    if spec.get("stub_task") is not None:
+        stub_root = _make_stub(st.registry.path / "stubs" / hid, spec["stub_task"])
+        env["RALPHNB_REPO"] = str(stub_root)
+    done = threading.Event()
+    result: dict[str, Any] = {}
+
+    def on_drained(info: ExitInfo) -> None:
+        remote = st.procs.get(hid)
+        ex = _exit_dict(info)
+        if remote is not None and remote.why:
+            ex.update(reason=LOST, detail=remote.why)
+        if stub_root is not None:
+            ex["marks"] = _read_marks(stub_root, spec["stub_task"])
+        if ship_base is not None:  # the tree goes back as the task's result, not as an event
+            from .ship import pack_dir
+
+            try:
+                result["workspace_tar"] = pack_dir(ship_base / "ws")
+                ex["shipped"] = True
+            except OSError as exc:
+                ex["ship_error"] = f"could not pack the workspace on {dw.address}: {exc}"
+        result.update(ex)
+        with send_lock:
+            flush()
+            send("exit", exit=ex)
+        done.set()
+        wake.set()
+
+    w = Worker(
+        spec["argv"],
+        cwd=spec["cwd"],
+        env=env,
+        log_path=spec["log_path"],
+        worker_id=spec["worker_id"],
+        task_id=spec.get("task_id"),
+        on_line=on_line,
+        on_drained=on_drained,
+        stdin_path=spec.get("stdin_path"),
+        registry=st.registry,
+        tail_lines=spec.get("tail_lines", 200),
+    )
+    with st.lock:
+        if st.closing:
+            return {"refused": f"Dask worker {dw.address} is closing"}
+        st.procs[hid] = _Remote(w, hid, topic)
+    try:
+        with send_lock:  # "started" leaves before any line or the exit of a quick agent
+            try:
+                w.start()
+            except WorkerError as exc:
+                send("error", message=str(exc))
+                return {"error": str(exc)}
+            send(
+                "started",
+                pid=w.pid,
+                create_time=w.create_time,
+                address=dw.address,
+                started_at=w.started_at.isoformat() if w.started_at else None,
+            )
+        last_res = 0.0
+        while not done.is_set():
+            wake.wait(interval)
+            wake.clear()
+            if done.is_set():
+                break
+            now = time.monotonic()
+            res = None
+            if now - last_res >= 1.0:
+                last_res, res = now, w.resources()
+            flush(res)
+            ts = dw.state.tasks.get(key) if key is not None else None
+            if key is not None and (ts is None or ts.state in ("cancelled", "released")):
+                remote = st.procs[hid]
+                remote.why = remote.why or "the Dask task was cancelled"
+                threading.Thread(target=_quiet_kill, args=(w,), daemon=True).start()
+                done.wait(15.0)
+                break
+            done.wait(_GAP)  # coalesce chatty output into fewer messages
+        return result
+    finally:
+        with st.lock:
+            st.procs.pop(hid, None)
+        for tmp in (stub_root, ship_base):
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    tmp.parent.rmdir()  # stubs/ or ship/, once empty
+
+
+def _remote_control(
+    hid: str,
+    pid: int,
+    create_time: float | None,
+    action: str,
+    grace: float,
+    dask_worker: Any = None,
+) -> str:
+    """`client.run` target: stop or kill one agent of this worker, after an identity check."""
+    st = _STATES.get(dask_worker.id) if dask_worker is not None else None
+    remote = st.procs.get(hid) if st is not None else None
+    if remote is None:
+        return "gone"
+    w = remote.worker
+    if w.pid != pid:
+        return "mismatch"
+    try:
+        if create_time is not None and abs(psutil.Process(pid).create_time() - create_time) > 0.1:
+            return "mismatch"
+    except psutil.Error:
+        return "gone"
+    args = (w, grace) if action == "stop" else (w,)
+    threading.Thread(target=_quiet_kill, args=args, daemon=True).start()
+    return "ok"
+
+
+def _remote_sweep(dask_worker: Any = None) -> int:  # noqa: ARG001 - client.run injects it
+    return reap_dead_workers()

@@ -1,0 +1,546 @@
+"""Supervised worker processes: spawn, stream output, report the exit at once, stop/kill a tree.
+
+Owns: one agent process per `Worker`, run under the supervisor shim (`_shim.py`) in its own
+session, its log file, its bounded output tail, and stopping this process's workers at exit.
+Does not own: what the output means (runners parse lines), what an exit means (the loop), or
+the on-disk worker records and leftover reaping (`registry`, re-exported here).
+Invariants:
+- Exactly one monitor thread per worker reaps the shim (`Popen.wait`) and calls `on_exit` the
+  moment the agent exits (the shim reports the agent's wait status on a pipe; no polling).
+  `on_exit` may run before the last output lines reach `on_line`; `on_drained` and `wait()`
+  come after every line was delivered and the shim was reaped. Signals are never sent after
+  the shim was reaped (the monitor waits with WNOWAIT first): a recycled pid is never signalled.
+- After `stop()`/`kill()` return, no process of the worker remains: the shim (a child subreaper)
+  kills every descendant, and a sweep by the per-worker token env var catches anything else.
+  This holds from the moment `start()` returns: the shim is spawned with its signals blocked
+  and unblocks them once its handlers exist, so an early SIGUSR1/SIGINT is never fatal to it
+  by default (a kill still reports SIGKILL, a stop SIGINT) and start() does not wait for it.
+- Memory per worker is bounded: a tail of lines and one partial line of at most `MAX_LINE` bytes.
+- Workers get an environment built from an allow-list plus explicit additions (`build_env`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from ..errors import WorkerError
+from . import resources as _resources
+from .registry import TOKEN_VAR, Registry, add_live, live_workers, sweep_token
+
+log = logging.getLogger(__name__)
+
+SHIM_PATH = Path(__file__).with_name("_shim.py")
+# Held (blocked) in the shim from exec until its handlers are installed; see `_shim.py`.
+SHIM_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
+CHUNK = 64 * 1024
+MAX_LINE = 64 * 1024
+DEFAULT_ENV_ALLOW: tuple[str, ...] = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TERM",
+    "TZ",
+    "TMPDIR",
+    "SHELL",
+    "GIT_AUTHOR_*",
+    "GIT_COMMITTER_*",
+)
+
+
+def build_env(
+    extra: Mapping[str, str | None] | None = None,
+    *,
+    allow: Iterable[str] = DEFAULT_ENV_ALLOW,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The parent's allow-listed variables (`NAME` or `PREFIX*`) plus `extra` (None deletes)."""
+    base = os.environ if base is None else base
+    exact = {a for a in allow if not a.endswith("*")}
+    prefixes = tuple(a[:-1] for a in allow if a.endswith("*"))
+    env = {k: v for k, v in base.items() if k in exact or (prefixes and k.startswith(prefixes))}
+    for k, v in (extra or {}).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = str(v)
+    return env
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a worker ended. Exactly one of `returncode` and `signal` is set."""
+
+    pid: int
+    returncode: int | None
+    signal: int | None
+    started_at: datetime
+    ended_at: datetime
+    log_path: Path
+    reason: str | None  # "stop" | "kill" | None (exited by itself)
+    task_id: str | None = None
+    worker_id: str | None = None
+    stderr_path: Path | None = None
+
+    @property
+    def duration(self) -> float:
+        return (self.ended_at - self.started_at).total_seconds()
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+# ---------------------------------------------------------------- live-worker tracking
+
+_atexit_registered = False
+_atexit_lock = threading.Lock()
+
+
+def _track(worker: Worker) -> None:
+    global _atexit_registered
+    add_live(worker)
+    with _atexit_lock:
+        if not _atexit_registered:
+            atexit.register(stop_all)
+            _atexit_registered = True
+
+
+def stop_all(grace: float = 0.5, timeout: float = 5.0) -> None:
+    """Stop every live worker of this process (SIGINT, short grace, then kill). Never raises."""
+    workers = live_workers()
+    for w in workers:
+        with contextlib.suppress(Exception):
+            w._send_level(1)
+    deadline = time.monotonic() + grace
+    for w in workers:
+        w._exited.wait(max(0.0, deadline - time.monotonic()))
+    for w in workers:
+        with contextlib.suppress(Exception):
+            w.kill(timeout=timeout)
+
+
+# ---------------------------------------------------------------- the worker
+
+
+class Worker:
+    """One agent process under the shim, with a monitor thread and an output reader thread."""
+
+    _pre_monitor_hook: Callable[[Worker], None] | None = None  # tests: delay the monitor
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | Path,
+        env: Mapping[str, str] | None = None,
+        log_path: str | Path,
+        worker_id: str,
+        task_id: str | None = None,
+        on_line: Callable[[str], None] | None = None,
+        on_exit: Callable[[ExitInfo], None] | None = None,
+        on_drained: Callable[[ExitInfo], None] | None = None,
+        stdin_path: str | Path | None = None,
+        tail_lines: int = 200,
+        registry: Registry | None = None,
+    ) -> None:
+        if isinstance(argv, str) or not argv:
+            raise WorkerError("argv must be a non-empty list of strings", task_id=task_id)
+        self.argv = [str(a) for a in argv]
+        self.cwd = Path(cwd)
+        self.env = dict(build_env() if env is None else env)
+        self.log_path = Path(log_path)
+        self.stderr_path = self.log_path.with_name(self.log_path.name + ".stderr")
+        self.worker_id = worker_id
+        self.task_id = task_id
+        self.on_line, self.on_exit, self.on_drained = on_line, on_exit, on_drained
+        self.stdin_path = Path(stdin_path) if stdin_path is not None else None
+        self.registry = registry
+        self.token = f"{os.getpid()}-{secrets.token_hex(8)}"
+        self.pid: int | None = None  # the supervisor shim's pid (session and group leader)
+        self.agent_pid: int | None = None  # the agent's own pid, once the shim has forked it
+        self.create_time: float | None = None
+        self.started_at: datetime | None = None
+        self.exit_info: ExitInfo | None = None
+        self.lines_seen = 0
+        self.bytes_seen = 0
+        self._tail: collections.deque[str] = collections.deque(maxlen=max(1, tail_lines))
+        self._tail_lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._level = 0  # 1 SIGINT sent, 2 kill-all asked of the shim, 3 SIGKILL + sweep
+        self._reaping = False
+        self._reason: str | None = None
+        self._exited = threading.Event()
+        self._drained = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._status_fd = -1
+        self._monitor: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        state = "new" if self.pid is None else ("running" if self.alive else "exited")
+        return f"<Worker {self.worker_id} task={self.task_id} pid={self.pid} {state}>"
+
+    # -------------------------------------------------------------- start
+
+    def _check_executable(self) -> None:
+        exe = self.argv[0]
+        if os.sep in exe:
+            path = exe if os.path.isabs(exe) else os.path.join(self.cwd, exe)
+            ok = os.path.isfile(path) and os.access(path, os.X_OK)
+        else:
+            ok = shutil.which(exe, path=self.env.get("PATH", os.defpath)) is not None
+        if not ok:
+            raise WorkerError(
+                f"cannot start worker {self.worker_id}: executable {exe!r} not found "
+                f"(PATH={self.env.get('PATH', '')!r}, cwd={str(self.cwd)!r}); install it or "
+                "give its full path",
+                task_id=self.task_id,
+            )
+
+    def start(self) -> Worker:
+        """Spawn the process under the shim and start its reader and monitor threads."""
+        if self._proc is not None:
+            raise WorkerError(f"worker {self.worker_id} was already started", task_id=self.task_id)
+        if not self.cwd.is_dir():
+            raise WorkerError(f"worker cwd {self.cwd} is not a directory", task_id=self.task_id)
+        self._check_executable()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(self.env)
+        env[TOKEN_VAR] = self.token
+        status_r, status_w = os.pipe()  # the shim writes the agent's wait status here
+        cmd = [
+            sys.executable,
+            "-I",
+            "-S",
+            str(SHIM_PATH),
+            "--status-fd",
+            str(status_w),
+            "--",
+            *self.argv,
+        ]
+        stdin = os.fspath(self.stdin_path) if self.stdin_path is not None else os.devnull
+        logf = open(self.log_path, "wb", buffering=0)  # noqa: SIM115 - owned by the reader
+        try:
+            with open(stdin, "rb") as fin, open(self.stderr_path, "wb") as ferr:
+                self.started_at = datetime.now(UTC)
+                # The shim inherits this thread's signal mask through exec: with its signals
+                # blocked, a stop()/kill() sent before its handlers exist is held, not fatal.
+                mask = signal.pthread_sigmask(signal.SIG_BLOCK, SHIM_SIGNALS)
+                try:
+                    self._proc = subprocess.Popen(
+                        cmd,
+                        cwd=self.cwd,
+                        env=env,
+                        stdin=fin,
+                        stdout=subprocess.PIPE,
+                        stderr=ferr,
+                        start_new_session=True,
+                        close_fds=True,
+                        pass_fds=(status_w,),
+                    )
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        except OSError as exc:
+            logf.close()
+            os.close(status_r)
+            raise WorkerError(
+                f"cannot start worker {self.worker_id} ({self.argv[0]!r}): {exc}",
+                task_id=self.task_id,
+            ) from exc
+        finally:
+            os.close(status_w)
+        self._status_fd = status_r
+        self.pid = self._proc.pid
+        _track(self)
+        assert self._proc.stdout is not None
+        self._reader = threading.Thread(
+            target=self._read,
+            args=(self._proc.stdout.fileno(), logf),
+            name=f"ralphnb-reader-{self.worker_id}",
+            daemon=True,
+        )
+        if Worker._pre_monitor_hook is not None:
+            Worker._pre_monitor_hook(self)
+        # The monitor starts the reader and records the worker, keeping start() cheap.
+        self._monitor = threading.Thread(
+            target=self._watch, name=f"ralphnb-monitor-{self.worker_id}", daemon=True
+        )
+        self._monitor.start()
+        return self
+
+    # -------------------------------------------------------------- threads
+
+    def _emit(self, raw: bytes) -> None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        line = raw.decode("utf-8", errors="replace")
+        with self._tail_lock:
+            self._tail.append(line)
+        self.lines_seen += 1
+        if self.on_line is not None:
+            try:
+                self.on_line(line)
+            except Exception:
+                log.exception("on_line callback of worker %s failed", self.worker_id)
+
+    def _read(self, fd: int, logf: Any) -> None:
+        partial = bytearray()
+        overflow = False  # the current line passed MAX_LINE: drop bytes until its newline
+        try:
+            while True:
+                try:
+                    chunk = os.read(fd, CHUNK)
+                except InterruptedError:  # pragma: no cover - PEP 475 retries
+                    continue
+                if not chunk:
+                    break
+                self.bytes_seen += len(chunk)
+                logf.write(chunk)
+                start = 0
+                while True:
+                    nl = chunk.find(b"\n", start)
+                    if nl < 0:
+                        if not overflow:
+                            partial += chunk[start : start + MAX_LINE - len(partial)]
+                            overflow = len(partial) >= MAX_LINE
+                        break
+                    if overflow:
+                        overflow = False
+                        self._emit(bytes(partial))
+                        partial.clear()
+                    elif partial:
+                        partial += chunk[start : min(nl, start + MAX_LINE - len(partial))]
+                        self._emit(bytes(partial))
+                        partial.clear()
+                    else:
+                        self._emit(chunk[start : min(nl, start + MAX_LINE)])
+                    start = nl + 1
+            if partial:
+                self._emit(bytes(partial))
+        except Exception:
+            log.exception("output reader of worker %s failed", self.worker_id)
+        finally:
+            with contextlib.suppress(OSError):
+                logf.close()
+            if self._proc is not None and self._proc.stdout is not None:
+                with contextlib.suppress(OSError):
+                    self._proc.stdout.close()
+
+    def _watch(self) -> None:
+        proc = self._proc
+        assert proc is not None and self._reader is not None
+        with contextlib.suppress(psutil.Error):
+            self.create_time = psutil.Process(proc.pid).create_time()
+        if self.registry is not None:
+            try:
+                self.registry.add(self)
+            except OSError as exc:
+                log.warning("could not record worker %s in registry: %s", self.worker_id, exc)
+        self._reader.start()
+        status = self._read_status()  # the agent's own exit, reported by the shim at once
+        info = self._exited_with(status) if status is not None else None
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # wait without reaping
+        with self._lock:
+            self._reaping = True  # from now on the pid may be recycled: no more signals
+        rc = proc.wait()
+        if info is None:  # the shim died without reporting (e.g. SIGKILLed from outside)
+            info = self._exited_with(rc)
+        elif rc == -signal.SIGKILL and info.signal != signal.SIGKILL:
+            sweep_token(self.token)  # the shim was killed while sweeping: finish its job
+        self._drain(info)
+
+    def _read_status(self) -> int | None:
+        """Block until the shim reports the agent's wait status; None if it never does.
+
+        The shim first reports the agent's pid (`p<pid>`), then its wait status.
+        """
+        buf = b""
+        try:
+            while True:
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.startswith(b"p"):
+                        self.agent_pid = int(line[1:])
+                    else:
+                        return os.waitstatus_to_exitcode(int(line))
+                chunk = os.read(self._status_fd, 64)
+                if not chunk:
+                    return None
+                buf += chunk
+        except (OSError, ValueError):
+            return None
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(self._status_fd)
+
+    def _exited_with(self, rc: int) -> ExitInfo:
+        """Record the exit (Popen convention: -N for signal N) and fire `on_exit`."""
+        assert self.started_at is not None and self.pid is not None
+        info = ExitInfo(
+            pid=self.pid,
+            returncode=rc if rc >= 0 else None,
+            signal=-rc if rc < 0 else None,
+            started_at=self.started_at,
+            ended_at=datetime.now(UTC),
+            log_path=self.log_path,
+            reason=self._reason,
+            task_id=self.task_id,
+            worker_id=self.worker_id,
+            stderr_path=self.stderr_path,
+        )
+        self.exit_info = info
+        self._exited.set()
+        if self.on_exit is not None:
+            try:
+                self.on_exit(info)
+            except Exception:
+                log.exception("on_exit callback of worker %s failed", self.worker_id)
+        return info
+
+    def _drain(self, info: ExitInfo) -> None:
+        reader = self._reader
+        assert reader is not None
+        if info.signal == signal.SIGKILL:  # the shim may have died before sweeping
+            sweep_token(self.token)
+        reader.join(0.5)
+        if reader.is_alive():  # something still holds the output pipe: an escapee
+            n = sweep_token(self.token)
+            log.warning("worker %s: swept %d process(es) holding its output", self.worker_id, n)
+            reader.join(5.0)
+        if self.registry is not None:
+            self.registry.remove(self)
+        self._drained.set()
+        if self.on_drained is not None:
+            try:
+                self.on_drained(info)
+            except Exception:
+                log.exception("on_drained callback of worker %s failed", self.worker_id)
+
+    # -------------------------------------------------------------- state
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and not self._exited.is_set()
+
+    @property
+    def drained(self) -> bool:
+        return self._drained.is_set()
+
+    def wait(self, timeout: float | None = None) -> ExitInfo | None:
+        """Block until the process exited and its output is drained; None on timeout."""
+        if self._proc is None:
+            raise WorkerError(f"worker {self.worker_id} was not started", task_id=self.task_id)
+        if not self._drained.wait(timeout):
+            return None
+        return self.exit_info
+
+    def tail(self, n: int = 50) -> list[str]:
+        """The last `n` output lines (bounded by `tail_lines`)."""
+        with self._tail_lock:
+            lines = list(self._tail)
+        return lines[-n:] if n > 0 else []
+
+    def stderr_tail(self, max_bytes: int = 4096) -> str:
+        """The end of the worker's stderr file (decoded, replacement for bad bytes)."""
+        try:
+            with open(self.stderr_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - max_bytes))
+                return f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    # -------------------------------------------------------------- stop / kill
+
+    def _send_level(self, level: int) -> None:
+        """Escalate to `level` once (1 SIGINT group, 2 shim kill-all, 3 SIGKILL + sweep)."""
+        with self._lock:
+            if self._reaping or self._level >= level or self._proc is None:
+                return
+            self._level = level
+            pid = self._proc.pid
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if level == 1:
+                    os.killpg(pid, signal.SIGINT)
+                elif level == 2:
+                    os.kill(pid, signal.SIGUSR1)
+                else:
+                    os.killpg(pid, signal.SIGKILL)
+        if level == 3:
+            sweep_token(self.token)
+
+    def _escalate(self, deadline: float) -> None:
+        self._send_level(2)
+        if not self._exited.wait(max(0.0, min(1.0, deadline - time.monotonic()))):
+            self._send_level(3)
+
+    def _finish(self, deadline: float) -> ExitInfo:
+        info = self.wait(max(0.0, deadline - time.monotonic()))
+        if info is None:
+            raise WorkerError(
+                f"worker {self.worker_id} (pid {self.pid}) did not exit in time; "
+                "reap it with ralphnb.workers.registry.reap_leftovers",
+                task_id=self.task_id,
+            )
+        return info
+
+    def stop(self, grace: float = 1.5, timeout: float = 10.0) -> ExitInfo:
+        """SIGINT the group, wait `grace`, then kill everything. Returns once exit is confirmed."""
+        if self._proc is None:
+            raise WorkerError(f"worker {self.worker_id} was not started", task_id=self.task_id)
+        deadline = time.monotonic() + grace + timeout
+        with self._lock:
+            if self._reason is None and not self._reaping:
+                self._reason = "stop"
+        self._send_level(1)
+        if not self._exited.wait(grace):
+            self._escalate(deadline)
+        return self._finish(deadline)
+
+    def kill(self, timeout: float = 10.0) -> ExitInfo:
+        """Kill the agent and every descendant now. Returns once exit is confirmed."""
+        if self._proc is None:
+            raise WorkerError(f"worker {self.worker_id} was not started", task_id=self.task_id)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if not self._reaping:
+                self._reason = "kill"
+        self._escalate(deadline)
+        return self._finish(deadline)
+
+    # -------------------------------------------------------------- resources
+
+    def resources(self) -> dict[str, float | int]:
+        """CPU % (since the previous sample), RSS in MB and process count of the agent's tree.
+
+        The shim itself is left out. Read from the shared process-table snapshot (`resources`),
+        so sampling many workers at once walks the table once; figures are at most
+        `resources.WINDOW` old. A process's first sample reports 0 CPU. Zeros once exited.
+        """
+        if not self.alive or self.pid is None:
+            return {"cpu_percent": 0.0, "rss_mb": 0.0, "num_procs": 0}
+        started = self.started_at.timestamp() if self.started_at is not None else None
+        return _resources.tree_usage(self.pid, started=started)

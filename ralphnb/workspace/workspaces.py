@@ -1,0 +1,499 @@
+"""Isolated workspaces: one directory per task, outside the user's checkout.
+
+Owns: creating, finding and removing a task's workspace, and `run_git`, the one way ralphnb runs
+git. In a git repository a workspace is a linked worktree (`mode="worktree"`) or a separate local
+clone (`mode="clone"`) on branch `ralph/<TASK_ID>` started from the target branch; outside git it
+is a copy of the directory (`mode="copy"`) plus a manifest of what was copied (relative path ->
+sha256, size, exec bit; `manifest(task_id)`), kept under the root's metadata, never inside the
+workspace, as the base of integrate_copy's three-way copy back. `.env*` files and `copy_ignored`
+paths that git ignores are copied in; build outputs and caches (`.venv`, `node_modules`, ...)
+are not. Default location: `<repo parent>/.workspaces/<repo name>/<TASK_ID>`.
+Does not own: committing or merging work back (integrate.py, integrate_copy.py).
+
+Invariants:
+- The user's checkout (index, working tree, HEAD, stash) is never modified: only refs
+  (`ralph/<ID>`) and worktree bookkeeping under `.git/` are written.
+- Task ids are validated before they become a path or branch; a path resolving outside the
+  workspace root is refused. A workspace left from an earlier run is never overwritten:
+  `create` raises unless `reuse=True`.
+- Every git command runs with hooks and fsmonitor disabled, no terminal prompt, and no optional
+  index locks, so nothing an agent planted in `.git/hooks` or `core.fsmonitor` runs on the host.
+- `remove` is idempotent and never raises.
+
+Untrusted agents: a linked worktree shares the main repository's `.git` (config, hooks, refs,
+objects) and an agent can write there. ralphnb's own git calls are immune to planted hooks and
+fsmonitor, but the user's own later `git` commands in the checkout are not. Give an untrusted agent
+a separate clone: `Workspaces(repo, mode="clone")` (or `Loop(..., workspace_mode="clone")`). The
+clone has its own `.git` (objects copied, no hardlinks), so nothing the agent writes reaches the
+user's repository until ralphnb fetches the finished branch back (`Workspaces.sync_branch`), a
+fetch that runs no hook of the clone. Disabling hooks does not cover commands configured as
+filter or diff drivers (`filter.<name>.smudge`, `diff.<name>.textconv`) in a shared config: an
+agent in a worktree can plant those too, another reason for a clone. It is still the same OS
+user: real containment of a hostile agent needs a container or a separate account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import QueueError, WorkspaceError
+from ..queue.ids import is_task_id, validate_task_id
+from .git import run_git
+
+log = logging.getLogger(__name__)
+
+BRANCH_PREFIX = "ralph/"
+COPY_EXCLUDE: tuple[str, ...] = (
+    ".git",
+    ".venv",
+    "venv",
+    "node_modules",
+    "__pycache__",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".tox",
+    ".nox",
+    ".ipynb_checkpoints",
+    ".cache",
+    ".gradle",
+    ".next",
+    ".workspaces",
+)
+_META_DIR = ".ralphnb-meta"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass
+class Workspace:
+    """One task's directory. `base` is the commit it started from (None for copies)."""
+
+    task_id: str
+    path: Path
+    kind: str  # "worktree" | "clone" | "copy"
+    branch: str | None
+    base: str | None
+
+
+def _rmtree(path: Path) -> None:
+    def fix(func, p, exc):  # an agent may leave read-only dirs behind
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), stat.S_IRWXU)
+            os.chmod(p, stat.S_IRWXU)
+        with contextlib.suppress(FileNotFoundError):
+            func(p)
+
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, onerror=fix)
+
+
+def _excluded(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def path_state(path: Path) -> dict | None:
+    """What is at `path`, without following a final symlink: None (absent), {"dir": True},
+    {"link": target}, {"sha256", "size", "x"} for a regular file, {"other": True} otherwise."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return {"link": os.readlink(path)}
+    if stat.S_ISDIR(st.st_mode):
+        return {"dir": True}
+    if not stat.S_ISREG(st.st_mode):
+        return {"other": True}
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return {"sha256": h.hexdigest(), "size": st.st_size, "x": bool(st.st_mode & 0o111)}
+
+
+def scan_tree(
+    top: Path, exclude: Iterable[str] = COPY_EXCLUDE, *, skip: Path | None = None
+) -> dict[str, dict]:
+    """Every regular file and symlink under `top` (relative posix path -> `path_state`),
+    leaving out names matching `exclude` at any depth and the directory `skip`. Symlinked
+    directories are recorded as links, never followed."""
+    excl = tuple(exclude)
+    out: dict[str, dict] = {}
+    for d, dirs, files in os.walk(top):
+        here = Path(d)
+        keep = []
+        for n in dirs:
+            if _excluded(n, excl) or (skip is not None and here / n == skip):
+                continue
+            if (here / n).is_symlink():
+                files.append(n)
+            else:
+                keep.append(n)
+        dirs[:] = keep
+        for n in files:
+            if _excluded(n, excl):
+                continue
+            state = path_state(here / n)
+            if state is not None and "other" not in state:
+                out[(here / n).relative_to(top).as_posix()] = state
+    return out
+
+
+class Workspaces:
+    """Creates and tracks the workspaces of one repository (or plain directory)."""
+
+    def __init__(
+        self,
+        repo: str | Path = ".",
+        *,
+        root: str | Path | None = None,
+        mode: str = "auto",
+        copy_ignored: Iterable[str] = (),
+        target_branch: str | None = None,
+        copy_exclude: Iterable[str] = COPY_EXCLUDE,
+    ) -> None:
+        if mode not in ("auto", "worktree", "clone", "copy"):
+            raise WorkspaceError(
+                f"unknown workspace mode {mode!r}: use auto, worktree, clone or copy"
+            )
+        repo = Path(repo).resolve()
+        if not repo.is_dir():
+            raise WorkspaceError(f"{repo} is not a directory", path=repo)
+        top = run_git(["rev-parse", "--show-toplevel"], repo, check=False)
+        self.is_git = top.returncode == 0 and bool(top.stdout.strip())
+        self.repo = Path(top.stdout.strip()).resolve() if self.is_git else repo
+        if mode == "auto":
+            mode = "worktree" if self.is_git else "copy"
+        if mode in ("worktree", "clone") and not self.is_git:
+            raise WorkspaceError(
+                f"mode={mode!r} needs a git repository; {repo} is not one (use mode='copy')",
+                path=repo,
+            )
+        self.mode = mode
+        self.root = Path(root) if root else self.repo.parent / ".workspaces" / self.repo.name
+        self.root = self.root.expanduser().resolve()
+        if self.root == self.repo or self.root.is_relative_to(self.repo):
+            raise WorkspaceError(
+                f"workspace root {self.root} is inside the checkout {self.repo}; workspaces must "
+                "live outside it (default: <repo parent>/.workspaces/<repo name>)",
+                path=self.root,
+            )
+        if self.repo.is_relative_to(self.root):
+            raise WorkspaceError(
+                f"workspace root {self.root} contains the checkout {self.repo}", path=self.root
+            )
+        self.copy_ignored = tuple(copy_ignored)
+        self.copy_exclude = tuple(copy_exclude)
+        self.target_branch = target_branch
+        if self.is_git and target_branch is None:
+            r = run_git(["symbolic-ref", "-q", "--short", "HEAD"], self.repo, check=False)
+            self.target_branch = r.stdout.strip() or None  # None: detached HEAD
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Workspaces {self.repo} mode={self.mode} root={self.root}>"
+
+    # -------------------------------------------------------------- paths and metadata
+
+    def path_for(self, task_id: str) -> Path:
+        """The workspace path of a task id (validated; must resolve inside the root)."""
+        try:
+            validate_task_id(task_id)
+            if not _SAFE_NAME.fullmatch(task_id):  # belt and braces: one plain path component
+                raise QueueError(f"{task_id!r} is not a plain name", task_id=str(task_id))
+        except QueueError as exc:
+            raise WorkspaceError(
+                f"refusing workspace for {task_id!r}: {exc}", task_id=str(task_id)
+            ) from exc
+        path = (self.root / task_id).resolve()
+        if path.parent != self.root:
+            raise WorkspaceError(
+                f"workspace path {path} resolves outside the root {self.root}",
+                path=path,
+                task_id=task_id,
+            )
+        return path
+
+    def _meta(self, task_id: str) -> Path:
+        return self.root / _META_DIR / f"{task_id}.json"
+
+    def manifest_path(self, task_id: str) -> Path:
+        """Where a copy workspace's manifest lives: beside it, not inside it."""
+        return self.root / _META_DIR / f"{task_id}.manifest.json"
+
+    def manifest(self, task_id: str) -> dict | None:
+        """A copy workspace's manifest ({"files": {path: state}, "exclude": [...]}), or None."""
+        try:
+            doc = json.loads(self.manifest_path(task_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) and isinstance(doc.get("files"), dict) else None
+
+    def _write_meta(self, ws: Workspace) -> None:
+        m = self._meta(ws.task_id)
+        m.parent.mkdir(parents=True, exist_ok=True)
+        m.write_text(json.dumps({"kind": ws.kind, "branch": ws.branch, "base": ws.base}))
+
+    # -------------------------------------------------------------- create
+
+    def create(self, task_id: str, *, reuse: bool = False) -> Workspace:
+        """Create the task's workspace. A leftover one raises, unless `reuse=True` returns it."""
+        path = self.path_for(task_id)
+        with self._lock:
+            if path.exists() or path.is_symlink():
+                ws = self.get(task_id)
+                if reuse and ws is not None:
+                    return ws
+                raise WorkspaceError(
+                    f"workspace for {task_id} already exists at {path} (left from an earlier "
+                    f"run?): reuse it with create({task_id!r}, reuse=True) or delete it with "
+                    f"remove({task_id!r})",
+                    path=path,
+                    task_id=task_id,
+                )
+            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                if self.mode == "copy":
+                    ws = self._create_copy(task_id, path)
+                else:
+                    ws = self._create_git(task_id, path, reuse=reuse)
+                    self._copy_extras(path, task_id)
+                self._write_meta(ws)
+            except BaseException:
+                self._remove_quiet(task_id, path)  # it did not exist before: ours to clean
+                raise
+            return ws
+
+    def _create_git(self, task_id: str, path: Path, *, reuse: bool) -> Workspace:
+        branch = BRANCH_PREFIX + task_id
+        target = self.target_branch or "HEAD"
+        r = run_git(["rev-parse", "--verify", "-q", f"{target}^{{commit}}"], self.repo, check=False)
+        base = r.stdout.strip()
+        if r.returncode != 0 or not base:
+            raise WorkspaceError(
+                f"target {target!r} is not a commit in {self.repo}; commit "
+                "something first or set target_branch",
+                path=self.repo,
+                task_id=task_id,
+            )
+        if self.mode == "worktree":
+            args = ["worktree", "add", "-q", "-b", branch, str(path), base]
+            r = run_git(args, self.repo, check=False, task_id=task_id)
+            if r.returncode != 0 and "already exists" in r.stderr and self._branch_exists(branch):
+                if not reuse:
+                    raise WorkspaceError(
+                        f"branch {branch} already exists (left from an earlier run?): pass "
+                        f"reuse=True to continue on it, or remove({task_id!r}, "
+                        "delete_branch=True) to start over",
+                        path=path,
+                        task_id=task_id,
+                    )
+                run_git(["worktree", "prune"], self.repo, check=False)
+                run_git(["worktree", "add", "-q", str(path), branch], self.repo, task_id=task_id)
+                base = self._merge_base(path, base) or base
+            elif r.returncode != 0:
+                run_git(["worktree", "prune"], self.repo, check=False)  # stale registration?
+                run_git(args, self.repo, task_id=task_id)
+            return Workspace(task_id, path, "worktree", branch, base)
+        run_git(
+            [
+                "clone",
+                "-q",
+                "--no-hardlinks",
+                "--no-checkout",
+                "--local",
+                str(self.repo),
+                str(path),
+            ],
+            self.root,
+            task_id=task_id,
+        )
+        start = base
+        if reuse and self._branch_exists(branch):
+            run_git(
+                ["fetch", "-q", "--no-tags", str(self.repo), f"{branch}:{branch}"],
+                path,
+                task_id=task_id,
+            )
+            start = branch
+        if start == branch:
+            run_git(["checkout", "-q", branch], path, task_id=task_id)
+            base = self._merge_base(path, base) or base
+        else:
+            run_git(["checkout", "-q", "-b", branch, base], path, task_id=task_id)
+        return Workspace(task_id, path, "clone", branch, base)
+
+    def _branch_exists(self, branch: str) -> bool:
+        r = run_git(["rev-parse", "--verify", "-q", f"refs/heads/{branch}"], self.repo, check=False)
+        return r.returncode == 0
+
+    def _merge_base(self, path: Path, base: str) -> str | None:
+        r = run_git(["merge-base", "HEAD", base], path, check=False)
+        return r.stdout.strip() or None
+
+    def _ignored(self, rels: list[str]) -> set[str]:
+        if not rels:
+            return set()
+        r = run_git(["check-ignore", "--", *rels], self.repo, check=False)
+        return {line.strip() for line in r.stdout.splitlines() if line.strip()}
+
+    def _copy_extras(self, path: Path, task_id: str) -> None:
+        """Copy `.env*` files and `copy_ignored` paths git ignores (never tracked/committable)."""
+        rels = [p.name for p in self.repo.glob(".env*") if p.is_file()]
+        for pattern in self.copy_ignored:
+            rels += [str(p.relative_to(self.repo)) for p in self.repo.glob(pattern)]
+        rels = sorted(set(rels))
+        ignored = self._ignored(rels)
+        for rel in rels:
+            if rel not in ignored:
+                log.warning(
+                    "%s: not copying %s into the workspace: git does not ignore it, so "
+                    "the agent's commit would include it",
+                    task_id,
+                    rel,
+                )
+                continue
+            src, dst = self.repo / rel, path / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
+            else:
+                shutil.copy2(src, dst, follow_symlinks=False)
+
+    def _create_copy(self, task_id: str, path: Path) -> Workspace:
+        excl = self.copy_exclude
+        root = self.root
+
+        def ignore(d: str, names: list[str]) -> list[str]:
+            out = [n for n in names if _excluded(n, excl)]
+            return out + [n for n in names if Path(d, n) == root]
+
+        shutil.copytree(self.repo, path, symlinks=True, ignore=ignore)
+        for sub in ("cache", "lock"):  # ralph's runtime state stays in the user's repo
+            _rmtree(path / ".ralph" / sub)
+        # the base for a three-way copy back: hashed from the copy itself, so an edit the user
+        # makes while copying is seen as the user's change, not mistaken for the base
+        doc = {
+            "version": 1,
+            "task_id": task_id,
+            "source": str(self.repo),
+            "exclude": list(excl),
+            "files": scan_tree(path, excl),
+        }
+        m = self.manifest_path(task_id)
+        m.parent.mkdir(parents=True, exist_ok=True)
+        tmp = m.with_name(m.name + ".tmp")
+        tmp.write_text(json.dumps(doc, separators=(",", ":")))
+        os.replace(tmp, m)
+        return Workspace(task_id, path, "copy", None, None)
+
+    # -------------------------------------------------------------- find
+
+    def get(self, task_id: str) -> Workspace | None:
+        """The existing workspace of a task, or None."""
+        path = self.path_for(task_id)
+        if not path.is_dir():
+            return None
+        meta: dict = {}
+        with contextlib.suppress(OSError, ValueError):
+            meta = json.loads(self._meta(task_id).read_text())
+        dotgit = path / ".git"
+        kind = meta.get("kind") or (
+            "worktree" if dotgit.is_file() else "clone" if dotgit.is_dir() else "copy"
+        )
+        branch, base = meta.get("branch"), meta.get("base")
+        if kind != "copy" and branch is None:
+            r = run_git(["symbolic-ref", "-q", "--short", "HEAD"], path, check=False)
+            branch = r.stdout.strip() or None
+        return Workspace(task_id, path, kind, branch, base)
+
+    def existing(self) -> list[Workspace]:
+        """Every workspace found under the root (e.g. left over from an earlier run)."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for p in sorted(self.root.iterdir()):
+            if p.is_dir() and is_task_id(p.name):
+                ws = self.get(p.name)
+                if ws is not None:
+                    out.append(ws)
+        return out
+
+    # -------------------------------------------------------------- clone mode: branch back
+
+    def sync_branch(self, ws: Workspace | str) -> str | None:
+        """Clone mode: fetch the clone's `ralph/<ID>` into the user's repo; returns its commit.
+
+        A no-op returning the branch commit for worktrees (the branch is already shared).
+        """
+        ws = ws if isinstance(ws, Workspace) else self.get(ws)
+        if ws is None or ws.branch is None:
+            return None
+        if ws.kind == "clone":
+            run_git(
+                ["fetch", "-q", "--no-tags", str(ws.path), f"+{ws.branch}:{ws.branch}"],
+                self.repo,
+                task_id=ws.task_id,
+            )
+        r = run_git(
+            ["rev-parse", "--verify", "-q", f"refs/heads/{ws.branch}"], self.repo, check=False
+        )
+        return r.stdout.strip() or None
+
+    # -------------------------------------------------------------- remove
+
+    def remove(self, ws_or_task_id: Workspace | str, *, delete_branch: bool = False) -> None:
+        """Delete a workspace (and optionally its branch). Idempotent; never raises."""
+        try:
+            task_id = (
+                ws_or_task_id.task_id if isinstance(ws_or_task_id, Workspace) else ws_or_task_id
+            )
+            path = self.path_for(task_id)
+            with self._lock:
+                self._remove_quiet(task_id, path)
+                if delete_branch and self.is_git:
+                    r = run_git(["branch", "-D", BRANCH_PREFIX + task_id], self.repo, check=False)
+                    if r.returncode != 0 and "not found" not in r.stderr:
+                        log.warning(
+                            "could not delete branch %s%s: %s",
+                            BRANCH_PREFIX,
+                            task_id,
+                            r.stderr.strip(),
+                        )
+        except Exception as exc:
+            log.warning("could not remove workspace %r: %s", ws_or_task_id, exc)
+
+    def _remove_quiet(self, task_id: str, path: Path) -> None:
+        try:
+            if self.is_git and (path / ".git").is_file():
+                r = run_git(
+                    ["worktree", "remove", "--force", "--force", str(path)], self.repo, check=False
+                )
+                if r.returncode != 0 and path.exists():
+                    log.info(
+                        "git worktree remove failed for %s (%s); deleting the directory",
+                        path,
+                        r.stderr.strip(),
+                    )
+            _rmtree(path)
+            if self.is_git:
+                run_git(["worktree", "prune"], self.repo, check=False)
+            for meta in (self._meta(task_id), self.manifest_path(task_id)):
+                with contextlib.suppress(OSError):
+                    meta.unlink()
+        except Exception as exc:
+            log.warning("could not remove workspace %s: %s", path, exc)
