@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from ..errors import RunnerError
 from .base import CommandSpec, Runner, StreamParser, TextParser, task_dict
+from .names import get_runner
 
 PLACEHOLDERS = ("prompt_file", "prompt", "task_id", "workspace", "iteration", "session_id")
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
@@ -102,6 +103,4 @@ class Command(Runner):
             return p()
         if p in (None, "text"):
             return TextParser()
-        from . import get_runner
-
         return get_runner(str(p)).parser()

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import RunnerError
 from .base import Runner, task_dict
+from .names import get_runner
 
 DEFAULT_PROMPT = """\
 You are an autonomous coding agent working on one task from this repository's task queue:
@@ -121,8 +122,6 @@ def _agent(task: Any) -> Mapping[str, Any]:
 def runner_for_task(default_runner: Runner | str, task: Any) -> Runner:
     """The runner for `task`: its `agent.runner` / `agent.model` / `agent.model_effort` win over
     the loop's default. Raises RunnerError for a runner name ralphnb does not know."""
-    from . import get_runner
-
     base = get_runner(default_runner)
     agent = _agent(task)
     name = agent.get("runner")
