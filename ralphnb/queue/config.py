@@ -57,7 +57,7 @@ def _where(path: object) -> str:
     return str(path) if path is not None else CONFIG_PATH
 
 
-def _bad(path: object, key: str, why: str) -> QueueError:
+def task_error(path: object, key: str, why: str) -> QueueError:
     return QueueError(
         f"{_where(path)}: queue.{key} {why}",
         path=path,  # type: ignore[arg-type]
@@ -67,17 +67,23 @@ def _bad(path: object, key: str, why: str) -> QueueError:
 
 def _rel_path(value: object, key: str, path: object) -> str:
     if not isinstance(value, str):
-        raise _bad(path, key, f"must be a path relative to the repo root (a string), not {value!r}")
+        raise task_error(
+            path, key, f"must be a path relative to the repo root (a string), not {value!r}"
+        )
     if not value.strip() or "\0" in value:
-        raise _bad(path, key, f"must be a non-empty path relative to the repo root, not {value!r}")
+        raise task_error(
+            path, key, f"must be a non-empty path relative to the repo root, not {value!r}"
+        )
     text = value.replace("\\", "/")
     if text.startswith(("/", "~")) or (len(text) > 1 and text[1] == ":"):
-        raise _bad(path, key, f"must be relative to the repo root, not {value!r}")
+        raise task_error(path, key, f"must be relative to the repo root, not {value!r}")
     norm = posixpath.normpath(text)
     if norm in (".", "..") or norm.startswith("../"):
-        raise _bad(path, key, f"{value!r} is outside the repository; paths must stay inside it")
+        raise task_error(
+            path, key, f"{value!r} is outside the repository; paths must stay inside it"
+        )
     if norm == _LOCK_DIR or norm.startswith(_LOCK_DIR + "/"):
-        raise _bad(path, key, f"{value!r} is inside the lock directory {_LOCK_DIR}/")
+        raise task_error(path, key, f"{value!r} is inside the lock directory {_LOCK_DIR}/")
     return norm
 
 
@@ -104,10 +110,10 @@ def queue_settings(config: Any, *, path: str | Path | None = None) -> QueueSetti
         else _rel_path(q["done_file"], "done_file", path)
     )
     if file == done:
-        raise _bad(path, "done_file", f"is the same file as queue.file ({file!r})")
+        raise task_error(path, "done_file", f"is the same file as queue.file ({file!r})")
     prefix = q.get("id_prefix")
     if prefix is not None and not is_id_prefix(prefix):
-        raise _bad(
+        raise task_error(
             path,
             "id_prefix",
             f"must be an uppercase letter then up to 15 uppercase "
@@ -115,7 +121,9 @@ def queue_settings(config: Any, *, path: str | Path | None = None) -> QueueSetti
         )
     width = q.get("id_width")
     if width is not None and (type(width) is not int or not 1 <= width <= MAX_WIDTH):
-        raise _bad(path, "id_width", f"must be an integer from 1 to {MAX_WIDTH}, not {width!r}")
+        raise task_error(
+            path, "id_width", f"must be an integer from 1 to {MAX_WIDTH}, not {width!r}"
+        )
     return QueueSettings(file=file, done_file=done, id_prefix=prefix, id_width=width)
 
 

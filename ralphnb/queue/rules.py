@@ -100,7 +100,8 @@ EMPTY_DOC = {"version": 1, "tasks": []}
 # --- validation ----------------------------------------------------------------------------
 
 
-def _bad(path: Path | None, tid: Any, field: str | None, problem: str) -> QueueError:
+def task_error(path: Path | None, tid: Any, field: str | None, problem: str) -> QueueError:
+    """The one-line error of a task field: `<file>: task <id>: field <name>: <problem>`."""
     who = f"task {tid}" if isinstance(tid, str) else "a task"
     where = f"{path}: " if path else ""
     what = f"field {field!r}: " if field else ""
@@ -172,62 +173,62 @@ def check_task(t: Any, path: Path | None = None) -> None:
     if _task_ok(t):
         return
     if type(t) is not dict:
-        raise _bad(path, None, None, "is not a JSON object")
+        raise task_error(path, None, None, "is not a JSON object")
     tid = t.get("id")
     if not is_task_id(tid):
         if "id" not in t:
-            raise _bad(path, None, "id", "missing (required)")
-        raise _bad(path, str(tid), "id", "not a task id like RQ-0001")
+            raise task_error(path, None, "id", "missing (required)")
+        raise task_error(path, str(tid), "id", "not a task id like RQ-0001")
     if not ALLOWED.issuperset(t):
         key = sorted(set(t) - ALLOWED)[0]
-        raise _bad(path, tid, key, "unknown key (ralph rejects it; remove or rename it)")
+        raise task_error(path, tid, key, "unknown key (ralph rejects it; remove or rename it)")
     for k in REQUIRED:
         if k not in t:
-            raise _bad(path, tid, k, "missing (required)")
+            raise task_error(path, tid, k, "missing (required)")
     title = t["title"]
     if type(title) is not str or not title.strip():
-        raise _bad(path, tid, "title", "must be a non-empty string")
+        raise task_error(path, tid, "title", "must be a non-empty string")
     if t.get("status", "todo") not in STATUSES:
-        raise _bad(path, tid, "status", f"{t.get('status')!r} is not one of {STATUSES}")
+        raise task_error(path, tid, "status", f"{t.get('status')!r} is not one of {STATUSES}")
     if t.get("priority", "medium") not in PRIORITIES:
-        raise _bad(path, tid, "priority", f"{t.get('priority')!r} is not one of {PRIORITIES}")
+        raise task_error(path, tid, "priority", f"{t.get('priority')!r} is not one of {PRIORITIES}")
     for k in TIMES:
         v = t.get(k)
         if v is not None and (type(v) is not str or _TS_RE.match(v) is None):
-            raise _bad(path, tid, k, f"{v!r} is not an RFC 3339 UTC timestamp (…T…Z)")
+            raise task_error(path, tid, k, f"{v!r} is not an RFC 3339 UTC timestamp (…T…Z)")
     for k in TEXT_LISTS:
         v = t.get(k)
         if v is not None and (type(v) is not list or not all(type(x) is str and x for x in v)):
-            raise _bad(path, tid, k, "must be a list of non-empty strings")
+            raise task_error(path, tid, k, "must be a list of non-empty strings")
     for k in ID_LISTS:
         v = t.get(k)
         if v is not None and (type(v) is not list or not all(is_task_id(x) for x in v)):
-            raise _bad(path, tid, k, "must be a list of task ids like RQ-0001")
+            raise task_error(path, tid, k, "must be a list of task ids like RQ-0001")
     for k in OPT_TEXT:
         v = t.get(k)
         if v is not None and type(v) is not str:
-            raise _bad(path, tid, k, "must be a string or null")
+            raise task_error(path, tid, k, "must be a string or null")
     for k in OPT_ID:
         v = t.get(k)
         if v is not None and not is_task_id(v):
-            raise _bad(path, tid, k, "must be a task id like RQ-0001 or null")
+            raise task_error(path, tid, k, "must be a task id like RQ-0001 or null")
     for k in MINUTES:
         v = t.get(k)
         if v is not None and (type(v) is not int or v < 0):
-            raise _bad(path, tid, k, "must be a non-negative integer or null")
+            raise task_error(path, tid, k, "must be a non-negative integer or null")
     cf = t.get("custom_fields")
     if cf is not None and (
         type(cf) is not dict or not all(type(v) in (str, int, float, bool) for v in cf.values())
     ):
-        raise _bad(path, tid, "custom_fields", "must map strings to strings")
+        raise task_error(path, tid, "custom_fields", "must map strings to strings")
     agent = t.get("agent")
     if agent is not None and type(agent) is not dict:
-        raise _bad(path, tid, "agent", "must be an object or null")
+        raise task_error(path, tid, "agent", "must be an object or null")
     if agent and not AGENT_KEYS.issuperset(agent):
         key = sorted(set(agent) - AGENT_KEYS)[0]
-        raise _bad(path, tid, "agent", f"unknown key {key!r} (ralph rejects it)")
+        raise task_error(path, tid, "agent", f"unknown key {key!r} (ralph rejects it)")
     if t.get("status") in TERMINAL and t.get("completed_at") is None:
-        raise _bad(path, tid, "completed_at", "a done/rejected task needs completed_at")
+        raise task_error(path, tid, "completed_at", "a done/rejected task needs completed_at")
 
 
 def check_doc(doc: Any, path: Path | None, *, archive: bool = False) -> list[dict[str, Any]]:
@@ -251,7 +252,9 @@ def check_doc(doc: Any, path: Path | None, *, archive: bool = False) -> list[dic
         if not ok(t):
             check_task(t, path)
         if archive and t.get("status", "todo") not in TERMINAL:
-            raise _bad(path, t["id"], "status", "done.jsonc may only hold done/rejected tasks")
+            raise task_error(
+                path, t["id"], "status", "done.jsonc may only hold done/rejected tasks"
+            )
     return tasks
 
 
@@ -265,7 +268,7 @@ def check_links(
             tid = t["id"]
             if tid in ids:
                 other = ids[tid]
-                raise _bad(path, tid, "id", f"duplicate id (also in {other})")
+                raise task_error(path, tid, "id", f"duplicate id (also in {other})")
             ids[tid] = path
     graph: dict[str, list[str]] = {}
     for tasks, path in ((open_tasks, qpath), (done_tasks, dpath)):
@@ -276,9 +279,11 @@ def check_links(
             tid = t["id"]
             for d in deps:
                 if d == tid:
-                    raise _bad(path, tid, "depends_on", "a task cannot depend on itself")
+                    raise task_error(path, tid, "depends_on", "a task cannot depend on itself")
                 if d not in ids:
-                    raise _bad(path, tid, "depends_on", f"depends on {d}, which does not exist")
+                    raise task_error(
+                        path, tid, "depends_on", f"depends on {d}, which does not exist"
+                    )
             graph[tid] = deps
     # Iterative DFS for cycles (white=absent, 1=on stack, 2=done).
     state: dict[str, int] = {}
@@ -295,7 +300,9 @@ def check_links(
                 stack.pop()
             elif state.get(nxt) == 1:
                 cycle = [n for n, _ in stack][[n for n, _ in stack].index(nxt) :] + [nxt]
-                raise _bad(ids[nxt], nxt, "depends_on", "dependency cycle: " + " -> ".join(cycle))
+                raise task_error(
+                    ids[nxt], nxt, "depends_on", "dependency cycle: " + " -> ".join(cycle)
+                )
             elif not state.get(nxt):
                 state[nxt] = 1
                 stack.append((nxt, iter(graph.get(nxt, ()))))

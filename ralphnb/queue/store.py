@@ -1,11 +1,11 @@
 """The task queue: `.ralph/queue.jsonc` (open work, file order) and `.ralph/done.jsonc` (archive).
 
 Both paths, and the prefix and width of new ids, come from the repo's `.ralph/config.jsonc`
-`queue` settings when it sets them (`ralphnb.config`, read once when a `Queue` is made).
+`queue` settings when it sets them (`config`, read once when a `Queue` is made).
 
 Owns: the `Task` model, the `Queue` class (reading, caching, locking, every mutation), `init`
 and the DataFrame view. The pure rules it applies -- schema, validation, selection, ids -- live
-in `ralphnb.queue_rules` and are re-exported from here. It knows nothing of running agents.
+in `rules`. It knows nothing of running agents.
 
 Invariants: every mutation takes `.ralph/lock/`, re-reads both files from disk, applies one
 change, validates the whole result and writes atomically (done first, then queue, as ralph
@@ -29,22 +29,16 @@ from .config import QueueSettings, load_queue_settings
 from .jsonio import atomic_write_bytes, dumps_pretty, loads_jsonc, sweep_temp_files
 from .lock import DirLock
 from .rules import (
-    AGENT_KEYS,
     ALLOWED,
     DEFAULTS,
     EMPTY_DOC,
-    FIELDS,
     ID_LISTS,
     MINUTES,
-    OPT_ID,
-    OPT_TEXT,
     PRIORITIES,
-    REQUIRED,
     STATUSES,
     TERMINAL,
     TEXT_LISTS,
     TIMES,
-    _bad,
     check_doc,
     check_links,
     check_task,
@@ -53,39 +47,10 @@ from .rules import (
     runnable_tasks,
     select_next,
     set_field,
+    task_error,
 )
 
-# The pure rules live in `queue_rules`; they are re-exported here so that
-# `from ralphnb.queue import check_task, select_next, ...` keeps working.
-__all__ = [
-    "AGENT_KEYS",
-    "ALLOWED",
-    "DEFAULTS",
-    "EMPTY_DOC",
-    "FIELDS",
-    "ID_LISTS",
-    "MINUTES",
-    "OPT_ID",
-    "OPT_TEXT",
-    "PRIORITIES",
-    "REQUIRED",
-    "STATUSES",
-    "TERMINAL",
-    "TEXT_LISTS",
-    "TIMES",
-    "Queue",
-    "Task",
-    "check_doc",
-    "check_links",
-    "check_task",
-    "heal_interrupted_move",
-    "init",
-    "next_id",
-    "runnable_tasks",
-    "select_next",
-    "set_field",
-    "tasks_frame",
-]
+__all__ = ["Queue", "Task", "init", "tasks_frame"]
 
 
 class Task:
@@ -327,7 +292,9 @@ class Queue:
             path = self.done_path if in_done else self.queue_path
             check_task(task, path)
             if in_done and task.get("status") not in TERMINAL:
-                raise _bad(path, task["id"], "status", "done.jsonc may only hold done/rejected")
+                raise task_error(
+                    path, task["id"], "status", "done.jsonc may only hold done/rejected"
+                )
             check_links(s.open, s.done, self.queue_path, self.done_path)
             self._cache = None
             if "done" in touched:
