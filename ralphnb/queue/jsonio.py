@@ -7,12 +7,15 @@ writer left behind.
 
 Invariants: plain JSON takes the fast path (orjson) and is never rewritten; the JSONC cleaner
 only blanks characters (never removes them), so positions in errors are positions in the file;
-a failed write removes its temp file and leaves the target untouched.
+a failed write removes its temp file and leaves the target untouched; `replace_if_unchanged`
+never overwrites a save it did not read (compare-and-swap).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import re
@@ -147,13 +150,8 @@ def fsync_dir(directory: str | Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Replace `path` with `data` atomically: a reader sees the old file or the new, never a mix.
-
-    The temp file lives in the same directory (`.<name>.ralphnb-tmp-<pid>-<hex>`); on any
-    failure (ENOSPC, EFBIG, an interrupt) it is removed and the target is left as it was.
-    """
-    p = Path(path)
+def _write_temp(p: Path, data: bytes) -> Path:
+    """`data` in a fsynced temp file beside `p`, with `p`'s exact mode (or 0644 when new)."""
     tmp = p.with_name(f".{p.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
     try:
         mode: int | None = os.stat(p).st_mode & 0o777
@@ -171,12 +169,88 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically: a reader sees the old file or the new, never a mix.
+
+    The temp file lives in the same directory (`.<name>.ralphnb-tmp-<pid>-<hex>`); on any
+    failure (ENOSPC, EFBIG, an interrupt) it is removed and the target is left as it was.
+    """
+    p = Path(path)
+    tmp = _write_temp(p, data)
+    try:
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     fsync_dir(p.parent)
+
+
+def read_or_none(p: Path) -> bytes | None:
+    """The bytes of `p`, or None when it does not exist."""
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`); False where the
+    C library or the filesystem cannot."""
+    if _renameat2 is None:
+        return False
+    rc = _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def replace_if_unchanged(path: str | Path, data: bytes, expected: bytes | None) -> bool:
+    """Compare-and-swap: replace `path` with `data` atomically only while it still holds
+    `expected` (None: while it does not exist). False, with the file left as another writer
+    left it, when it changed since the caller read it: the caller re-reads and re-applies.
+
+    The new file is swapped in with one atomic exchange; the file it displaced is compared with
+    `expected`, and a save that landed between the compare and the swap (a person's editor) is
+    swapped back, so it is never lost. Without exchange support the compare is made just before
+    a plain rename.
+    """
+    p = Path(path)
+    tmp = _write_temp(p, data)
+    try:
+        if read_or_none(p) != expected:
+            return False
+        try:
+            swapped = expected is not None and exchange(tmp, p)
+        except FileNotFoundError:  # removed since the compare: changed
+            return False
+        if swapped:
+            if read_or_none(tmp) != expected:  # saved by someone between compare and swap
+                exchange(tmp, p)
+                return False
+        else:
+            os.replace(tmp, p)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    fsync_dir(p.parent)
+    return True
 
 
 def _pid_alive(pid: int) -> bool:

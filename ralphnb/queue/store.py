@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +27,14 @@ from typing import Any
 from .._time import format_time, utcnow
 from ..errors import QueueError
 from .config import QueueSettings, load_queue_settings
-from .jsonio import atomic_write_bytes, dumps_pretty, loads_jsonc, sweep_temp_files
+from .jsonio import (
+    atomic_write_bytes,
+    dumps_pretty,
+    loads_jsonc,
+    read_or_none,
+    replace_if_unchanged,
+    sweep_temp_files,
+)
 from .lock import DirLock
 from .rules import (
     ALLOWED,
@@ -51,6 +59,11 @@ from .rules import (
 )
 
 __all__ = ["Queue", "Task", "init", "tasks_frame"]
+
+#: Rounds of read-change-write before giving up on a file that keeps changing under the lock.
+_CAS_TRIES = 50
+#: How long a file that does not parse is watched for a save in progress before it is an error.
+_SAVE_SETTLE_S = 0.05
 
 
 class Task:
@@ -280,32 +293,72 @@ class Queue:
         """Lock, read fresh, apply `change(state) -> (task, touched_files)`, validate, write.
 
         `change` works on a copy-on-write state: it may reorder the lists and must replace
-        (not modify) a task dict it edits, so the cached parse stays what is on disk.
+        (not modify) a task dict it edits, so the cached parse stays what is on disk. Each file
+        is written with a compare-and-swap: when someone saved it by hand since it was read
+        (editors do not take the lock), the change is applied again to what they saved.
         """
         with self.lock():
             for d in dict.fromkeys((self.ralph_dir, self.queue_path.parent, self.done_path.parent)):
                 sweep_temp_files(d)
-            s = self._load().working_copy()
-            task, touched = change(s)
-            # Both files were fully validated when loaded; the change touched one task.
-            in_done = any(t is task for t in s.done)
-            path = self.done_path if in_done else self.queue_path
-            check_task(task, path)
-            if in_done and task.get("status") not in TERMINAL:
-                raise task_error(
-                    path, task["id"], "status", "done.jsonc may only hold done/rejected"
-                )
-            check_links(s.open, s.done, self.queue_path, self.done_path)
-            self._cache = None
-            if "done" in touched:
-                s.draw = dumps_pretty(s.ddoc)
-                atomic_write_bytes(self.done_path, s.draw)
-            if "queue" in touched or s.healed:
-                s.qraw = dumps_pretty(s.qdoc)
-                atomic_write_bytes(self.queue_path, s.qraw)
-            s.healed = False
-            self._cache = s
+            for _ in range(_CAS_TRIES):
+                try:
+                    done = self._apply_and_write(change)
+                except QueueError as exc:
+                    if exc.line is None or not self._being_saved():
+                        raise
+                    continue  # a half-saved file (an editor writing in place): read it again
+                if done is not None:
+                    return done
+        raise QueueError(
+            f"{self.queue_path}: the file kept changing while ralphnb wrote it "
+            f"({_CAS_TRIES} tries); stop the program rewriting it and try again",
+            path=self.queue_path,
+        )
+
+    def _apply_and_write(self, change: Any) -> Task | None:
+        """One read-change-write round; None when a file changed under it (nothing lost)."""
+        s = self._load().working_copy()
+        qraw, draw = s.qraw, s.draw
+        task, touched = change(s)
+        # Both files were fully validated when loaded; the change touched one task.
+        in_done = any(t is task for t in s.done)
+        path = self.done_path if in_done else self.queue_path
+        check_task(task, path)
+        if in_done and task.get("status") not in TERMINAL:
+            raise task_error(path, task["id"], "status", "done.jsonc may only hold done/rejected")
+        check_links(s.open, s.done, self.queue_path, self.done_path)
+        self._cache = None
+        if "done" in touched:
+            s.draw = dumps_pretty(s.ddoc)
+            if not replace_if_unchanged(self.done_path, s.draw, draw):
+                return None
+        if "queue" in touched or s.healed:
+            s.qraw = dumps_pretty(s.qdoc)
+            if not replace_if_unchanged(self.queue_path, s.qraw, qraw):
+                if "done" not in touched:
+                    return None
+                # done.jsonc already holds the moved task: finish the move on the queue as it
+                # is now (every read heals a task found in both files, so a give-up is safe)
+                self._finish_move()
+                return Task(copy.deepcopy(task), "done" if in_done else "queue")
+        s.healed = False
+        self._cache = s
         return Task(copy.deepcopy(task), "done" if in_done else "queue")
+
+    def _being_saved(self) -> bool:
+        """Does either file change within a moment (someone is writing it right now)?"""
+        before = [read_or_none(p) for p in (self.queue_path, self.done_path)]
+        time.sleep(_SAVE_SETTLE_S)
+        return before != [read_or_none(p) for p in (self.queue_path, self.done_path)]
+
+    def _finish_move(self) -> None:
+        for _ in range(_CAS_TRIES):
+            with contextlib.suppress(QueueError):
+                s = self._load(fresh=True)
+                if not s.healed:
+                    return
+                if replace_if_unchanged(self.queue_path, dumps_pretty(s.qdoc), s.qraw):
+                    return
 
     def add(self, title: str, **fields: Any) -> Task:
         """Append a new task (next id, allocated under the lock) and persist it."""
