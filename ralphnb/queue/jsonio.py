@@ -63,6 +63,17 @@ def strip_jsonc(text: str) -> str:
 def loads_jsonc(text: str | bytes, *, path: str | Path | None = None) -> Any:
     """Parse JSON, or JSONC on the slow path; `QueueError` with line/column on bad syntax."""
     try:
+        return _loads_jsonc(text, path)
+    except RecursionError:  # the stdlib fallback on arrays/objects nested thousands deep
+        raise QueueError(
+            f"{path or '<text>'}: nested too deeply to be a task file; fix the file by hand "
+            "(nothing was written)",
+            path=path,
+        ) from None
+
+
+def _loads_jsonc(text: str | bytes, path: str | Path | None) -> Any:
+    try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         pass

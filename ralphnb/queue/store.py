@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .._paths import git_dir_of, not_a_file
 from .._time import format_time, utcnow
 from ..errors import QueueError
 from .config import QueueSettings, load_queue_settings
@@ -179,6 +180,18 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
+def _refuse_non_files(*paths: Path) -> None:
+    """A directory, FIFO or device where a queue file belongs is an error naming what it is."""
+    for p in paths:
+        what = not_a_file(p)
+        if what is not None:
+            raise QueueError(
+                f"{p}: is {what}, not a queue file; move it out of the way (ralphnb init then "
+                "creates an empty queue)",
+                path=p,
+            )
+
+
 class Queue:
     """A repository's queue. Reads are fresh (cached only while both files are unchanged)."""
 
@@ -193,6 +206,7 @@ class Queue:
         self.lock_timeout = lock_timeout
         self.label = label
         self._cache: _State | None = None  # valid only while both files hold the same bytes
+        _refuse_non_files(self.queue_path, self.done_path)
         if not self.queue_path.is_file():
             raise QueueError(
                 f"{self.queue_path}: no queue here; create one with ralphnb.init({str(repo)!r})"
@@ -207,6 +221,7 @@ class Queue:
     def _load(self, *, fresh: bool = False) -> _State:
         """Both files, parsed and validated. The parse is reused only when the bytes on disk
         are identical to those it came from (so hand edits are always seen)."""
+        _refuse_non_files(self.queue_path, self.done_path)  # a FIFO would block the read
         try:
             qraw = self.queue_path.read_bytes()
         except FileNotFoundError:
@@ -487,7 +502,15 @@ def init(repo: str | Path = ".") -> Queue:
     The files go where `.ralph/config.jsonc` says (if there is one); no config is written.
     """
     root = Path(repo).resolve()
+    inside = git_dir_of(root)
+    if inside is not None:
+        raise QueueError(
+            f"{root}: is inside the git directory {inside} (a bare repository or .git), which has "
+            "no work tree for .ralph/; run ralphnb in a checkout of the repository",
+            path=root,
+        )
     settings = load_queue_settings(root)  # a bad config fails before anything is created
+    _refuse_non_files(root / settings.file, root / settings.done_file)
     ralph = root / ".ralph"
     ralph.mkdir(parents=True, exist_ok=True)
     with DirLock(ralph):

@@ -125,3 +125,32 @@ def test_list_prints_one_line_per_task_even_for_multiline_or_dash_titles(
     assert lines[0].endswith("-rf --help")
     assert lines[1].endswith("line one line two tabbed")
     assert Queue(repo).get("RQ-0002").title == "line one\nline two\ttabbed"  # stored as given
+
+
+def test_a_queue_nested_100000_deep_is_one_line_naming_the_file(tmp_path: Path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _run(["init"], repo)
+    qfile = repo / ".ralph" / "queue.jsonc"
+    qfile.write_text('{"version": 1, "tasks": [' + "[" * 100_000 + "]" * 100_000 + "]}")
+    r = _run(["queue", "list"], repo)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert str(qfile) in r.stderr and "nested" in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "device"])
+def test_a_queue_path_that_is_not_a_file_says_what_it_is(tmp_path: Path, kind: str):
+    repo = tmp_path / "repo"
+    (repo / ".ralph").mkdir(parents=True)
+    qfile = repo / ".ralph" / "queue.jsonc"
+    if kind == "directory":
+        qfile.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(qfile)
+    else:
+        qfile.symlink_to("/dev/zero")
+    words = {"directory": "a directory", "fifo": "a FIFO", "device": "a character device"}[kind]
+    for args in (["queue", "list"], ["init"]):
+        r = _run(args, repo)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+        assert str(qfile) in r.stderr and words in r.stderr and "no queue here" not in r.stderr

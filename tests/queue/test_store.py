@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import ralphnb
 from ralphnb.errors import QueueError
 from ralphnb.queue.rules import FIELDS, next_id, runnable_tasks, select_next
-from ralphnb.queue.store import Queue
+from ralphnb.queue.store import Queue, init
 
 
 def _schema(fixtures: Path) -> dict:
@@ -376,3 +377,22 @@ def test_init_writes_through_a_symlinked_gitignore(tmp_path: Path):
     ralphnb.init(repo)
     assert (repo / ".gitignore").is_symlink()
     assert shared.read_text() == "*.log\n.ralph/lock/\n.ralph/cache/\n"
+
+
+def test_a_deeply_nested_queue_is_a_queue_error_not_a_recursion_error(queue_repo: Queue):
+    deep = "[" * 50_000 + "]" * 50_000
+    queue_repo.queue_path.write_text('{"version": 1, "tasks": [' + deep + "]}")
+    with pytest.raises(QueueError, match="nested"):
+        Queue(queue_repo.repo).validate()
+
+
+def test_init_refuses_a_bare_repository_and_a_git_directory(tmp_path: Path):
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    checkout = tmp_path / "checkout"
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+    for path in (bare, checkout / ".git", checkout / ".git" / "hooks"):
+        with pytest.raises(QueueError, match="git directory") as err:
+            init(path)
+        assert str(path) in str(err.value)
+        assert not (path / ".ralph").exists()
