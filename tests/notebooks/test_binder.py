@@ -8,6 +8,7 @@ wheel cache makes the build quick after the first time.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -44,10 +45,22 @@ def test_binder_files_name_the_runtime_dependencies() -> None:
     reqs = (ROOT / "binder" / "requirements.txt").read_text().lower()
     for name in ("pandas", "psutil", "ipywidgets", "orjson", "ipykernel", "matplotlib"):
         assert name in reqs, name
+    assert "distributed" in reqs  # notebooks/dask.ipynb runs on Binder too
     for name in ("playwright", "pytest", "jupyterlab"):  # Binder brings its own Lab
         assert name not in reqs, name
     post = ROOT / "binder" / "postBuild"
     assert os.access(post, os.X_OK) and "pip install --no-deps ." in post.read_text()
+
+
+def test_the_notebook_extra_brings_what_the_quickstart_imports() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(req.startswith("matplotlib") for req in extras["notebook"])
+    first = json.loads((ROOT / "notebooks" / "quickstart.ipynb").read_text())["cells"][0]
+    assert 'pip install "ralphnb[notebook]"' in "".join(first["source"])
 
 
 @pytest.mark.slow
