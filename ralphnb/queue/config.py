@@ -34,14 +34,16 @@ _LOCK_DIR = ".ralph/lock"
 class QueueSettings:
     """The queue settings ralphnb uses. Paths are normalized, repo-relative, `/`-separated.
 
-    `id_prefix`/`id_width` are None when the config does not set them: new ids then follow the
-    existing ids (ralph's `RQ`/4 for an empty queue), as ralphnb always did.
+    `id_prefix`/`id_width` are None when the config does not set them; `prefix`/`width` are
+    what every id must have (ralph's `RQ`/4 when unset). `max_dependency_depth` is where
+    ralph starts warning about dependency chains.
     """
 
     file: str = DEFAULT_QUEUE_FILE
     done_file: str = DEFAULT_DONE_FILE
     id_prefix: str | None = None
     id_width: int | None = None
+    max_dependency_depth: int = 10
 
     @property
     def prefix(self) -> str:
@@ -112,6 +114,8 @@ def queue_settings(config: Any, *, path: str | Path | None = None) -> QueueSetti
     if file == done:
         raise task_error(path, "done_file", f"is the same file as queue.file ({file!r})")
     prefix = q.get("id_prefix")
+    if isinstance(prefix, str):
+        prefix = prefix.strip().upper()  # as ralph's resolve_id_prefix reads it
     if prefix is not None and not is_id_prefix(prefix):
         raise task_error(
             path,
@@ -124,7 +128,18 @@ def queue_settings(config: Any, *, path: str | Path | None = None) -> QueueSetti
         raise task_error(
             path, "id_width", f"must be an integer from 1 to {MAX_WIDTH}, not {width!r}"
         )
-    return QueueSettings(file=file, done_file=done, id_prefix=prefix, id_width=width)
+    depth = q.get("max_dependency_depth")
+    if depth is not None and (type(depth) is not int or not 1 <= depth <= 100):
+        raise task_error(
+            path, "max_dependency_depth", f"must be an integer from 1 to 100, not {depth!r}"
+        )
+    return QueueSettings(
+        file=file,
+        done_file=done,
+        id_prefix=prefix,
+        id_width=width,
+        max_dependency_depth=10 if depth is None else depth,
+    )
 
 
 def load_queue_settings(repo: str | Path) -> QueueSettings:

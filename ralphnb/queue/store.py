@@ -1,16 +1,19 @@
 """The task queue: `.ralph/queue.jsonc` (open work, file order) and `.ralph/done.jsonc` (archive).
 
-Both paths, and the prefix and width of new ids, come from the repo's `.ralph/config.jsonc`
-`queue` settings when it sets them (`config`, read once when a `Queue` is made).
+Both paths, the prefix and width every id must have, and the dependency depth ralph warns
+beyond come from ralph's configuration (`config.load_queue_settings`: ralph's defaults, the
+user's global config, the repo's `.ralph/config.jsonc`), read once when a `Queue` is made.
 
 Owns: the `Task` model, the `Queue` class (reading, caching, locking, every mutation), `init`
-and the DataFrame view. The pure rules it applies -- schema, validation, selection, ids -- live
-in `rules`. It knows nothing of running agents.
+and the DataFrame view. The pure rules it applies live in `rules` (schema, selection, ids),
+`validation` and `links` (ralph's errors and warnings) and `ralphjson` (ralph's bytes). It
+knows nothing of running agents.
 
 Invariants: every mutation takes `.ralph/lock/`, re-reads both files from disk, applies one
 change, validates the whole result and writes atomically (done first, then queue, as ralph
 does); nothing is written from an in-memory copy, and a file that fails to parse or validate is
-never overwritten. Task dicts keep their key order and any valid data ralphnb does not use.
+never overwritten. Tasks are held in ralph's form (`ralphjson.canonical_task`), so a write is
+the bytes ralph would write: a file ralph wrote changes only in the tasks that changed.
 """
 
 from __future__ import annotations
@@ -25,41 +28,38 @@ from pathlib import Path
 from typing import Any
 
 from .._paths import git_dir_of, not_a_file
-from .._time import format_time, utcnow
+from .._time import format_time, parse_time, utcnow
 from ..errors import QueueError
 from .config import QueueSettings, load_queue_settings
 from .jsonio import (
     atomic_write_bytes,
-    dumps_pretty,
     loads_jsonc,
     read_or_none,
     replace_if_unchanged,
     sweep_temp_files,
 )
+from .links import ValidationWarning, check_links, link_warnings
 from .lock import DirLock
+from .ralphjson import canonical_task, canonicalize, dumps_queue_file
 from .rules import (
     ALLOWED,
     DEFAULTS,
     EMPTY_DOC,
-    ID_LISTS,
     MINUTES,
     PRIORITIES,
     STATUSES,
+    STRING_LISTS,
     TERMINAL,
-    TEXT_LISTS,
     TIMES,
-    check_doc,
-    check_links,
-    check_task,
     heal_interrupted_move,
     next_id,
     runnable_tasks,
     select_next,
     set_field,
-    task_error,
 )
+from .validation import check_doc, check_task, task_error
 
-__all__ = ["Queue", "Task", "init", "tasks_frame"]
+__all__ = ["Queue", "Task", "Validation", "ValidationWarning", "init", "tasks_frame"]
 
 #: Rounds of read-change-write before giving up on a file that keeps changing under the lock.
 _CAS_TRIES = 50
@@ -104,6 +104,32 @@ def _coerce_text(v: Any) -> str:
     return str(v)
 
 
+def _stamp() -> str:
+    """Now as ralph writes a timestamp: UTC, nine fractional digits, `Z`."""
+    return format_time(utcnow())[:-1] + "000Z"
+
+
+class Validation(int):
+    """What `Queue.validate()` returns: the number of tasks in both files -- an `int`, as it
+    always was -- carrying ralph's non-blocking `warnings` (a tuple of `ValidationWarning`)."""
+
+    warnings: tuple[ValidationWarning, ...]
+
+    def __new__(cls, tasks: int, warnings: Sequence[ValidationWarning] = ()) -> Validation:
+        obj = super().__new__(cls, tasks)
+        obj.warnings = tuple(warnings)
+        return obj
+
+    @property
+    def tasks(self) -> int:
+        return int(self)
+
+    __str__ = int.__repr__
+
+    def __repr__(self) -> str:
+        return f"Validation(tasks={int(self)}, warnings={len(self.warnings)})"
+
+
 # --- the files -----------------------------------------------------------------------------
 
 
@@ -128,7 +154,9 @@ class _State:
 def _naive(v: str | None) -> str:
     if not v:
         return "NaT"
-    return v[:-1] if v[-1] == "Z" else v[:-6]
+    if v[-1] == "Z" and v[10:11] == "T":
+        return v[:-1]
+    return format_time(parse_time(v))[:-1]  # any other form ralph accepts
 
 
 def tasks_frame(open_tasks: Sequence[dict], done_tasks: Sequence[dict]) -> Any:
@@ -153,7 +181,7 @@ def tasks_frame(open_tasks: Sequence[dict], done_tasks: Sequence[dict]) -> Any:
         cols[k] = pd.array([t.get(k) for t, _ in rows], dtype="Int64")
     for k in ("description", "request", "duplicates", "parent_id"):
         cols[k] = pd.Series([t.get(k) for t, _ in rows], dtype=object)
-    for k in TEXT_LISTS + ID_LISTS:
+    for k in STRING_LISTS:
         cols[k] = pd.Series([list(t.get(k) or ()) for t, _ in rows], dtype=object)
     cols["custom_fields"] = pd.Series(
         [{a: _coerce_text(b) for a, b in (t.get("custom_fields") or {}).items()} for t, _ in rows],
@@ -233,6 +261,7 @@ class Queue:
         c = self._cache
         if not fresh and c is not None and c.qraw == qraw and c.draw == draw:
             return c
+        ids = {"prefix": self.settings.prefix, "width": self.settings.width}
         with _no_gc():  # bulk parse: no cyclic GC passes over objects that are all live
             qdoc = loads_jsonc(qraw, path=self.queue_path)
             ddoc = (
@@ -240,20 +269,29 @@ class Queue:
                 if draw is not None
                 else {"version": 1, "tasks": []}
             )
-            open_tasks = check_doc(qdoc, self.queue_path)
-            done_tasks = check_doc(ddoc, self.done_path, archive=True)
+            open_tasks = check_doc(qdoc, self.queue_path, **ids)
+            done_tasks = check_doc(ddoc, self.done_path, archive=True, **ids)
             healed = heal_interrupted_move(open_tasks, done_tasks)
-            qdoc["tasks"] = healed
-            ddoc["tasks"] = done_tasks
+            qdoc["tasks"] = canonicalize(healed)
+            ddoc["tasks"] = canonicalize(done_tasks)
             check_links(healed, done_tasks, self.queue_path, self.done_path)
         state = _State(qdoc, ddoc, len(healed) != len(open_tasks), qraw, draw)
         self._cache = state
         return state
 
-    def validate(self) -> int:
-        """Validate both files fresh from disk; return the number of tasks (raises QueueError)."""
+    def validate(self) -> Validation:
+        """Validate both files fresh from disk as ralph does: raise `QueueError` on the first
+        error; else return the number of tasks (an int, as before) whose `.warnings` are every
+        warning ralph gives (see `links.link_warnings`)."""
         s = self._load(fresh=True)
-        return len(s.open) + len(s.done)
+        warnings = link_warnings(
+            s.open,
+            s.done,
+            self.queue_path,
+            self.done_path,
+            max_dependency_depth=self.settings.max_dependency_depth,
+        )
+        return Validation(len(s.open) + len(s.done), warnings)
 
     @property
     def tasks(self) -> list[Task]:
@@ -338,17 +376,21 @@ class Queue:
         # Both files were fully validated when loaded; the change touched one task.
         in_done = any(t is task for t in s.done)
         path = self.done_path if in_done else self.queue_path
-        check_task(task, path)
+        check_task(task, path, prefix=self.settings.prefix, width=self.settings.width)
         if in_done and task.get("status") not in TERMINAL:
             raise task_error(path, task["id"], "status", "done.jsonc may only hold done/rejected")
+        tasks = s.done if in_done else s.open
+        canon = canonical_task(task)  # in ralph's form, as every other task already is
+        if canon is not task:
+            tasks[next(i for i, t in enumerate(tasks) if t is task)] = task = canon
         check_links(s.open, s.done, self.queue_path, self.done_path)
         self._cache = None
         if "done" in touched:
-            s.draw = dumps_pretty(s.ddoc)
+            s.draw = dumps_queue_file(s.ddoc)
             if not replace_if_unchanged(self.done_path, s.draw, draw):
                 return None
         if "queue" in touched or s.healed:
-            s.qraw = dumps_pretty(s.qdoc)
+            s.qraw = dumps_queue_file(s.qdoc)
             if not replace_if_unchanged(self.queue_path, s.qraw, qraw):
                 if "done" not in touched:
                     return None
@@ -372,7 +414,7 @@ class Queue:
                 s = self._load(fresh=True)
                 if not s.healed:
                     return
-                if replace_if_unchanged(self.queue_path, dumps_pretty(s.qdoc), s.qraw):
+                if replace_if_unchanged(self.queue_path, dumps_queue_file(s.qdoc), s.qraw):
                     return
 
     def add(self, title: str, **fields: Any) -> Task:
@@ -390,31 +432,28 @@ class Queue:
             )
 
         def change(s: _State) -> tuple[dict, set[str]]:
-            stamp = format_time(utcnow())
-            tid = next_id(
-                s.open, s.done, prefix=self.settings.id_prefix, width=self.settings.id_width
-            )
+            stamp = _stamp()
+            tid = next_id(s.open, s.done, prefix=self.settings.prefix, width=self.settings.width)
             t: dict[str, Any] = {"id": tid, "status": "todo", "title": title, "priority": "medium"}
-            for k in TEXT_LISTS:
-                t[k] = []
             t["created_at"] = t["updated_at"] = stamp
-            for k in ID_LISTS:
-                t[k] = []
-            t["custom_fields"] = {}
             for k, v in fields.items():
                 set_field(t, k, list(v) if isinstance(v, tuple) else v)
-            check_task(t, self.queue_path)
+            check_task(t, self.queue_path, prefix=self.settings.prefix, width=self.settings.width)
+            t = canonical_task(t)
             s.open.append(t)
             return t, {"queue"}
 
         return self._mutate(change)
 
     def _edit(self, task_id: str, edit: Any, *, move: bool = False) -> Task:
+        """Apply `edit(task_dict, now)` to one task; `updated_at` becomes `now`."""
+
         def change(s: _State) -> tuple[dict, set[str]]:
             tasks, i = self._find(s, task_id)
             t = tasks[i] = copy.deepcopy(tasks[i])  # copy-on-write: the cache stays intact
-            edit(t)
-            set_field(t, "updated_at", format_time(utcnow()))
+            now = _stamp()  # one instant per change: updated_at equals a stamp it sets
+            edit(t, now)
+            set_field(t, "updated_at", now)
             touched = {"queue" if tasks is s.open else "done"}
             if move and tasks is s.open:
                 del s.open[i]
@@ -432,22 +471,22 @@ class Queue:
     def start(self, task_id: str) -> Task:
         """Mark a task `doing` and stamp `started_at` (kept if already set)."""
 
-        def edit(t: dict) -> None:
+        def edit(t: dict, now: str) -> None:
             if t.get("status") in TERMINAL:
                 raise QueueError(
                     f"task {task_id} is already {t['status']}", task_id=task_id, field="status"
                 )
             set_field(t, "status", "doing")
             if not t.get("started_at"):
-                set_field(t, "started_at", format_time(utcnow()))
+                set_field(t, "started_at", now)
 
         return self._edit(task_id, edit)
 
     def _finish(self, task_id: str, status: str, note: str | None, archive: bool) -> Task:
-        def edit(t: dict) -> None:
+        def edit(t: dict, now: str) -> None:
             if t.get("status") not in TERMINAL or t.get("status") != status:
                 set_field(t, "status", status)
-                set_field(t, "completed_at", format_time(utcnow()))
+                set_field(t, "completed_at", now)
             self._note(t, note)
 
         return self._edit(task_id, edit, move=archive)
@@ -463,7 +502,7 @@ class Queue:
     def archive(self, task_id: str) -> Task:
         """Move an already done/rejected task from queue.jsonc to done.jsonc."""
 
-        def edit(t: dict) -> None:
+        def edit(t: dict, now: str) -> None:
             if t.get("status") not in TERMINAL:
                 raise QueueError(
                     f"task {task_id} is {t.get('status', 'todo')}, not done or "
@@ -483,17 +522,17 @@ class Queue:
                 f"update(): unknown or read-only field {key!r}", task_id=task_id, field=key
             )
 
-        def edit(t: dict) -> None:
+        def edit(t: dict, now: str) -> None:
             for k, v in fields.items():
                 set_field(t, k, list(v) if isinstance(v, tuple) else v)
             if t.get("status") in TERMINAL and not t.get("completed_at"):
-                set_field(t, "completed_at", format_time(utcnow()))
-            check_task(t, self.queue_path)
+                set_field(t, "completed_at", now)
+            check_task(t, self.queue_path, prefix=self.settings.prefix, width=self.settings.width)
 
         return self._edit(task_id, edit)
 
     def add_note(self, task_id: str, note: str) -> Task:
-        return self._edit(task_id, lambda t: self._note(t, note))
+        return self._edit(task_id, lambda t, now: self._note(t, note))
 
 
 def init(repo: str | Path = ".") -> Queue:
@@ -518,7 +557,7 @@ def init(repo: str | Path = ".") -> Queue:
             p = root / rel
             if not p.exists():
                 p.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(p, dumps_pretty(EMPTY_DOC))
+                atomic_write_bytes(p, dumps_queue_file(EMPTY_DOC))
     gi = root / ".gitignore"
     wanted = [b".ralph/lock/", b".ralph/cache/"]
     # Bytes, not text: a .gitignore in another encoding is kept exactly; the user's file is

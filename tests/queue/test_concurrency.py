@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from ralphnb.queue.jsonio import TEMP_MARK
-from ralphnb.queue.rules import check_doc, check_links
+from ralphnb.queue.links import check_links
 from ralphnb.queue.store import Queue
+from ralphnb.queue.validation import check_doc
 
 
 def test_four_processes_adding_fifty_each_get_two_hundred_distinct_ids(queue_repo: Queue):

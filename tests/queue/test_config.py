@@ -13,7 +13,7 @@ import pytest
 
 from ralphnb.cli.main import main
 from ralphnb.errors import QueueError
-from ralphnb.queue.config import QueueSettings, load_queue_settings, queue_settings
+from ralphnb.queue.config import QueueSettings, load_queue_settings
 from ralphnb.queue.ids import is_task_id, validate_task_id
 from ralphnb.queue.rules import next_id
 from ralphnb.queue.store import Queue, init
@@ -55,29 +55,21 @@ def test_configured_prefix_and_width_name_new_tasks(tmp_path: Path):
     assert [t.id for t in Queue(repo).tasks] == ["TASK-001", "TASK-002"]
 
 
-def test_ids_with_another_prefix_still_load_and_never_clash(tmp_path: Path):
-    repo = _repo(tmp_path, None)
-    q = init(repo)
-    q.add("old one")  # RQ-0001, written before the config set a prefix
-    q.add("old two")
-    cfg = {"queue": {"id_prefix": "TASK", "id_width": 3}}
-    (repo / ".ralph" / "config.jsonc").write_text(json.dumps(cfg))
-    q = Queue(repo)
-    new = q.add("new", depends_on=["RQ-0002"])
-    assert new.id == "TASK-001"
-    assert [t.id for t in q.tasks] == ["RQ-0001", "RQ-0002", "TASK-001"]
-    assert q.next().id == "RQ-0001"
-    q.complete("RQ-0001")
-    assert [t.id for t in q.done] == ["RQ-0001"]
+def test_a_lower_case_prefix_is_read_as_ralph_reads_it(tmp_path: Path):
+    # crates/ralph/src/config/resolution.rs resolve_id_prefix: trimmed, upper-cased
+    repo = _repo(tmp_path, {"id_prefix": " task ", "id_width": 3})
+    assert load_queue_settings(repo).prefix == "TASK"
+    assert init(repo).add("first").id == "TASK-001"
 
 
-def test_next_id_with_a_prefix_counts_only_that_prefix():
-    tasks = [{"id": "RQ-0041"}, {"id": "TASK-007"}, {"id": "TASK-009", "status": "rejected"}]
+def test_next_id_uses_the_configured_prefix_and_width_and_never_overflows():
+    # crates/ralph/src/queue/id.rs next_id_across: highest non-rejected number + 1
+    tasks = [{"id": "TASK-007"}, {"id": "TASK-009", "status": "rejected"}]
     assert next_id(tasks, [], prefix="TASK", width=3) == "TASK-008"
-    assert next_id(tasks, [{"id": "TASK-8"}], prefix="TASK", width=3) == "TASK-010"
-    assert next_id(tasks, []) == "RQ-0042"  # unconfigured: follows the highest id, as before
+    assert next_id(tasks, [{"id": "TASK-008"}], prefix="TASK", width=3) == "TASK-010"
     assert next_id([], [], prefix="AB", width=2) == "AB-01"
-    assert next_id([{"id": "AB-99"}], [], prefix="AB", width=2) == "AB-100"
+    with pytest.raises(QueueError, match="id_width"):  # ralph would write AB-100, then refuse it
+        next_id([{"id": "AB-99"}], [], prefix="AB", width=2)
 
 
 def test_custom_files_are_used_by_add_complete_and_next(tmp_path: Path):
@@ -142,7 +134,10 @@ def test_init_writes_no_config(tmp_path: Path):
         ({"id_width": True}, "queue.id_width"),
         ({"id_width": 0}, "queue.id_width"),
         ({"id_prefix": 7}, "queue.id_prefix"),
-        ({"id_prefix": "task"}, "queue.id_prefix"),
+        ({"id_prefix": "  "}, "queue.id_prefix"),
+        ({"id_prefix": "1AB"}, "queue.id_prefix"),
+        ({"id_width": 13}, "queue.id_width"),
+        ({"file": ""}, "queue.file"),
         ({"file": 3}, "queue.file"),
         ({"file": "../outside.jsonc"}, "queue.file"),
         ({"done_file": "a/../../outside.jsonc"}, "queue.done_file"),
@@ -193,29 +188,22 @@ def test_the_example_ralph_config_loads_with_queue_defaults(tmp_path: Path):
     assert q.add("x").id == "RQ-0001"
 
 
-def test_queue_settings_defaults_and_nulls():
-    assert queue_settings(None) == QueueSettings()
-    assert queue_settings({}) == QueueSettings()
-    assert queue_settings({"queue": None}) == QueueSettings()
-    nulls = {
-        "file": None,
-        "done_file": None,
-        "id_prefix": None,
-        "id_width": None,
-        "aging_thresholds": None,
-        "max_dependency_depth": 10,
-    }
-    s = queue_settings({"queue": nulls})
+def test_null_queue_settings_mean_ralphs_defaults(tmp_path: Path):
+    nulls = {"file": None, "done_file": None, "id_prefix": None, "id_width": None}
+    repo = _repo(tmp_path, {**nulls, "aging_thresholds": None, "max_dependency_depth": 10})
+    s = load_queue_settings(repo)
     assert s == QueueSettings() and (s.file, s.done_file) == (
         ".ralph/queue.jsonc",
         ".ralph/done.jsonc",
     )
     assert (s.prefix, s.width) == ("RQ", 4)
+    (repo / ".ralph" / "config.jsonc").write_text('{"queue": []}')
     with pytest.raises(QueueError) as e:
-        queue_settings({"queue": []}, path="cfg.jsonc")
-    assert e.value.field == "queue" and "cfg.jsonc" in str(e.value)
+        load_queue_settings(repo)
+    assert e.value.field == "queue" and "config.jsonc" in str(e.value)
+    (repo / ".ralph" / "config.jsonc").write_text("[1]")
     with pytest.raises(QueueError):
-        queue_settings([1])
+        load_queue_settings(repo)
 
 
 def test_the_schema_has_no_lock_setting():
