@@ -2,7 +2,8 @@
 
 Owns: `check_links` (duplicate ids across the files, `depends_on`, `blocks`, `relates_to`,
 `duplicates` naming the task itself or a missing task, dependency, blocking and parent cycles)
-and `link_warnings` with its `ValidationWarning`s (a dependency on a rejected task, a chain
+and `link_warnings` with its `ValidationWarning`s (carried by `Validation`, what
+`Queue.validate()` returns) (a dependency on a rejected task, a chain
 deeper than queue.max_dependency_depth, a blocked dependency chain, a duplicate of a finished
 task, a task that is its own parent, a missing parent). Rules follow ralph's
 crates/ralph/src/queue/validation/{queue_files,dependency_graph,relationships,parent}.rs.
@@ -14,6 +15,7 @@ recursion limit on long chains).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,27 @@ class ValidationWarning:
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
         return f"{where}task {self.task_id}: {self.message}"
+
+
+class Validation(int):
+    """What `Queue.validate()` returns: the number of tasks in both files -- an `int`, as it
+    always was -- carrying ralph's non-blocking `warnings` (a tuple of `ValidationWarning`)."""
+
+    warnings: tuple[ValidationWarning, ...]
+
+    def __new__(cls, tasks: int, warnings: Sequence[ValidationWarning] = ()) -> Validation:
+        obj = super().__new__(cls, tasks)
+        obj.warnings = tuple(warnings)
+        return obj
+
+    @property
+    def tasks(self) -> int:
+        return int(self)
+
+    __str__ = int.__repr__
+
+    def __repr__(self) -> str:
+        return f"Validation(tasks={int(self)}, warnings={len(self.warnings)})"
 
 
 class _Catalog:

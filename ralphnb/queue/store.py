@@ -22,15 +22,16 @@ import contextlib
 import copy
 import gc
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .._paths import git_dir_of, not_a_file
-from .._time import format_time, parse_time, utcnow
+from .._time import format_time, utcnow
 from ..errors import QueueError
 from .config import QueueSettings, load_queue_settings
+from .frame import tasks_frame
 from .jsonio import (
     atomic_write_bytes,
     loads_jsonc,
@@ -38,19 +39,14 @@ from .jsonio import (
     replace_if_unchanged,
     sweep_temp_files,
 )
-from .links import ValidationWarning, check_links, link_warnings
+from .links import Validation, ValidationWarning, check_links, link_warnings
 from .lock import DirLock
-from .ralphjson import canonical_task, canonicalize, dumps_queue_file
+from .ralphjson import canonical_task, canonicalize, dumps_queue_file, scalar_text
 from .rules import (
     ALLOWED,
     DEFAULTS,
     EMPTY_DOC,
-    MINUTES,
-    PRIORITIES,
-    STATUSES,
-    STRING_LISTS,
     TERMINAL,
-    TIMES,
     heal_interrupted_move,
     next_id,
     runnable_tasks,
@@ -80,12 +76,12 @@ class Task:
         if name in DEFAULTS or name in ALLOWED:
             value = self._data.get(name, DEFAULTS.get(name))
             if name == "custom_fields":
-                return {k: _coerce_text(v) for k, v in (value or {}).items()}
+                return {k: scalar_text(v) for k, v in (value or {}).items()}
             return copy.deepcopy(value) if isinstance(value, list | dict) else value
         raise AttributeError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        """The task's JSON form (a copy; key order and unknown-to-ralphnb data kept)."""
+        """The task's JSON form as ralph holds it (a copy, in ralph's field order)."""
         return copy.deepcopy(self._data)
 
     def __eq__(self, other: object) -> bool:
@@ -98,36 +94,9 @@ class Task:
         )
 
 
-def _coerce_text(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
-
-
 def _stamp() -> str:
     """Now as ralph writes a timestamp: UTC, nine fractional digits, `Z`."""
     return format_time(utcnow())[:-1] + "000Z"
-
-
-class Validation(int):
-    """What `Queue.validate()` returns: the number of tasks in both files -- an `int`, as it
-    always was -- carrying ralph's non-blocking `warnings` (a tuple of `ValidationWarning`)."""
-
-    warnings: tuple[ValidationWarning, ...]
-
-    def __new__(cls, tasks: int, warnings: Sequence[ValidationWarning] = ()) -> Validation:
-        obj = super().__new__(cls, tasks)
-        obj.warnings = tuple(warnings)
-        return obj
-
-    @property
-    def tasks(self) -> int:
-        return int(self)
-
-    __str__ = int.__repr__
-
-    def __repr__(self) -> str:
-        return f"Validation(tasks={int(self)}, warnings={len(self.warnings)})"
 
 
 # --- the files -----------------------------------------------------------------------------
@@ -149,51 +118,6 @@ class _State:
         qdoc = {**self.qdoc, "tasks": list(self.open)}
         ddoc = {**self.ddoc, "tasks": list(self.done)}
         return _State(qdoc, ddoc, self.healed, self.qraw, self.draw)
-
-
-def _naive(v: str | None) -> str:
-    if not v:
-        return "NaT"
-    if v[-1] == "Z" and v[10:11] == "T":
-        return v[:-1]
-    return format_time(parse_time(v))[:-1]  # any other form ralph accepts
-
-
-def tasks_frame(open_tasks: Sequence[dict], done_tasks: Sequence[dict]) -> Any:
-    """A typed DataFrame of both files' tasks (works with pandas 2.2 and 3.x)."""
-    import numpy as np
-    import pandas as pd
-
-    rows = [(t, "queue") for t in open_tasks] + [(t, "done") for t in done_tasks]
-    cols: dict[str, Any] = {"id": [t["id"] for t, _ in rows]}
-    cols["file"] = pd.Categorical([f for _, f in rows], categories=["queue", "done"])
-    cols["status"] = pd.Categorical(
-        [t.get("status", "todo") for t, _ in rows], categories=list(STATUSES)
-    )
-    cols["priority"] = pd.Categorical(
-        [t.get("priority", "medium") for t, _ in rows], categories=list(PRIORITIES), ordered=True
-    )
-    cols["title"] = [t["title"] for t, _ in rows]
-    for k in TIMES:  # validated as …Z or …+00:00: numpy parses the naive part (fast)
-        naive = np.array([_naive(t.get(k)) for t, _ in rows], dtype="datetime64[us]")
-        cols[k] = pd.Series(naive).dt.tz_localize("UTC")
-    for k in MINUTES:
-        cols[k] = pd.array([t.get(k) for t, _ in rows], dtype="Int64")
-    for k in ("description", "request", "duplicates", "parent_id"):
-        cols[k] = pd.Series([t.get(k) for t, _ in rows], dtype=object)
-    for k in STRING_LISTS:
-        cols[k] = pd.Series([list(t.get(k) or ()) for t, _ in rows], dtype=object)
-    cols["custom_fields"] = pd.Series(
-        [{a: _coerce_text(b) for a, b in (t.get("custom_fields") or {}).items()} for t, _ in rows],
-        dtype=object,
-    )
-    cols["agent"] = pd.Series([t.get("agent") for t, _ in rows], dtype=object)
-    return pd.DataFrame(
-        {
-            k: (v.to_numpy() if isinstance(v, pd.Series) and v.dtype == object else v)
-            for k, v in cols.items()
-        }
-    )
 
 
 @contextlib.contextmanager
