@@ -1,8 +1,10 @@
 """The task files, `.ralph/queue.jsonc` and `.ralph/done.jsonc`, read and written as ralph does.
 
-Owns: `Queue`, `Task` and `init` (store), the schema, validation and selection rules (rules),
-task ids (ids), ralph's `.ralph/lock/` directory lock (lock), JSONC in and atomic pretty JSON out
-(jsonio), and the `queue` settings of `.ralph/config.jsonc` (config).
+Owns: `Queue`, `Task` and `init` (store); ralph's task rules (rules: schema names, selection,
+ids; validation and links: every error and warning of ralph's validation; ralphjson: the bytes
+ralph writes; frame: the DataFrame view); task ids (ids); ralph's `.ralph/lock/` directory lock
+(lock); JSONC in and atomic writes out (jsonio); ralph's configuration resolved as ralph
+resolves it (config, config_model, config_rules).
 Never: runs an agent, a process or git; imports nothing of the loop, the workers or the view.
 """
 
