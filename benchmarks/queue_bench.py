@@ -78,6 +78,9 @@ def make_task(rng: random.Random, n: int, status: str) -> dict:
 
 def build_repo(root: Path) -> Queue:
     rng = random.Random(42)
+    # 10,000 tasks need five-digit ids; ralph requires ids of the configured width
+    (root / ".ralph").mkdir()
+    (root / ".ralph" / "config.jsonc").write_text('{"version": 2, "queue": {"id_width": 5}}')
     q = ralphnb.init(root)
     done = [make_task(rng, n, "done") for n in range(1, N_DONE + 1)]
     open_ = [make_task(rng, n, "todo") for n in range(N_DONE + 1, N_TASKS + 1)]

@@ -15,6 +15,7 @@ recursion limit on long chains).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,14 +59,21 @@ class Validation(int):
 
 
 class _Catalog:
-    """Both files' tasks: in order, by id (a later task wins, as in ralph's map) and by file."""
+    """Both files' tasks: in order, and by id (a later task wins, as in ralph's map)."""
 
     def __init__(self, open_tasks: list[dict], done_tasks: list[dict], qpath, dpath) -> None:
         self.tasks = [*open_tasks, *done_tasks]
         self.active = open_tasks
         self.by_id = {t["id"]: t for t in self.tasks}
-        self.file = {t["id"]: qpath for t in open_tasks}
-        self.file.update((t["id"], dpath) for t in done_tasks if t["id"] not in self.file)
+        self.paths = (qpath, dpath)
+
+    @functools.cached_property
+    def _open_ids(self) -> set[str]:
+        return {t["id"] for t in self.active}
+
+    def file(self, tid: str) -> Path | None:
+        """The file of a task (the queue's when its id is in both): for messages only."""
+        return self.paths[0] if tid in self._open_ids else self.paths[1]
 
 
 def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
@@ -91,12 +99,9 @@ def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
-def _links(t: dict, key: str) -> list[str]:
-    """A task's link field (a list, or `parent_id`/`duplicates`) as ralph reads it: trimmed,
-    blank entries dropped."""
-    value = t.get(key)
-    if not value:
-        return []
+def _clean(value: str | list[str]) -> list[str]:
+    """A link field (a list, or `parent_id`/`duplicates`) as ralph reads it: trimmed, blank
+    entries dropped."""
     return [x for x in map(link, [value] if type(value) is str else value) if x]
 
 
@@ -107,49 +112,55 @@ def check_links(
     excepted); `depends_on` naming itself or a missing task, and dependency cycles; per task
     `blocks`, `relates_to` and `duplicates` naming itself or a missing task, and blocking
     cycles; a `parent_id` cycle of two or more tasks (one task as its own parent only warns)."""
-    active = {t["id"] for t in open_tasks if t.get("status") != "rejected"}
-    for t in done_tasks:
-        if t.get("status") != "rejected" and t["id"] in active:
-            raise task_error(dpath, t["id"], "id", f"duplicate id (also in {qpath})")
     cat = _Catalog(open_tasks, done_tasks, qpath, dpath)
+    if len(cat.by_id) < len(cat.tasks):  # some id is used twice: is it across the files?
+        active = {t["id"] for t in open_tasks if t.get("status") != "rejected"}
+        for t in done_tasks:
+            if t.get("status") != "rejected" and t["id"] in active:
+                raise task_error(dpath, t["id"], "id", f"duplicate id (also in {qpath})")
     deps: dict[str, list[str]] = {}
     for t in cat.tasks:
-        for other in _links(t, "depends_on"):
-            _link_target(cat, t, "depends_on", other, "depends on")
-            deps.setdefault(t["id"], []).append(other)
+        if t.get("depends_on"):
+            for other in _clean(t["depends_on"]):
+                _link_target(cat, t, "depends_on", other, "depends on")
+                deps.setdefault(t["id"], []).append(other)
     _refuse_cycle(cat, deps, "depends_on", "dependency cycle")
     blocks: dict[str, list[str]] = {}
-    for t in cat.tasks:
-        for other in _links(t, "blocks"):
-            _link_target(cat, t, "blocks", other, "blocks")
-            blocks.setdefault(t["id"], []).append(other)
-        for other in _links(t, "relates_to"):
-            _link_target(cat, t, "relates_to", other, "relates to")
+    parents: dict[str, list[str]] = {}
+    for t in cat.tasks:  # per task, as ralph: blocks, relates_to, duplicates
+        if t.get("blocks"):
+            for other in _clean(t["blocks"]):
+                _link_target(cat, t, "blocks", other, "blocks")
+                blocks.setdefault(t["id"], []).append(other)
+        if t.get("relates_to"):
+            for other in _clean(t["relates_to"]):
+                _link_target(cat, t, "relates_to", other, "relates to")
         if t.get("duplicates") is not None:
             dup = link(t["duplicates"])
             if not dup:
-                raise task_error(cat.file[t["id"]], t["id"], "duplicates", "is blank")
+                raise task_error(cat.file(t["id"]), t["id"], "duplicates", "is blank")
             _link_target(cat, t, "duplicates", dup, "duplicates")
+        if t.get("parent_id"):
+            parent = link(t["parent_id"])
+            if parent and parent != t["id"] and parent in cat.by_id:
+                parents[t["id"]] = [parent]
     _refuse_cycle(cat, blocks, "blocks", "blocking cycle")
-    parents = {t["id"]: [p] for t in cat.tasks for p in _links(t, "parent_id")[:1] if p != t["id"]}
-    _refuse_cycle(
-        cat, {c: p for c, p in parents.items() if p[0] in cat.by_id}, "parent_id", "parent cycle"
-    )
+    _refuse_cycle(cat, parents, "parent_id", "parent cycle")
 
 
 def _refuse_cycle(cat: _Catalog, graph: dict[str, list[str]], key: str, kind: str) -> None:
     cycle = _find_cycle(graph)
     if cycle:
-        raise task_error(cat.file[cycle[0]], cycle[0], key, f"{kind}: " + " -> ".join(cycle))
+        raise task_error(cat.file(cycle[0]), cycle[0], key, f"{kind}: " + " -> ".join(cycle))
 
 
 def _link_target(cat: _Catalog, t: dict, key: str, other: str, what: str) -> None:
     tid = t["id"]
     if other == tid:
-        raise task_error(cat.file[tid], tid, key, f"task {tid} {what} itself")
+        raise task_error(cat.file(tid), tid, key, f"task {tid} {what} itself")
     if other not in cat.by_id:
         raise task_error(
-            cat.file[tid], tid, key, f"{what} {other}, which is in neither queue nor done file"
+            cat.file(tid), tid, key, f"{what} {other}, which is in neither queue nor done file"
         )
 
 
@@ -170,15 +181,28 @@ def link_warnings(
     out: list[ValidationWarning] = []
 
     def warn(tid: str, message: str) -> None:
-        out.append(ValidationWarning(tid, message, cat.file.get(tid)))
+        out.append(ValidationWarning(tid, message, cat.file(tid)))
 
     graph: dict[str, list[str]] = {}
-    for t in cat.tasks:
-        for dep in _links(t, "depends_on"):
-            if cat.by_id[dep].get("status") == "rejected":
-                warn(t["id"], f"depends on rejected task {dep}; this will never be satisfied")
-            graph.setdefault(t["id"], []).append(dep)
-    depth = _depths(graph)
+    dups: list[tuple[str, str]] = []
+    parents: list[tuple[str, str]] = []
+    for t in cat.tasks:  # one pass collects every link the warnings look at
+        tid, deps, dup, parent = (
+            t["id"],
+            t.get("depends_on"),
+            t.get("duplicates"),
+            t.get("parent_id"),
+        )
+        if deps:
+            for dep in _clean(deps):
+                if cat.by_id[dep].get("status") == "rejected":
+                    warn(tid, f"depends on rejected task {dep}; this will never be satisfied")
+                graph.setdefault(tid, []).append(dep)
+        if dup and link(dup):
+            dups.append((tid, link(dup)))
+        if parent and link(parent):
+            parents.append((tid, link(parent)))
+    depth, blocked = _chains(graph, cat.by_id)
     for t in cat.active:
         d = depth.get(t["id"], 0)
         if d > max_dependency_depth:
@@ -187,27 +211,24 @@ def link_warnings(
                 f"has a dependency chain {d} deep, more than queue.max_dependency_depth "
                 f"({max_dependency_depth})",
             )
-    blocked = _blocked(graph, cat.by_id)
     for t in cat.active:
         deps = graph.get(t["id"])
         if deps and blocked[t["id"]]:
-            stuck = [d for d in deps if blocked[d]]
+            stuck = ", ".join(d for d in deps if blocked[d])
             warn(
                 t["id"],
                 "is blocked: every dependency path ends at an unfinished or rejected task "
-                f"({', '.join(stuck)})",
+                f"({stuck})",
             )
-    for t in cat.tasks:
-        for dup in _links(t, "duplicates")[:1]:
-            status = cat.by_id[dup].get("status")
-            if status in TERMINAL:
-                warn(t["id"], f"duplicates {dup}, which is already {status}")
-    for t in cat.tasks:
-        for parent in _links(t, "parent_id")[:1]:
-            if parent == t["id"]:
-                warn(t["id"], "is its own parent; remove parent_id or name another task")
-            elif parent not in cat.by_id:
-                warn(t["id"], f"has parent {parent}, which is in neither queue nor done file")
+    for tid, dup in dups:
+        status = cat.by_id[dup].get("status")
+        if status in TERMINAL:
+            warn(tid, f"duplicates {dup}, which is already {status}")
+    for tid, parent in parents:
+        if parent == tid:
+            warn(tid, "is its own parent; remove parent_id or name another task")
+        elif parent not in cat.by_id:
+            warn(tid, f"has parent {parent}, which is in neither queue nor done file")
     return out
 
 
@@ -232,23 +253,20 @@ def _post_order(graph: dict[str, list[str]]) -> list[str]:
     return order
 
 
-def _depths(graph: dict[str, list[str]]) -> dict[str, int]:
-    """Longest dependency chain below each task (0 without dependencies)."""
+def _chains(
+    graph: dict[str, list[str]], by_id: dict[str, dict]
+) -> tuple[dict[str, int], dict[str, bool]]:
+    """For every task in the dependency graph: the longest chain below it (0 without
+    dependencies), and ralph's "blocked" (a task without dependencies is blocked unless done;
+    one with dependencies is blocked when all of them are)."""
     depth: dict[str, int] = {}
-    for node in _post_order(graph):
-        deps = graph.get(node)
-        depth[node] = 1 + max(depth[d] for d in deps) if deps else 0
-    return depth
-
-
-def _blocked(graph: dict[str, list[str]], by_id: dict[str, dict]) -> dict[str, bool]:
-    """ralph's "blocked": a task without dependencies is blocked unless done; a task with some
-    is blocked when all of them are."""
     blocked: dict[str, bool] = {}
     for node in _post_order(graph):
         deps = graph.get(node)
         if deps:
+            depth[node] = 1 + max(depth[d] for d in deps)
             blocked[node] = all(blocked[d] for d in deps)
         else:
-            blocked[node] = by_id.get(node, {}).get("status") != "done"
-    return blocked
+            depth[node] = 0
+            blocked[node] = by_id[node].get("status") != "done"
+    return depth, blocked

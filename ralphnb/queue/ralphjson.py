@@ -46,7 +46,7 @@ def _key_orders() -> frozenset[tuple[str, ...]]:
     return frozenset(out)
 
 
-_CANONICAL_KEYS = _key_orders()
+CANONICAL_KEYS = _key_orders()
 
 
 def ryu_text(x: float) -> str:
@@ -112,7 +112,7 @@ def canonical_agent(agent: dict[str, Any]) -> dict[str, Any]:
 def canonical_task(t: dict[str, Any]) -> dict[str, Any]:
     """`t` as ralph would write it; `t` itself when it already is (the common case)."""
     if (
-        tuple(t) in _CANONICAL_KEYS
+        tuple(t) in CANONICAL_KEYS
         and None not in t.values()
         and all(type(v) is str for v in t["custom_fields"].values())
         and ("agent" not in t or _is_canonical_agent(t["agent"]))

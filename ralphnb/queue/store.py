@@ -41,7 +41,7 @@ from .jsonio import (
 )
 from .links import Validation, ValidationWarning, check_links, link_warnings
 from .lock import DirLock
-from .ralphjson import canonical_task, canonicalize, dumps_queue_file, scalar_text
+from .ralphjson import canonical_task, dumps_queue_file, scalar_text
 from .rules import (
     ALLOWED,
     DEFAULTS,
@@ -193,11 +193,12 @@ class Queue:
                 if draw is not None
                 else {"version": 1, "tasks": []}
             )
-            open_tasks = check_doc(qdoc, self.queue_path, **ids)
-            done_tasks = check_doc(ddoc, self.done_path, archive=True, **ids)
+            # tasks are validated and held in ralph's form (`fix`) in one pass
+            open_tasks = check_doc(qdoc, self.queue_path, fix=canonical_task, **ids)
+            done_tasks = check_doc(ddoc, self.done_path, archive=True, fix=canonical_task, **ids)
             healed = heal_interrupted_move(open_tasks, done_tasks)
-            qdoc["tasks"] = canonicalize(healed)
-            ddoc["tasks"] = canonicalize(done_tasks)
+            qdoc["tasks"] = healed
+            ddoc["tasks"] = done_tasks
             check_links(healed, done_tasks, self.queue_path, self.done_path)
         state = _State(qdoc, ddoc, len(healed) != len(open_tasks), qraw, draw)
         self._cache = state
@@ -208,13 +209,14 @@ class Queue:
         error; else return the number of tasks (an int, as before) whose `.warnings` are every
         warning ralph gives (see `links.link_warnings`)."""
         s = self._load(fresh=True)
-        warnings = link_warnings(
-            s.open,
-            s.done,
-            self.queue_path,
-            self.done_path,
-            max_dependency_depth=self.settings.max_dependency_depth,
-        )
+        with _no_gc():  # many small objects beside a large live parse: no GC passes over it
+            warnings = link_warnings(
+                s.open,
+                s.done,
+                self.queue_path,
+                self.done_path,
+                max_dependency_depth=self.settings.max_dependency_depth,
+            )
         return Validation(len(s.open) + len(s.done), warnings)
 
     @property

@@ -16,18 +16,21 @@ taken as written (no blanks, upper-case prefix: they become paths and branch nam
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import QueueError
 from .ids import DEFAULT_PREFIX, DEFAULT_WIDTH, id_matcher, id_problem
+from .ralphjson import CANONICAL_KEYS
 from .rules import (
     AGENT_KEYS,
     ALLOWED,
     EFFORTS,
+    ID_LISTS,
     MINUTES,
     MODEL_EFFORTS,
     OPT_STRINGS,
@@ -90,12 +93,21 @@ def timestamp_problem(value: Any) -> str | None:
 # --- one task ------------------------------------------------------------------------------
 
 
+_EMPTY_LIST: list = []  # read-only defaults of the fast path
+_EMPTY_MAP: dict = {}
+_WS = itertools.repeat(RUST_WS)  # map(str.strip, items, _WS): C-level trims
+_OTHER_LISTS = ("notes", *ID_LISTS)
+_STR_ONLY = frozenset({str})
+_OPTIONAL = frozenset(("started_at", "scheduled_start", "completed_at", *OPT_STRINGS, *MINUTES))
+
+
 def _fast_ok(t: Any, id_ok: Any) -> bool:
-    """True when `task_problem` would find nothing (C-level checks; any doubt returns False)."""
+    """True when `t` is valid and already in ralph's written form (as every task ralph wrote
+    is): C-level checks of that common case. Any doubt returns False; the full check then
+    finds the reason, or the task is valid and only needs `ralphjson.canonical_task`."""
     try:
-        if type(t) is not dict or not ALLOWED.issuperset(t):
-            return False
-        get = t.get
+        if type(t) is not dict or tuple(t) not in CANONICAL_KEYS or "agent" in t:
+            return False  # an agent block is rare: the full check looks at it
         tid, title = t["id"], t["title"]
         if type(tid) is not str or id_ok(tid) is None or type(title) is not str:
             return False
@@ -103,48 +115,45 @@ def _fast_ok(t: Any, id_ok: Any) -> bool:
             return False
         if _TS_FAST(t["updated_at"]) is None:
             return False
+        get = t.get
         status = get("status", "todo")
         if status not in _STATUS_SET or get("priority", "medium") not in _PRIORITY_SET:
             return False
-        for k in ("started_at", "scheduled_start", "completed_at"):
-            v = get(k)
-            if v is not None and _TS_FAST(v) is None:
-                return False
         for k in TEXT_LISTS:
-            v = get(k)
-            if v is None:
-                if k in t:
-                    return False
-            elif type(v) is not list or not all(map(rust_trim, v)):
+            v = get(k, _EMPTY_LIST)
+            if type(v) is not list or not all(map(str.strip, v, _WS)):  # TypeError: not str
                 return False
-        for k in ("notes", "depends_on", "blocks", "relates_to"):
-            v = get(k)
-            if v is None:
-                if k in t:
-                    return False
-            elif type(v) is not list:
+        for k in _OTHER_LISTS:
+            v = get(k, _EMPTY_LIST)
+            if type(v) is not list:
                 return False
-            else:
-                sum(map(str.__len__, v))  # TypeError on a non-string
-        for k in OPT_STRINGS:
-            v = get(k)
-            if v is not None and type(v) is not str:
-                return False
-        for k in MINUTES:
-            v = get(k)
-            if v is not None and (type(v) is not int or not 0 <= v <= _U32):
-                return False
-        cf = get("custom_fields", {})
+            sum(map(str.__len__, v))  # TypeError on a non-string
+        cf = get("custom_fields", _EMPTY_MAP)
         if type(cf) is not dict:
             return False
-        for key, value in cf.items():
-            if type(value) not in _SCALARS or _CF_KEY_OK(key) is None:
-                return False
-        if get("agent") is not None:
-            return False  # rare: the full check looks at it
+        if cf and not (_STR_ONLY.issuperset(map(type, cf.values())) and all(map(_CF_KEY_OK, cf))):
+            return False
+        if not _OPTIONAL.isdisjoint(t) and not _optional_ok(get):
+            return False
         return not (status in TERMINAL and get("completed_at") is None)
     except (KeyError, TypeError, AttributeError):
         return False
+
+
+def _optional_ok(get: Any) -> bool:
+    """The optional fields present are valid and not null (ralph leaves a null one out)."""
+    for k in ("started_at", "scheduled_start", "completed_at"):
+        v = get(k, "")
+        if v != "" and (type(v) is not str or _TS_FAST(v) is None):
+            return False
+    for k in OPT_STRINGS:
+        if type(get(k, "")) is not str:
+            return False
+    for k in MINUTES:
+        v = get(k, 0)
+        if type(v) is not int or not 0 <= v <= _U32:
+            return False
+    return True
 
 
 def _agent_problems(agent: dict, limits: bool) -> Iterator[tuple[str, str]]:
@@ -312,8 +321,13 @@ def check_doc(
     archive: bool = False,
     prefix: str = DEFAULT_PREFIX,
     width: int = DEFAULT_WIDTH,
+    fix: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Validate one file's document (ralph's `validate_queue`); return its task list."""
+    """Validate one file's document (ralph's `validate_queue`); return its task list.
+
+    `fix` replaces, in the list, each valid task not already in ralph's written form (the
+    store passes `ralphjson.canonical_task`, so the check and the normalising share one pass).
+    """
     if type(doc) is not dict:
         raise QueueError(f"{path}: top level must be an object {{version, tasks}}", path=path)
     for key in doc:
@@ -329,9 +343,11 @@ def check_doc(
         raise QueueError(f"{path}: 'tasks' must be a list", path=path, field="tasks")
     ok = id_matcher(prefix, width)
     seen: set[str] = set()
-    for t in tasks:
+    for i, t in enumerate(tasks):
         if not _fast_ok(t, ok):
             check_task(t, path, prefix=prefix, width=width)
+            if fix is not None:
+                t = tasks[i] = fix(t)
         status = t.get("status", "todo")
         if archive and status not in TERMINAL:
             raise task_error(
