@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from .process import ExitInfo, Worker
+from .exits import ExitInfo
+from .process import Worker
 from .registry import Registry
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import WorkerError
-from ..process import ExitInfo
+from ..exits import ExitInfo
 from .remote import LOST, _remote_control
 
 if TYPE_CHECKING:

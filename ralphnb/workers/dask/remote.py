@@ -28,7 +28,8 @@ import psutil
 from distributed import WorkerPlugin, get_worker
 
 from ...errors import WorkerError
-from ..process import ExitInfo, Worker
+from ..exits import ExitInfo
+from ..process import Worker
 from ..registry import Registry, find_leftovers, sweep_token
 
 log = logging.getLogger(__name__)
