@@ -43,26 +43,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("DaskExecutor needs Dask distributed: pip install 'ralphnb[dask]'") from exc
 
 from ...errors import WorkerError
-from .handle import DaskExitInfo, DaskHandle, _spec_dict
+from .handle import DaskHandle, _spec_dict
 from .remote import (
-    LOST,
     PLUGIN_NAME,
     RalphnbWorkerPlugin,
     _quiet_kill,
-    _remote_control,
-    _remote_run,
-    _remote_sweep,
     reap_dead_workers,
+    remote_control,
+    remote_run,
+    remote_sweep,
 )
-
-__all__ = [
-    "LOST",
-    "DaskExecutor",
-    "DaskExitInfo",
-    "DaskHandle",
-    "RalphnbWorkerPlugin",
-    "reap_dead_workers",
-]
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +209,7 @@ class DaskExecutor:
         with self._lock:
             self._handles[h.hid] = h
         h.future = self.client.submit(
-            _remote_run,
+            remote_run,
             remote,
             h.hid,
             self.topic,
@@ -264,7 +254,7 @@ class DaskExecutor:
     def _kill_stray(self, msg: dict) -> None:
         with contextlib.suppress(Exception):
             self.client.run(
-                _remote_control,
+                remote_control,
                 msg["h"],
                 msg["pid"],
                 msg["create_time"],
@@ -338,7 +328,7 @@ class DaskExecutor:
             info = self.client.scheduler_info(n_workers=-1)["workers"]
             peers = [a for a, w in info.items() if w.get("host") == host and a != exclude]
             if peers:
-                self.client.run(_remote_sweep, workers=peers[:1], on_error="ignore")
+                self.client.run(remote_sweep, workers=peers[:1], on_error="ignore")
                 return
         if _local_host(host):
             with contextlib.suppress(Exception):

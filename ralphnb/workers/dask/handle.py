@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import WorkerError
 from ..exits import ExitInfo
-from .remote import LOST, _remote_control
+from .remote import LOST, remote_control
 
 if TYPE_CHECKING:
     from .executor import DaskExecutor
@@ -317,7 +317,7 @@ class DaskHandle:
         if self.alive and self.pid is not None:
             try:
                 res = self._ex.client.run(
-                    _remote_control,
+                    remote_control,
                     self.hid,
                     self.pid,
                     self.create_time,

@@ -1,8 +1,8 @@
 """The Dask-worker side of `DaskExecutor`: runs inside Dask worker processes, never in the client.
 
-Owns: `_remote_run` (the Dask task that supervises one agent with `process.Worker`, streams its
+Owns: `remote_run` (the Dask task that supervises one agent with `process.Worker`, streams its
 lines, resource samples and exit to the client through `worker.log_event`, and kills the agent
-when its own task is cancelled), `_remote_control` (stop/kill one agent, aimed by `client.run` at
+when its own task is cancelled), `remote_control` (stop/kill one agent, aimed by `client.run` at
 the owning worker, after a pid + create_time identity check), `RalphnbWorkerPlugin` (teardown
 kills every agent of a closing Dask worker) and `reap_dead_workers` (agents orphaned by a Dask
 worker process that died by SIGKILL, found by their on-disk registry on the same host).
@@ -45,7 +45,8 @@ def _registry_root() -> Path:
     return Path(tempfile.gettempdir()) / f"ralphnb-dask-{os.getuid()}"
 
 
-def _proc_tag(pid: int) -> str:
+def proc_tag(pid: int) -> str:
+    """Name of a process's registry directory: `<pid>-<create time in ms>` (pid reuse safe)."""
     return f"{pid}-{int(psutil.Process(pid).create_time() * 1000)}"
 
 
@@ -120,7 +121,7 @@ def _state(dask_worker: Any) -> _RemoteState:
     with _STATES_LOCK:
         st = _STATES.get(dask_worker.id)
         if st is None:
-            st = _RemoteState(Registry(_registry_root() / _proc_tag(os.getpid())))
+            st = _RemoteState(Registry(_registry_root() / proc_tag(os.getpid())))
             _STATES[dask_worker.id] = st
         return st
 
@@ -209,7 +210,7 @@ def _read_marks(root: Path, task: dict[str, Any]) -> dict[str, Any] | None:
     return out if out["status"] or out["added"] else None
 
 
-def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval: float) -> dict:
+def remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval: float) -> dict:
     """Dask task: supervise one agent on this worker, streaming lines and the exit to `topic`."""
     from distributed.worker import thread_state
 
@@ -347,7 +348,7 @@ def _remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval
                     tmp.parent.rmdir()  # stubs/ or ship/, once empty
 
 
-def _remote_control(
+def remote_control(
     hid: str,
     pid: int,
     create_time: float | None,
@@ -373,5 +374,6 @@ def _remote_control(
     return "ok"
 
 
-def _remote_sweep(dask_worker: Any = None) -> int:  # noqa: ARG001 - client.run injects it
+def remote_sweep(dask_worker: Any = None) -> int:  # noqa: ARG001 - client.run injects it
+    """`client.run` target: reap the agents of dead Dask worker processes of this host."""
     return reap_dead_workers()

@@ -296,10 +296,10 @@ def test_reap_dead_workers_sweeps_agents_of_a_dead_dask_worker_process(tmp_path)
         f"""
         import os, sys, time
         from pathlib import Path
-        from ralphnb.workers.dask.remote import _proc_tag
+        from ralphnb.workers.dask.remote import proc_tag
         from ralphnb.workers.process import Worker, build_env
         from ralphnb.workers.registry import Registry
-        reg = Registry(Path({str(root)!r}) / _proc_tag(os.getpid()))
+        reg = Registry(Path({str(root)!r}) / proc_tag(os.getpid()))
         w = Worker(["sleep", "600"], cwd={str(tmp_path)!r}, env=build_env(),
                    log_path={str(tmp_path / "o.log")!r}, worker_id="o", registry=reg).start()
         import psutil
