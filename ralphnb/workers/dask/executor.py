@@ -33,8 +33,8 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Mapping
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 try:
@@ -43,18 +43,35 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("DaskExecutor needs Dask distributed: pip install 'ralphnb[dask]'") from exc
 
 from ...errors import WorkerError
-from .handle import DaskHandle, _spec_dict
+from .handle import DaskHandle, ExecutorLink
 from .remote import (
     PLUGIN_NAME,
     RalphnbWorkerPlugin,
-    _quiet_kill,
     reap_dead_workers,
     remote_control,
     remote_run,
     remote_sweep,
 )
+from .ship import ship_spec
 
 log = logging.getLogger(__name__)
+
+
+def _spec_dict(spec: Any) -> dict[str, Any]:
+    """A `WorkerSpec` (or a mapping with its fields) as the plain dict that travels."""
+    get = spec.get if isinstance(spec, Mapping) else (lambda k, d=None: getattr(spec, k, d))
+    argv = list(get("argv"))
+    stdin = get("stdin_path")
+    return {
+        "argv": [str(a) for a in argv],
+        "env": dict(get("env") or {}),
+        "cwd": str(get("cwd")),
+        "log_path": str(get("log_path")),
+        "worker_id": str(get("worker_id")),
+        "task_id": get("task_id"),
+        "stdin_path": str(stdin) if stdin else None,
+        "tail_lines": int(get("tail_lines", 200) or 200),
+    }
 
 
 def _local_host(host: str) -> bool:
@@ -63,6 +80,11 @@ def _local_host(host: str) -> bool:
     with contextlib.suppress(OSError):
         return host in socket.gethostbyname_ex(socket.gethostname())[2]
     return False
+
+
+def _stop_quietly(h: DaskHandle, grace: float) -> None:
+    with contextlib.suppress(Exception):
+        h.stop(grace=grace)
 
 
 class _WorkerWatch:
@@ -142,6 +164,7 @@ class DaskExecutor:
         self._lock = threading.Lock()
         self._inbox: _queue.SimpleQueue[tuple[DaskHandle, dict] | None] = _queue.SimpleQueue()
         self._closed = False
+        self._link = ExecutorLink(post=self._post, forget=self._forget, control=self._control)
         if register_plugin:
             client.register_plugin(RalphnbWorkerPlugin(), name=PLUGIN_NAME)
         client.subscribe_topic(self.topic, self._on_event)
@@ -191,21 +214,26 @@ class DaskExecutor:
             raise WorkerError("DaskExecutor is closed")
         sd = _spec_dict(spec)
         addr, host, full = self._pick()
-        h = DaskHandle(self, sd, callbacks, addr, tail_lines=sd["tail_lines"])
-        h.host = host
         remote = dict(sd)
-        if self.queue_writes == "client" and sd["env"].get("RALPHNB_REPO") and h.task_id:
-            remote["stub_task"] = self._task_dict(sd["env"]["RALPHNB_REPO"], h.task_id)
+        if self.queue_writes == "client" and sd["env"].get("RALPHNB_REPO") and sd["task_id"]:
+            remote["stub_task"] = self._task_dict(sd["env"]["RALPHNB_REPO"], sd["task_id"])
         if self.workspace == "ship":
-            from .ship import ship_spec
-
             remote = ship_spec(remote)
-            Path(sd["log_path"]).parent.mkdir(parents=True, exist_ok=True)
-            h._logf = open(sd["log_path"], "w", encoding="utf-8", buffering=1)  # noqa: SIM115
-        self._watch_worker(addr)
-        h._spawning = (
+        # wait for the start unless it queues there, or this is the dispatcher (a callback's
+        # respawn), which must go on delivering the start message
+        waits = (
             self.wait_started and not full and threading.current_thread() is not self._dispatcher
         )
+        h = DaskHandle(
+            sd,
+            callbacks,
+            address=addr,
+            host=host,
+            link=self._link,
+            log_on_client=self.workspace == "ship",
+            spawning=waits,
+        )
+        self._watch_worker(addr)
         with self._lock:
             self._handles[h.hid] = h
         h.future = self.client.submit(
@@ -222,15 +250,8 @@ class DaskExecutor:
             retries=0,
         )
         h.future.add_done_callback(lambda fut, h=h: self._on_done(h, fut))
-        if not h._spawning:
-            return h
-        h._started.wait()  # started, failed to start, or lost (worker gone / cluster closed)
-        h._spawning = False
-        if h.start_error is not None:
-            raise WorkerError(
-                f"cannot start {h.worker_id} on Dask worker {addr}: {h.start_error}",
-                task_id=h.task_id,
-            )
+        if waits:
+            h.wait_started()  # raises WorkerError if it could not start
         return h
 
     @staticmethod
@@ -271,7 +292,7 @@ class DaskExecutor:
                 return
             h, msg = item
             try:
-                h._apply(msg)
+                h.apply(msg)
             except Exception:
                 log.exception("applying %s to %s failed", msg.get("k"), h.worker_id)
 
@@ -292,13 +313,13 @@ class DaskExecutor:
             return
 
         def later() -> None:
-            if h._exited.wait(2.0):
+            if h.wait(2.0) is not None:
                 return
             why = f"the Dask task ended ({fut.status}) without an exit event"
             with contextlib.suppress(Exception):
                 res = fut.result(timeout=0) if fut.status == "finished" else None
                 if isinstance(res, dict) and res.get("pid"):
-                    self._inbox.put((h, {"k": "exit", "exit": res}))
+                    self._post(h, {"k": "exit", "exit": res})
                     return
                 if isinstance(res, dict):
                     why = res.get("refused") or res.get("error") or why
@@ -308,17 +329,15 @@ class DaskExecutor:
 
     def _lose(self, h: DaskHandle, why: str, *, sweep: bool = True) -> None:
         """Synthesise the exit of an agent whose Dask worker is gone, after sweeping its host."""
-        with h._lock:
-            if h._losing or not h.alive:
-                return
-            h._losing = True
+        if not h.claim_lost():
+            return
 
         def run() -> None:
             with contextlib.suppress(Exception):
                 h.future.cancel()
             if sweep:
-                self._sweep_host(getattr(h, "host", ""), exclude=h.address)
-            self._inbox.put((h, {"k": "lost", "why": why}))
+                self._sweep_host(h.host, exclude=h.address)
+            self._post(h, {"k": "lost", "why": why})
 
         threading.Thread(target=run, daemon=True).start()
 
@@ -350,9 +369,27 @@ class DaskExecutor:
                 for h in list(self._handles.values()):
                     self._lose(h, f"lost contact with the Dask scheduler ({self.client.status})")
 
+    # ------------------------------------------------------------ what handles may ask (link)
+
+    def _post(self, h: DaskHandle, msg: dict[str, Any]) -> None:
+        self._inbox.put((h, msg))
+
     def _forget(self, h: DaskHandle) -> None:
         with self._lock:
             self._handles.pop(h.hid, None)
+
+    def _control(self, h: DaskHandle, action: str, grace: float) -> object:
+        res = self.client.run(
+            remote_control,
+            h.hid,
+            h.pid,
+            h.create_time,
+            action,
+            grace,
+            workers=[h.address],
+            on_error="return",
+        )
+        return res.get(h.address)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -363,7 +400,7 @@ class DaskExecutor:
 
     def stop_all(self, grace: float = 1.5, timeout: float = 10.0) -> None:
         """Stop every running agent (in parallel); never raises."""
-        threads = [threading.Thread(target=_quiet_kill, args=(h, grace)) for h in self.running]
+        threads = [threading.Thread(target=_stop_quietly, args=(h, grace)) for h in self.running]
         for t in threads:
             t.start()
         for t in threads:
