@@ -21,7 +21,12 @@ from .registry import Registry
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """One attempt of one task, as plain data."""
+    """One attempt of one task, as plain data.
+
+    `task`: the task as the queue holds it when the attempt is spawned (a `Task.to_dict()`, set
+    by the loop). A local worker ignores it; the Dask executor builds the agent's stub queue from
+    it, so nothing on the worker side reads the user's queue.
+    """
 
     worker_id: str
     task_id: str
@@ -33,6 +38,7 @@ class WorkerSpec:
     stdin_path: str | None = None
     registry_path: str | None = None
     tail_lines: int = 200
+    task: dict[str, Any] | None = None
 
 
 @dataclass

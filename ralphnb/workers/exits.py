@@ -4,6 +4,9 @@ Owns: the record's fields and what follows from them alone (`duration`, `ok`). P
 process, no I/O, nothing to tear down. Does not own deciding what an exit means (the loop).
 Invariants:
 - Exactly one of `returncode` and `signal` is set (Popen's -N becomes `signal=N`).
+- `queue_marks` is None unless the agent ran against a stub queue (the Dask executor with
+  queue_writes="client"): then it is what the agent did there to its task, for the loop to
+  apply to the user's queue. A worker never writes the user's queue itself.
 """
 
 from __future__ import annotations
@@ -11,11 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
 class ExitInfo:
-    """How a worker ended. Exactly one of `returncode` and `signal` is set."""
+    """How a worker ended. Exactly one of `returncode` and `signal` is set.
+
+    `queue_marks`: `{"status": "done" | "rejected" | None, "notes": [str, ...], "added": [task
+    dicts]}` = the final status the agent gave its task in its stub queue with the notes it added
+    then, and the tasks it added there (as the stub holds them); None when there was no stub
+    queue or the agent changed nothing in it.
+    """
 
     pid: int
     returncode: int | None
@@ -27,6 +37,7 @@ class ExitInfo:
     task_id: str | None = None
     worker_id: str | None = None
     stderr_path: Path | None = None
+    queue_marks: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float:

@@ -18,8 +18,9 @@ Invariants:
   its processes were swept on that host).
 - Each task is pinned to one Dask worker and refuses to run anywhere else, so a lost task is never
   silently re-run by the scheduler.
-- With `queue_writes="client"` the agent's `ralphnb task done` lands in a stub queue on the worker;
-  the client applies it to the user's queue. Only the client writes the user's queue files.
+- Nothing here reads or writes the user's queue files. With `queue_writes="client"` the agent's
+  `ralphnb task done` lands in a stub queue on the worker, built from `spec.task`; what the agent
+  did there comes back in its exit's `queue_marks`, which the loop applies.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def _spec_dict(spec: Any) -> dict[str, Any]:
         "task_id": get("task_id"),
         "stdin_path": str(stdin) if stdin else None,
         "tail_lines": int(get("tail_lines", 200) or 200),
+        "task": dict(get("task")) if get("task") else None,
     }
 
 
@@ -119,8 +121,11 @@ class DaskExecutor:
     """Start agents on a Dask cluster: `Loop(..., executor=DaskExecutor(client))`.
 
     `client`: a connected `distributed.Client`. `workers`: restrict to these worker addresses.
-    `queue_writes`: "client" (the agent's `ralphnb task done` goes to a stub queue on the worker
-    and the client applies it) or "direct" (RALPHNB_REPO left as given; needs a shared queue).
+    `queue_writes`: "client" (the agent's RALPHNB_REPO is a stub queue on the worker holding only
+    `spec.task`; its `ralphnb task done`/`reject`/`add` land there and come back as the exit's
+    `queue_marks`, for the loop to apply to the user's queue) or "direct" (RALPHNB_REPO left as
+    given; needs a shared queue). A spec without `task` or without RALPHNB_REPO in its env gets
+    no stub: RALPHNB_REPO is left as given, as with "direct".
     `workspace`: "shared" (default: the workspace, prompt and log paths of each spec are used as
     they are, so the Dask workers must see the client's filesystem: a LocalCluster, or NFS) or
     "ship" (the workspace without `.git`, the prompt and stdin files travel with the task; the
@@ -214,9 +219,9 @@ class DaskExecutor:
             raise WorkerError("DaskExecutor is closed")
         sd = _spec_dict(spec)
         addr, host, full = self._pick()
-        remote = dict(sd)
-        if self.queue_writes == "client" and sd["env"].get("RALPHNB_REPO") and sd["task_id"]:
-            remote["stub_task"] = self._task_dict(sd["env"]["RALPHNB_REPO"], sd["task_id"])
+        remote = {k: v for k, v in sd.items() if k != "task"}
+        if self.queue_writes == "client" and sd["env"].get("RALPHNB_REPO") and sd["task"]:
+            remote["stub_task"] = sd["task"]
         if self.workspace == "ship":
             remote = ship_spec(remote)
         # wait for the start unless it queues there, or this is the dispatcher (a callback's
@@ -253,14 +258,6 @@ class DaskExecutor:
         if waits:
             h.wait_started()  # raises WorkerError if it could not start
         return h
-
-    @staticmethod
-    def _task_dict(repo: str, task_id: str) -> dict[str, Any] | None:
-        from ...queue.store import Queue
-
-        with contextlib.suppress(Exception):
-            return Queue(repo).get(task_id).to_dict()
-        return None
 
     # ------------------------------------------------------------ events
 

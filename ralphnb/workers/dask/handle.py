@@ -2,11 +2,12 @@
 
 Owns: `DaskHandle` (the executor seam's handle: stop/kill/wait/tail/resources/pid), which
 applies the messages streamed from the worker in order on the executor's dispatcher thread
-(lines, resource samples, start, exit), the user's queue updates an agent made in its stub queue,
-and a shipped workspace's way back; `DaskExitInfo` (an `ExitInfo` with where and why); and
-`ExecutorLink`, all a handle may ask of the executor that owns it (post a message to the
-dispatcher, forget the handle, run stop/kill on the owning Dask worker).
-Never: imports the executor or reaches into it; the executor uses the handle's public surface.
+(lines, resource samples, start, exit; what an agent did to its stub queue rides in the exit's
+`queue_marks`) and brings a shipped workspace back; `DaskExitInfo` (an `ExitInfo` with where
+and why); and `ExecutorLink`, all a handle may ask of the executor that owns it (post a message
+to the dispatcher, forget the handle, run stop/kill on the owning Dask worker).
+Never: imports the executor or reaches into it (the executor uses the handle's public surface);
+writes the user's queue (the loop applies `queue_marks`).
 Invariants: exactly one exit per handle, after its lines; callbacks run on the dispatcher thread,
 never on the Dask client's event loop.
 """
@@ -33,9 +34,6 @@ from .ship import sync_back
 
 log = logging.getLogger(__name__)
 
-# fields of a task an agent added in its stub queue that the user's queue sets itself
-_NOT_COPIED = ("id", "title", "status", "created_at", "updated_at", "started_at", "completed_at")
-
 
 def _callback(callbacks: Any, name: str) -> Callable[..., Any] | None:
     if callbacks is None:
@@ -43,6 +41,16 @@ def _callback(callbacks: Any, name: str) -> Callable[..., Any] | None:
     if isinstance(callbacks, Mapping):
         return callbacks.get(name)
     return getattr(callbacks, name, None)
+
+
+def _json_shaped(value: Any) -> Any:
+    """`value` with every tuple made a list again: events through the scheduler come back with
+    tuples for arrays (msgpack), and queue marks must look as the queue files hold them."""
+    if isinstance(value, dict):
+        return {k: _json_shaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_shaped(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -181,8 +189,6 @@ class DaskHandle:
         """The agent's own exit as its Dask worker reported it, once its results are back."""
         if ex.get("shipped") or ex.get("ship_error"):
             self._bring_back(ex)
-        if ex.get("marks"):
-            self._apply_marks(ex["marks"])
         if ex.get("detail"):
             self._line(f"[ralphnb] {ex['detail']}")
         stderr = ex.get("stderr_path") if self._logf is None else None  # shipped: remote
@@ -197,6 +203,7 @@ class DaskHandle:
             task_id=self.task_id,
             worker_id=self.worker_id,
             stderr_path=Path(stderr) if stderr else None,
+            queue_marks=_json_shaped(ex["marks"]) if ex.get("marks") else None,
             address=self.address,
             detail=ex.get("detail"),
         )
@@ -224,35 +231,6 @@ class DaskHandle:
                 self._on_line(line)
             except Exception:
                 log.exception("on_line callback of %s failed", self.worker_id)
-
-    def _apply_marks(self, marks: dict[str, Any]) -> None:
-        """Apply what the agent did to its stub queue to the user's queue (client writes only):
-        done/reject of its task with its notes, and tasks it added (new ids allocated here;
-        links to other stub-only ids dropped)."""
-        repo = self.spec["env"].get("RALPHNB_REPO")
-        if not repo:
-            return
-        from ...queue.store import Queue
-
-        note = "\n".join(marks.get("notes") or []) or None
-        try:
-            q = Queue(repo)
-            for t in marks.get("added") or []:
-                fields = {k: v for k, v in t.items() if k not in _NOT_COPIED}
-                for link in ("depends_on", "blocks", "relates_to", "duplicates"):
-                    if fields.get(link):
-                        fields[link] = [i for i in fields[link] if i == self.task_id]
-                if fields.get("parent_id") and fields["parent_id"] != self.task_id:
-                    del fields["parent_id"]
-                q.add(str(t.get("title") or "untitled"), **fields)
-            if marks.get("status") == "done":
-                q.complete(self.task_id, note, archive=False)
-            elif marks.get("status") == "rejected":
-                q.reject(self.task_id, note)
-        except Exception as exc:
-            log.warning(
-                "could not apply %s's queue update for %s: %s", self.worker_id, self.task_id, exc
-            )
 
     def _synth(
         self,

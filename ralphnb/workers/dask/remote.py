@@ -14,6 +14,7 @@ one it was pinned to; the exit message is sent after every line, exactly once.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -180,28 +181,31 @@ def _exit_dict(info: ExitInfo) -> dict[str, Any]:
     }
 
 
+def _dumps(obj: Any) -> bytes:
+    """Plain pretty JSON, as the queue writers write it."""
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def _make_stub(root: Path, task: dict[str, Any]) -> Path:
     """A one-task queue on the worker for `ralphnb task done` to mark (links stripped)."""
-    from ...queue.jsonio import dumps_pretty
-
     stub = {k: v for k, v in task.items() if k not in ("depends_on", "blocks", "parent_id")}
     stub.update(status="doing")
     ralph = root / ".ralph"
     ralph.mkdir(parents=True, exist_ok=True)
-    (ralph / "queue.jsonc").write_bytes(dumps_pretty({"version": 1, "tasks": [stub]}))
-    (ralph / "done.jsonc").write_bytes(dumps_pretty({"version": 1, "tasks": []}))
+    (ralph / "queue.jsonc").write_bytes(_dumps({"version": 1, "tasks": [stub]}))
+    (ralph / "done.jsonc").write_bytes(_dumps({"version": 1, "tasks": []}))
     return root
 
 
 def _read_marks(root: Path, task: dict[str, Any]) -> dict[str, Any] | None:
     """What the agent did in the stub queue: its task's final status and the notes it added
-    (if it marked it done or rejected), and any tasks it added (e.g. follow-ups)."""
-    from ...queue.jsonio import read_jsonc
-
+    (if it marked it done or rejected), and any tasks it added (e.g. follow-ups), in the shape
+    of `ExitInfo.queue_marks`; None if it changed nothing. The stub files are written by the
+    agent's queue commands, which write plain JSON (no comments to strip)."""
     out: dict[str, Any] = {"status": None, "notes": [], "added": []}
     for name in ("queue.jsonc", "done.jsonc"):
         with contextlib.suppress(Exception):
-            for t in read_jsonc(root / ".ralph" / name).get("tasks", []):
+            for t in json.loads((root / ".ralph" / name).read_bytes()).get("tasks", []):
                 if t.get("id") != task.get("id"):
                     out["added"].append(t)
                 elif t.get("status") in ("done", "rejected"):
