@@ -1,14 +1,16 @@
 """Run workers on a Dask distributed cluster, with the same stop/kill/exit semantics as locally.
 
-Owns: `DaskExecutor` (client side: spawn, stop/kill over `client.run` aimed at the owning Dask
-worker, lost-worker detection, live lines and resources streamed back) and the remote side (the
-task function that supervises one agent with `process.Worker`, and `RalphnbWorkerPlugin`, whose
-teardown kills every agent of a closing Dask worker, live in `_dask_remote.py`; the per-agent
-handle in `_dask_handle.py`).
-Does not own: scheduling or what an exit means (the loop), workspaces (the loop creates them on
-the client; with workspace="shared" the Dask workers use those paths — LocalCluster or a shared
-filesystem; with workspace="ship" a copy travels with the task and its result comes back,
-see `_dask_ship.py`).
+Owns: `DaskExecutor`, the client side: picking a Dask worker and submitting the task, the
+dispatcher thread that applies streamed messages to handles in order, stop/kill over
+`client.run` aimed at the owning Dask worker, and lost-worker detection (a removed worker, a
+finished task without an exit, a client cut off from its scheduler).
+Does not own: the per-agent handle (`handle.py`, which asks this executor only through its
+`ExecutorLink`), the Dask-worker side (`remote.py`: the task that supervises one agent with
+`process.Worker`, and `RalphnbWorkerPlugin`, whose teardown kills every agent of a closing Dask
+worker), scheduling or what an exit means (the loop), workspaces (the loop creates them on the
+client; with workspace="shared" the Dask workers use those paths — LocalCluster or a shared
+filesystem; with workspace="ship" a copy travels with the task and its result comes back, see
+`ship.py`).
 Invariants:
 - `Future.cancel()` does not interrupt a running task, so stop/kill never rely on it: the agent
   runs in its own session under the shim and is stopped by its own supervisor on the owner worker,

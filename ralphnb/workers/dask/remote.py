@@ -4,8 +4,11 @@ Owns: `remote_run` (the Dask task that supervises one agent with `process.Worker
 lines, resource samples and exit to the client through `worker.log_event`, and kills the agent
 when its own task is cancelled), `remote_control` (stop/kill one agent, aimed by `client.run` at
 the owning worker, after a pid + create_time identity check), `RalphnbWorkerPlugin` (teardown
-kills every agent of a closing Dask worker) and `reap_dead_workers` (agents orphaned by a Dask
-worker process that died by SIGKILL, found by their on-disk registry on the same host).
+kills every agent of a closing Dask worker), `reap_dead_workers` and its `client.run` target
+`remote_sweep` (agents orphaned by a Dask worker process that died by SIGKILL, found by their
+on-disk registry on the same host, named by `proc_tag`), and the agent's stub queue: a one-task
+queue made from the spec's task, read back after the exit into the exit's `marks`.
+Never: reads or writes the user's queue (only the stub, with the stdlib's json).
 Invariants: every agent is recorded in its Dask worker process's registry
 `<tmp>/ralphnb-dask-<uid>/<pid>-<ms>/` while it runs; a task refuses to run on any worker but the
 one it was pinned to; the exit message is sent after every line, exactly once.
