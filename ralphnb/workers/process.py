@@ -190,6 +190,31 @@ class Worker:
                 task_id=self.task_id,
             )
 
+    def _popen_shim(self, status_w: int) -> subprocess.Popen[bytes]:
+        """Exec the shim on our argv in a new session, stdout piped, stderr to its file."""
+        env = {**self.env, TOKEN_VAR: self.token}
+        shim = [sys.executable, "-I", "-S", str(SHIM_PATH), "--status-fd", str(status_w)]
+        stdin = os.fspath(self.stdin_path) if self.stdin_path is not None else os.devnull
+        with open(stdin, "rb") as fin, open(self.stderr_path, "wb") as ferr:
+            self.started_at = datetime.now(UTC)
+            # The shim inherits this thread's signal mask through exec: with its signals
+            # blocked, a stop()/kill() sent before its handlers exist is held, not fatal.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, SHIM_SIGNALS)
+            try:
+                return subprocess.Popen(
+                    [*shim, "--", *self.argv],
+                    cwd=self.cwd,
+                    env=env,
+                    stdin=fin,
+                    stdout=subprocess.PIPE,
+                    stderr=ferr,
+                    start_new_session=True,
+                    close_fds=True,
+                    pass_fds=(status_w,),
+                )
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
     def start(self) -> Worker:
         """Spawn the process under the shim and start its reader and monitor threads."""
         if self._proc is not None:
@@ -198,41 +223,10 @@ class Worker:
             raise WorkerError(f"worker cwd {self.cwd} is not a directory", task_id=self.task_id)
         self._check_executable()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(self.env)
-        env[TOKEN_VAR] = self.token
         status_r, status_w = os.pipe()  # the shim writes the agent's wait status here
-        cmd = [
-            sys.executable,
-            "-I",
-            "-S",
-            str(SHIM_PATH),
-            "--status-fd",
-            str(status_w),
-            "--",
-            *self.argv,
-        ]
-        stdin = os.fspath(self.stdin_path) if self.stdin_path is not None else os.devnull
         logf = open(self.log_path, "wb", buffering=0)  # noqa: SIM115 - owned by the reader
         try:
-            with open(stdin, "rb") as fin, open(self.stderr_path, "wb") as ferr:
-                self.started_at = datetime.now(UTC)
-                # The shim inherits this thread's signal mask through exec: with its signals
-                # blocked, a stop()/kill() sent before its handlers exist is held, not fatal.
-                mask = signal.pthread_sigmask(signal.SIG_BLOCK, SHIM_SIGNALS)
-                try:
-                    self._proc = subprocess.Popen(
-                        cmd,
-                        cwd=self.cwd,
-                        env=env,
-                        stdin=fin,
-                        stdout=subprocess.PIPE,
-                        stderr=ferr,
-                        start_new_session=True,
-                        close_fds=True,
-                        pass_fds=(status_w,),
-                    )
-                finally:
-                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            self._proc = self._popen_shim(status_w)
         except OSError as exc:
             logf.close()
             os.close(status_r)
