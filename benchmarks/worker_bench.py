@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ralphnb.workers.process import Worker, build_env  # noqa: E402
-from ralphnb.workers.registry import _pids_with_token  # noqa: E402
+from ralphnb.workers.registry import pids_with_token  # noqa: E402
 from ralphnb.workspace.git import run_git  # noqa: E402
 from ralphnb.workspace.workspaces import Workspaces  # noqa: E402
 
@@ -221,11 +221,11 @@ def kill_sweep(n: int, tmp: Path) -> tuple[list[float], int]:
             on_line=lambda _l, ready=ready: ready.set(),
         ).start()
         ready.wait(20)
-        assert len(_pids_with_token(w.token)) == 50  # shim, agent, 47 sleepers, escapee
+        assert len(pids_with_token(w.token)) == 50  # shim, agent, 47 sleepers, escapee
         t0 = time.perf_counter()
         w.kill()
         times.append((time.perf_counter() - t0) * 1e3)
-        survivors += len(_pids_with_token(w.token))
+        survivors += len(pids_with_token(w.token))
     return times, survivors
 
 
