@@ -250,7 +250,8 @@ def test_stop_and_kill_single_workers_while_others_continue(tmp_path):
     loop = Loop(repo, parallel=4, grace=0.3).start()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        st = dict(zip(loop.df.task_id, loop.df.status, strict=True))
+        df = loop.df  # one snapshot: two may differ by a row that started in between
+        st = dict(zip(df.task_id, df.status, strict=True))
         if st.get("RQ-0001") == "running" and st.get("RQ-0002") == "running":
             break
         time.sleep(0.05)
