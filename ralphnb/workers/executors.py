@@ -32,6 +32,8 @@ class WorkerSpec:
     stdin_path: str | None = None
     registry_path: str | None = None
     tail_lines: int = 200
+    # the task as the queue holds it when the attempt is spawned (a remote executor's stub queue)
+    task: dict[str, Any] | None = None
 
 
 @dataclass

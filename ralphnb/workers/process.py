@@ -102,6 +102,9 @@ class ExitInfo:
     task_id: str | None = None
     worker_id: str | None = None
     stderr_path: Path | None = None
+    # what the agent did to a stub queue away from the user's repo: {"status": "done" |
+    # "rejected" | None, "notes": [str], "added": [task dicts]}; the loop applies it. Local: None.
+    queue_marks: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float:
