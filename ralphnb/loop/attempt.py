@@ -1,8 +1,8 @@
 """One attempt of a task, as the driver follows it: its parsed output and what its exit says.
 
-Owns: `Attempt` (the parser, the secrets to redact, whether the completion promise was seen,
-whether its start was announced), `exit_data` (the `exited` event's data), `diagnose` (one line
-on why an attempt failed) and `redact` (known secret values out of anything shown or journaled).
+Owns: `Attempt` (the parser, the redactor of its worker's secrets -- `runners.secrets` decides
+what is secret --, whether the completion promise was seen, whether its start was announced),
+`exit_data` (the `exited` event's data) and `diagnose` (one line on why an attempt failed).
 Invariants: no I/O except `diagnose` reading the tail of a stderr file; `Attempt.feed` runs on
 the executor's output thread and touches only the attempt's own fields.
 """
@@ -15,18 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._time import format_time
-from ..runners.base import Runner, StreamParser, secret_values
+from ..runners.base import Runner, StreamParser
+from ..runners.secrets import Redactor, secret_values
 from ..workers.process import ExitInfo
 
 
 @dataclass
 class Attempt:
-    """One attempt's bookkeeping. `promise`: the completion promise to look for."""
+    """One attempt's bookkeeping. `promise`: the completion promise to look for; `redact`
+    hides the secrets of the worker's environment in anything shown or journaled."""
 
     worker_id: str
     parser: StreamParser
     promise: str
-    secrets: list[str] = field(default_factory=list)
+    redact: Redactor
     promise_seen: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: bool = False
@@ -34,7 +36,7 @@ class Attempt:
     @classmethod
     def new(cls, worker_id: str, runner: Runner, promise: str, env: dict[str, str]) -> Attempt:
         """A fresh attempt for `runner`, redacting the secret values of its worker's `env`."""
-        return cls(worker_id, runner.parser(), promise, secret_values(env))
+        return cls(worker_id, runner.parser(), promise, Redactor(secret_values(env)))
 
     def feed(self, line: str) -> list[dict[str, Any]]:
         """Parse one output line: the parsed events worth a row update (redacted, plain text
@@ -45,7 +47,7 @@ class Attempt:
             if typ in ("text", "message", "result") and self.promise in (ev.get("text") or ""):
                 self.promise_seen = True
             if typ != "text":
-                out.append(redact(ev, self.secrets))
+                out.append(self.redact(ev))
         return out
 
     def first_start(self) -> bool:
@@ -90,18 +92,3 @@ def diagnose(runner: Runner, info: ExitInfo, parser: StreamParser | None) -> str
     if info.returncode == 0:
         return ""
     return f"exit code {info.returncode}" if info.signal is None else f"signal {info.signal}"
-
-
-def redact(value: Any, secrets: list[str]) -> Any:
-    """Known secret values (API keys in the worker's env) replaced in strings, dicts, lists."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for sec in secrets:
-            value = value.replace(sec, "[redacted]")
-        return value
-    if isinstance(value, dict):
-        return {k: redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, secrets) for v in value]
-    return value

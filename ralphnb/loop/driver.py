@@ -33,7 +33,7 @@ from ..workers.process import ExitInfo, build_env
 from ..workspace.integrate import integrate_workspace
 from ..workspace.merge import commit_bookkeeping
 from ..workspace.workspaces import Workspace
-from .attempt import Attempt, diagnose, exit_data, redact
+from .attempt import Attempt, diagnose, exit_data
 from .check import kill_check, run_check
 from .context import DriverContext
 from .decide import Decision, decide
@@ -127,7 +127,7 @@ class Driver:
             err = self.queue.apply_marks(info.queue_marks)
             if err:
                 self._ev("status", error=f"the agent's queue update was not applied: {err}")
-        exit_msg = redact(diagnose(runner, info, att.parser), att.secrets)
+        exit_msg = att.redact(diagnose(runner, info, att.parser))
         self.ctx.attempt_ended(bool(exit_msg))
         # the promise alone completes; else ask the queue (a fresh read of a busy file)
         status = self.queue.status()

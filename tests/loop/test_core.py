@@ -420,6 +420,22 @@ def test_secret_values_are_redacted_from_the_table_and_journal(tmp_path):
     assert df.status.iloc[0] == "failed" and "bad key [redacted]" in df.error.iloc[0]
 
 
+def test_short_secrets_and_url_passwords_are_redacted_too(tmp_path):
+    from ralphnb.runners import Command
+
+    repo = make_repo(tmp_path, [demo("S")])
+    script = (
+        "import os, sys; sys.stderr.write('denied: ' + os.environ['MY_TOKEN'] + ' at '"
+        " + os.environ['DATABASE_URL'] + '\\n'); raise SystemExit(1)"
+    )
+    env = {"MY_TOKEN": "abc12", "DATABASE_URL": "postgres://app:hunter2@db/prod"}
+    loop = Loop(repo, runner=Command([sys.executable, "-c", script], env=env), max_iterations=1)
+    df = loop.run()
+    text = df.to_string() + (loop.run_dir / "events.jsonl").read_text()
+    assert "abc12" not in text and "hunter2" not in text
+    assert "denied: [redacted] at postgres://app:[redacted]@db/prod" in df.error.iloc[0]
+
+
 def test_executor_seam_spec_is_plain_data_and_callbacks_come_back(tmp_path):
     import pickle
 
