@@ -1,9 +1,9 @@
 """Worker records as text: the one place records become display strings.
 
-Owns: `row_cells`, `latest_by_task`, `summary` / `summary_line`, the text tables
-(`attempts_table` / `attempt_line`: `repr(loop)`, `repr(Run)`, `ralphnb run` / `status`;
-`text_table`: one row per task, the text/plain fallback) and the column list `COLUMNS` the HTML
-table (view/render) shares.
+Owns: `record_value` (a field, None when missing or NaN), `row_cells`, `latest_by_task`,
+`summary` / `summary_line`, the text tables (`attempts_table` / `attempt_line`: `repr(loop)`,
+`repr(Run)`, `ralphnb run` / `status`; `text_table`: one row per task, the text/plain fallback)
+and the column list `COLUMNS` the HTML table (view/render) shares.
 Invariants: pure functions of their arguments (the clock only when `now` is not given);
 standard library only. Missing / NaN / pd.NA / NaT values render as empty cells; a start time
 that is not a datetime (records sent as JSON) falls back to `elapsed_s`.
