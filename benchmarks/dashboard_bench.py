@@ -107,7 +107,7 @@ def measure(n: int, seconds: float, step: float, dashboard: bool) -> dict[str, A
                 CountingComm.snapshot(),
                 dash.render_count if dash else 0,
             )
-            s0, k0 = (dash._sampler.samples, dash._sampler.took_total) if dash else (0, 0.0)
+            s0, k0 = (dash.sampler.samples, dash.sampler.took_total) if dash else (0, 0.0)
             per_second: list[int] = []
             t0 = time.monotonic()
             for _ in range(int(seconds)):
@@ -117,8 +117,8 @@ def measure(n: int, seconds: float, step: float, dashboard: bool) -> dict[str, A
             wall = time.monotonic() - t0
             c1, e1, (m1, b1) = cpu_seconds(proc), events[0], CountingComm.snapshot()
             renders = (dash.render_count if dash else 0) - r0
-            samples = (dash._sampler.samples if dash else 0) - s0
-            took = (dash._sampler.took_total if dash else 0.0) - k0
+            samples = (dash.sampler.samples if dash else 0) - s0
+            took = (dash.sampler.took_total if dash else 0.0) - k0
         finally:
             loop.stop_all()
             loop.wait(120)
