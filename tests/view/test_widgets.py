@@ -14,8 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import comm
+import psutil
 import pytest
 
+from ralphnb.demo import create_sample_repo
+from ralphnb.loop.core import Loop
+from ralphnb.queue.store import Queue
 from ralphnb.view import widgets
 from tests.view.fake_loop import FakeLoop
 
@@ -275,10 +279,6 @@ def test_repr_is_the_text_table_one_row_per_task_latest_attempt() -> None:
 
 
 def _real_loop(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from ralphnb.demo.sample import create_sample_repo
-    from ralphnb.loop.core import Loop
-    from ralphnb.queue.store import Queue
-
     monkeypatch.setenv("RALPHNB_DEMO_SPEED", "0.2")
     repo = create_sample_repo(tmp_path / "repo", n_tasks=1)
     q = Queue(repo)
@@ -288,8 +288,6 @@ def _real_loop(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def _tree(pid: int) -> list[int]:
-    import psutil
-
     try:
         return [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
     except psutil.NoSuchProcess:
@@ -297,8 +295,6 @@ def _tree(pid: int) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
-    import psutil
-
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
