@@ -17,7 +17,7 @@ from typing import Any
 from .._time import format_time
 from ..runners.base import Runner, StreamParser
 from ..runners.secrets import Redactor, secret_values
-from ..workers.process import ExitInfo
+from ..workers.exits import ExitInfo
 
 
 @dataclass

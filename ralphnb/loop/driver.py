@@ -29,7 +29,8 @@ from ..errors import RalphError, WorkerError
 from ..runners import build_prompt, iterations_for_task, runner_for_task
 from ..runners.base import CommandSpec, Runner
 from ..workers.executors import Callbacks, WorkerHandle, WorkerSpec
-from ..workers.process import ExitInfo, build_env
+from ..workers.exits import ExitInfo
+from ..workers.process import build_env
 from ..workspace.integrate import integrate_workspace
 from ..workspace.merge import commit_bookkeeping
 from ..workspace.workspaces import Workspace

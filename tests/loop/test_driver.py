@@ -22,7 +22,7 @@ from ralphnb.loop.table import WorkerTable
 from ralphnb.queue.store import Queue, init
 from ralphnb.runners import Command
 from ralphnb.workers.executors import Callbacks, LocalExecutor, LocalHandle, WorkerSpec
-from ralphnb.workers.process import ExitInfo
+from ralphnb.workers.exits import ExitInfo
 from ralphnb.workspace.workspaces import COPY_EXCLUDE, Workspaces
 from tests.conftest import demo, git, make_repo
 
