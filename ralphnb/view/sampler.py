@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ..loop.report import _val, latest_by_task, summary, summary_line
+from ..loop.report import latest_by_task, record_value, summary, summary_line
 
 
 def records(loop: Any, sample: bool = True) -> list[Mapping[str, Any]]:
@@ -57,7 +57,7 @@ class Sampler:
             return recs
         recs = records(self.loop, sample=False)
         for r in recs:
-            if _val(r, "ended_at") is None and self._key(r) in self.last:
+            if record_value(r, "ended_at") is None and self._key(r) in self.last:
                 r["cpu_percent"], r["rss_mb"] = self.last[self._key(r)]
         return recs
 
@@ -73,7 +73,7 @@ def progress(loop: Any, recs: list[Mapping[str, Any]]) -> tuple[int, int] | None
     if isinstance(p, tuple) and len(p) == 2:
         return int(p[0]), int(p[1])
     latest = latest_by_task(recs)
-    done = sum(1 for r in latest if _val(r, "status") == "integrated")
+    done = sum(1 for r in latest if record_value(r, "status") == "integrated")
     return (done, len(latest)) if latest else None
 
 
@@ -81,7 +81,7 @@ def loop_elapsed(loop: Any, recs: list[Mapping[str, Any]], now: datetime) -> flo
     """Seconds the loop has run (until it ended), else since its first worker started."""
     started = getattr(loop, "started_at", None)
     if not isinstance(started, datetime):
-        starts = [s for r in recs if isinstance(s := _val(r, "started_at"), datetime)]
+        starts = [s for r in recs if isinstance(s := record_value(r, "started_at"), datetime)]
         started = min(starts) if starts else None
     if started is None:
         return None

@@ -31,7 +31,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from ..loop.report import _val, latest_by_task, text_table
+from ..loop.report import latest_by_task, record_value, text_table
 from .render import HEAD_PX, ROW_PX, TOP_PX, html_table
 from .sampler import Sampler, header, log_text, loop_finished, records
 
@@ -320,7 +320,7 @@ class Dashboard(W.VBox):
         with self.hold_sync():
             for rec in latest:
                 row = self._rows[str(rec.get("task_id"))]
-                st = str(_val(rec, "status") or "")
+                st = str(record_value(rec, "status") or "")
                 asked = self._requested.get(row.task_id, set())
                 live = st in ACTIVE and not finished
                 with row.stop.hold_sync(), row.kill.hold_sync():
