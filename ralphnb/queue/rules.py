@@ -421,3 +421,10 @@ def set_field(task: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     task.clear()
     task.update(items)
     return task
+
+
+def coerce_text(v: Any) -> str:
+    """A custom field value as ralph shows it: booleans as true/false, the rest via str()."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)

@@ -19,7 +19,7 @@ import contextlib
 import copy
 import gc
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from .._paths import git_dir_of, not_a_file
 from .._time import format_time, utcnow
 from ..errors import QueueError
 from .config import QueueSettings, load_queue_settings
+from .frame import tasks_frame
 from .jsonio import (
     atomic_write_bytes,
     dumps_pretty,
@@ -42,15 +43,12 @@ from .rules import (
     DEFAULTS,
     EMPTY_DOC,
     ID_LISTS,
-    MINUTES,
-    PRIORITIES,
-    STATUSES,
     TERMINAL,
     TEXT_LISTS,
-    TIMES,
     check_doc,
     check_links,
     check_task,
+    coerce_text,
     heal_interrupted_move,
     next_id,
     runnable_tasks,
@@ -59,7 +57,7 @@ from .rules import (
     task_error,
 )
 
-__all__ = ["Queue", "Task", "init", "tasks_frame"]
+__all__ = ["Queue", "Task", "init"]
 
 #: Rounds of read-change-write before giving up on a file that keeps changing under the lock.
 _CAS_TRIES = 50
@@ -80,7 +78,7 @@ class Task:
         if name in DEFAULTS or name in ALLOWED:
             value = self._data.get(name, DEFAULTS.get(name))
             if name == "custom_fields":
-                return {k: _coerce_text(v) for k, v in (value or {}).items()}
+                return {k: coerce_text(v) for k, v in (value or {}).items()}
             return copy.deepcopy(value) if isinstance(value, list | dict) else value
         raise AttributeError(name)
 
@@ -96,12 +94,6 @@ class Task:
             f"Task({self._data.get('id')!r}, {self._data.get('status', 'todo')!r}, "
             f"{self._data.get('title')!r})"
         )
-
-
-def _coerce_text(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
 
 
 # --- the files -----------------------------------------------------------------------------
@@ -123,49 +115,6 @@ class _State:
         qdoc = {**self.qdoc, "tasks": list(self.open)}
         ddoc = {**self.ddoc, "tasks": list(self.done)}
         return _State(qdoc, ddoc, self.healed, self.qraw, self.draw)
-
-
-def _naive(v: str | None) -> str:
-    if not v:
-        return "NaT"
-    return v[:-1] if v[-1] == "Z" else v[:-6]
-
-
-def tasks_frame(open_tasks: Sequence[dict], done_tasks: Sequence[dict]) -> Any:
-    """A typed DataFrame of both files' tasks (works with pandas 2.2 and 3.x)."""
-    import numpy as np
-    import pandas as pd
-
-    rows = [(t, "queue") for t in open_tasks] + [(t, "done") for t in done_tasks]
-    cols: dict[str, Any] = {"id": [t["id"] for t, _ in rows]}
-    cols["file"] = pd.Categorical([f for _, f in rows], categories=["queue", "done"])
-    cols["status"] = pd.Categorical(
-        [t.get("status", "todo") for t, _ in rows], categories=list(STATUSES)
-    )
-    cols["priority"] = pd.Categorical(
-        [t.get("priority", "medium") for t, _ in rows], categories=list(PRIORITIES), ordered=True
-    )
-    cols["title"] = [t["title"] for t, _ in rows]
-    for k in TIMES:  # validated as …Z or …+00:00: numpy parses the naive part (fast)
-        naive = np.array([_naive(t.get(k)) for t, _ in rows], dtype="datetime64[us]")
-        cols[k] = pd.Series(naive).dt.tz_localize("UTC")
-    for k in MINUTES:
-        cols[k] = pd.array([t.get(k) for t, _ in rows], dtype="Int64")
-    for k in ("description", "request", "duplicates", "parent_id"):
-        cols[k] = pd.Series([t.get(k) for t, _ in rows], dtype=object)
-    for k in TEXT_LISTS + ID_LISTS:
-        cols[k] = pd.Series([list(t.get(k) or ()) for t, _ in rows], dtype=object)
-    cols["custom_fields"] = pd.Series(
-        [{a: _coerce_text(b) for a, b in (t.get("custom_fields") or {}).items()} for t, _ in rows],
-        dtype=object,
-    )
-    cols["agent"] = pd.Series([t.get("agent") for t, _ in rows], dtype=object)
-    return pd.DataFrame(
-        {
-            k: (v.to_numpy() if isinstance(v, pd.Series) and v.dtype == object else v)
-            for k, v in cols.items()
-        }
-    )
 
 
 @contextlib.contextmanager
