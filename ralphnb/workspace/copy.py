@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..queue.jsonio import fsync_dir
+from .files import COPY_EXCLUDE, path_state, scan_tree
 from .merge import MergeResult
-from .workspaces import COPY_EXCLUDE, path_state, scan_tree
 
 State = Mapping[str, object] | None  # see workspace.path_state; None = absent
 NEVER_BACK: tuple[str, ...] = (".git", ".ralph", *COPY_EXCLUDE)

@@ -35,14 +35,11 @@ user: real containment of a hostile agent needs a container or a separate accoun
 from __future__ import annotations
 
 import contextlib
-import fnmatch
-import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import stat
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,28 +47,12 @@ from pathlib import Path
 
 from ..errors import QueueError, WorkspaceError
 from ..queue.ids import is_task_id, validate_task_id
+from .files import COPY_EXCLUDE, excluded, rmtree, scan_tree
 from .git import run_git
 
 log = logging.getLogger(__name__)
 
 BRANCH_PREFIX = "ralph/"
-COPY_EXCLUDE: tuple[str, ...] = (
-    ".git",
-    ".venv",
-    "venv",
-    "node_modules",
-    "__pycache__",
-    ".mypy_cache",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".tox",
-    ".nox",
-    ".ipynb_checkpoints",
-    ".cache",
-    ".gradle",
-    ".next",
-    ".workspaces",
-)
 _META_DIR = ".ralphnb-meta"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -85,72 +66,6 @@ class Workspace:
     kind: str  # "worktree" | "clone" | "copy"
     branch: str | None
     base: str | None
-
-
-def _rmtree(path: Path) -> None:
-    def fix(func, p, exc):  # an agent may leave read-only dirs behind
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), stat.S_IRWXU)
-            os.chmod(p, stat.S_IRWXU)
-        with contextlib.suppress(FileNotFoundError):
-            func(p)
-
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path, onerror=fix)
-
-
-def _excluded(name: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatch(name, p) for p in patterns)
-
-
-def path_state(path: Path) -> dict | None:
-    """What is at `path`, without following a final symlink: None (absent), {"dir": True},
-    {"link": target}, {"sha256", "size", "x"} for a regular file, {"other": True} otherwise."""
-    try:
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    if stat.S_ISLNK(st.st_mode):
-        return {"link": os.readlink(path)}
-    if stat.S_ISDIR(st.st_mode):
-        return {"dir": True}
-    if not stat.S_ISREG(st.st_mode):
-        return {"other": True}
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return {"sha256": h.hexdigest(), "size": st.st_size, "x": bool(st.st_mode & 0o111)}
-
-
-def scan_tree(
-    top: Path, exclude: Iterable[str] = COPY_EXCLUDE, *, skip: Path | None = None
-) -> dict[str, dict]:
-    """Every regular file and symlink under `top` (relative posix path -> `path_state`),
-    leaving out names matching `exclude` at any depth and the directory `skip`. Symlinked
-    directories are recorded as links, never followed."""
-    excl = tuple(exclude)
-    out: dict[str, dict] = {}
-    for d, dirs, files in os.walk(top):
-        here = Path(d)
-        keep = []
-        for n in dirs:
-            if _excluded(n, excl) or (skip is not None and here / n == skip):
-                continue
-            if (here / n).is_symlink():
-                files.append(n)
-            else:
-                keep.append(n)
-        dirs[:] = keep
-        for n in files:
-            if _excluded(n, excl):
-                continue
-            state = path_state(here / n)
-            if state is not None and "other" not in state:
-                out[(here / n).relative_to(top).as_posix()] = state
-    return out
 
 
 class Workspaces:
@@ -379,12 +294,12 @@ class Workspaces:
         root = self.root
 
         def ignore(d: str, names: list[str]) -> list[str]:
-            out = [n for n in names if _excluded(n, excl)]
+            out = [n for n in names if excluded(n, excl)]
             return out + [n for n in names if Path(d, n) == root]
 
         shutil.copytree(self.repo, path, symlinks=True, ignore=ignore)
         for sub in ("cache", "lock"):  # ralph's runtime state stays in the user's repo
-            _rmtree(path / ".ralph" / sub)
+            rmtree(path / ".ralph" / sub)
         # the base for a three-way copy back: hashed from the copy itself, so an edit the user
         # makes while copying is seen as the user's change, not mistaken for the base
         doc = {
@@ -489,7 +404,7 @@ class Workspaces:
                         path,
                         r.stderr.strip(),
                     )
-            _rmtree(path)
+            rmtree(path)
             if self.is_git:
                 run_git(["worktree", "prune"], self.repo, check=False)
             for meta in (self._meta(task_id), self.manifest_path(task_id)):
