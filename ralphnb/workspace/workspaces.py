@@ -1,14 +1,14 @@
 """Isolated workspaces: one directory per task, outside the user's checkout.
 
-Owns: creating, finding and removing a task's workspace, and `run_git`, the one way ralphnb runs
-git. In a git repository a workspace is a linked worktree (`mode="worktree"`) or a separate local
-clone (`mode="clone"`) on branch `ralph/<TASK_ID>` started from the target branch; outside git it
-is a copy of the directory (`mode="copy"`) plus a manifest of what was copied (relative path ->
-sha256, size, exec bit; `manifest(task_id)`), kept under the root's metadata, never inside the
-workspace, as the base of integrate_copy's three-way copy back. `.env*` files and `copy_ignored`
-paths that git ignores are copied in; build outputs and caches (`.venv`, `node_modules`, ...)
-are not. Default location: `<repo parent>/.workspaces/<repo name>/<TASK_ID>`.
-Does not own: committing or merging work back (integrate.py, integrate_copy.py).
+Owns: creating, finding and removing a task's workspace. In a git repository a workspace is a
+linked worktree (`mode="worktree"`) or a separate local clone (`mode="clone"`) on branch
+`ralph/<TASK_ID>` started from the target branch; outside git it is a copy of the directory
+(`mode="copy"`) plus a manifest of what was copied (relative path -> sha256, size, exec bit;
+`manifest(task_id)`), kept under the root's metadata, never inside the workspace, as the base of
+copy.integrate_copy's three-way copy back. `.env*` files and `copy_ignored` paths that git
+ignores are copied in; build outputs and caches (`.venv`, `node_modules`, ...) are not. Default
+location: `<repo parent>/.workspaces/<repo name>/<TASK_ID>`.
+Does not own: committing or merging work back (merge.py, copy.py).
 
 Invariants:
 - The user's checkout (index, working tree, HEAD, stash) is never modified: only refs
@@ -16,20 +16,18 @@ Invariants:
 - Task ids are validated before they become a path or branch; a path resolving outside the
   workspace root is refused. A workspace left from an earlier run is never overwritten:
   `create` raises unless `reuse=True`.
-- Every git command runs with hooks and fsmonitor disabled, no terminal prompt, and no optional
-  index locks, so nothing an agent planted in `.git/hooks` or `core.fsmonitor` runs on the host.
+- Files are checked out sealed (sealed.py): no filter, hook or other program configured in the
+  repository, or globally, runs; other git calls go through `run_git` (git.py).
 - `remove` is idempotent and never raises.
 
 Untrusted agents: a linked worktree shares the main repository's `.git` (config, hooks, refs,
-objects) and an agent can write there. ralphnb's own git calls are immune to planted hooks and
-fsmonitor, but the user's own later `git` commands in the checkout are not. Give an untrusted agent
-a separate clone: `Workspaces(repo, mode="clone")` (or `Loop(..., workspace_mode="clone")`). The
-clone has its own `.git` (objects copied, no hardlinks), so nothing the agent writes reaches the
-user's repository until ralphnb fetches the finished branch back (`Workspaces.sync_branch`), a
-fetch that runs no hook of the clone. Disabling hooks does not cover commands configured as
-filter or diff drivers (`filter.<name>.smudge`, `diff.<name>.textconv`) in a shared config: an
-agent in a worktree can plant those too, another reason for a clone. It is still the same OS
-user: real containment of a hostile agent needs a container or a separate account.
+objects) and an agent can write there. ralphnb's own git calls never run what it plants, but
+the user's own later `git` commands in the checkout would. Give an untrusted agent a separate
+clone: `Workspaces(repo, mode="clone")` (or `Loop(..., workspace_mode="clone")`). The clone
+has its own `.git` (objects copied, no hardlinks), so nothing the agent writes there reaches the
+user's repository until ralphnb fetches the finished branch back (`Workspaces.sync_branch`,
+over the local file transport only). It is still the same OS user: real containment of a
+hostile agent needs a container or a separate account.
 """
 
 from __future__ import annotations
@@ -49,6 +47,7 @@ from ..errors import QueueError, WorkspaceError
 from ..queue.ids import is_task_id, validate_task_id
 from .files import COPY_EXCLUDE, excluded, rmtree, scan_tree
 from .git import run_git
+from .sealed import Sealed, layout
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +179,8 @@ class Workspaces:
                     path=path,
                     task_id=task_id,
                 )
-            self.root.mkdir(parents=True, exist_ok=True)
             try:
+                self.root.mkdir(parents=True, exist_ok=True)
                 if self.mode == "copy":
                     ws = self._create_copy(task_id, path)
                 else:
@@ -205,52 +204,37 @@ class Workspaces:
                 path=self.repo,
                 task_id=task_id,
             )
-        if self.mode == "worktree":
-            args = ["worktree", "add", "-q", "-b", branch, str(path), base]
-            r = run_git(args, self.repo, check=False, task_id=task_id)
-            if r.returncode != 0 and "already exists" in r.stderr and self._branch_exists(branch):
-                if not reuse:
-                    raise WorkspaceError(
-                        f"branch {branch} already exists (left from an earlier run?): pass "
-                        f"reuse=True to continue on it, or remove({task_id!r}, "
-                        "delete_branch=True) to start over",
-                        path=path,
-                        task_id=task_id,
-                    )
-                run_git(["worktree", "prune"], self.repo, check=False)
-                run_git(["worktree", "add", "-q", str(path), branch], self.repo, task_id=task_id)
-                base = self._merge_base(path, base) or base
-            elif r.returncode != 0:
-                run_git(["worktree", "prune"], self.repo, check=False)  # stale registration?
-                run_git(args, self.repo, task_id=task_id)
-            return Workspace(task_id, path, "worktree", branch, base)
-        run_git(
-            [
-                "clone",
-                "-q",
-                "--no-hardlinks",
-                "--no-checkout",
-                "--local",
-                str(self.repo),
-                str(path),
-            ],
-            self.root,
-            task_id=task_id,
-        )
-        start = base
-        if reuse and self._branch_exists(branch):
-            run_git(
-                ["fetch", "-q", "--no-tags", str(self.repo), f"{branch}:{branch}"],
-                path,
+        existed = self._branch_exists(branch)
+        if existed and not reuse:
+            raise WorkspaceError(
+                f"branch {branch} already exists (left from an earlier run?): pass reuse=True "
+                f"to continue on it, or remove({task_id!r}, delete_branch=True) to start over",
+                path=path,
                 task_id=task_id,
             )
-            start = branch
-        if start == branch:
-            run_git(["checkout", "-q", branch], path, task_id=task_id)
-            base = self._merge_base(path, base) or base
+        if self.mode == "worktree":
+            # no checkout by git itself: files are checked out sealed below
+            args = ["worktree", "add", "-q", "--no-checkout"]
+            args += [str(path), branch] if existed else ["-b", branch, str(path), base]
+            if run_git(args, self.repo, check=False, task_id=task_id).returncode != 0:
+                run_git(["worktree", "prune"], self.repo, check=False)  # stale registration?
+                run_git(args, self.repo, task_id=task_id)
         else:
-            run_git(["checkout", "-q", "-b", branch, base], path, task_id=task_id)
-        return Workspace(task_id, path, "clone", branch, base)
+            clone = ["clone", "-q", "--no-hardlinks", "--no-checkout", "--local"]
+            run_git([*clone, str(self.repo), str(path)], self.root, task_id=task_id)
+            if existed:  # continue on the branch the user's repository has
+                fetch = ["fetch", "-q", "--no-tags", "--no-recurse-submodules"]
+                run_git([*fetch, str(self.repo), f"{branch}:{branch}"], path, task_id=task_id)
+            else:
+                run_git(["update-ref", f"refs/heads/{branch}", base, ""], path, task_id=task_id)
+            run_git(["symbolic-ref", "HEAD", f"refs/heads/{branch}"], path, task_id=task_id)
+        start = run_git(["rev-parse", "--verify", f"refs/heads/{branch}"], path).stdout.strip()
+        with Sealed(layout(path), work_tree=True) as s:
+            s.git(["read-tree", "-m", "-u", start])
+        if existed:
+            base = self._merge_base(path, base) or base
+        kind = "worktree" if self.mode == "worktree" else "clone"
+        return Workspace(task_id, path, kind, branch, base)
 
     def _branch_exists(self, branch: str) -> bool:
         r = run_git(["rev-parse", "--verify", "-q", f"refs/heads/{branch}"], self.repo, check=False)
@@ -353,17 +337,15 @@ class Workspaces:
     def sync_branch(self, ws: Workspace | str) -> str | None:
         """Clone mode: fetch the clone's `ralph/<ID>` into the user's repo; returns its commit.
 
-        A no-op returning the branch commit for worktrees (the branch is already shared).
+        A no-op returning the branch commit for worktrees (the branch is already shared). The
+        fetch uses the local file transport only and runs no hook.
         """
         ws = ws if isinstance(ws, Workspace) else self.get(ws)
         if ws is None or ws.branch is None:
             return None
         if ws.kind == "clone":
-            run_git(
-                ["fetch", "-q", "--no-tags", str(ws.path), f"+{ws.branch}:{ws.branch}"],
-                self.repo,
-                task_id=ws.task_id,
-            )
+            fetch = ["fetch", "-q", "--no-tags", "--no-recurse-submodules", str(ws.path)]
+            run_git([*fetch, f"+{ws.branch}:{ws.branch}"], self.repo, task_id=ws.task_id)
         r = run_git(
             ["rev-parse", "--verify", "-q", f"refs/heads/{ws.branch}"], self.repo, check=False
         )
