@@ -7,18 +7,21 @@ linked worktree (`mode="worktree"`) or a separate local clone (`mode="clone"`) o
 `manifest(task_id)`), kept under the root's metadata, never inside the workspace, as the base of
 copy.integrate_copy's three-way copy back. `.env*` files and `copy_ignored` paths that git
 ignores are copied in; build outputs and caches (`.venv`, `node_modules`, ...) are not. Default
-location: `<repo parent>/.workspaces/<repo name>/<TASK_ID>`.
+location: `<repo parent>/.workspaces/<repo name>/<TASK_ID>`. Also the record of the branches
+ralphnb created (`created_branches()`; records.py).
 Does not own: committing or merging work back (merge.py, copy.py).
 
 Invariants:
 - The user's checkout (index, working tree, HEAD, stash) is never modified: only refs
   (`ralph/<ID>`) and worktree bookkeeping under `.git/` are written.
+- A bare repository, or a path inside a `.git` directory, is refused: there is no checkout.
 - Task ids are validated before they become a path or branch; a path resolving outside the
   workspace root is refused. A workspace left from an earlier run is never overwritten:
-  `create` raises unless `reuse=True`.
+  `create` raises unless `reuse=True`. A failed `create` leaves nothing behind (no directory,
+  no branch it made), and a full disk is reported as such.
 - Files are checked out sealed (sealed.py): no filter, hook or other program configured in the
   repository, or globally, runs; other git calls go through `run_git` (git.py).
-- `remove` is idempotent and never raises.
+- `remove` is idempotent and never raises; it deletes a branch only if ralphnb created it.
 
 Untrusted agents: a linked worktree shares the main repository's `.git` (config, hooks, refs,
 objects) and an agent can write there. ralphnb's own git calls never run what it plants, but
@@ -46,7 +49,8 @@ from pathlib import Path
 from ..errors import QueueError, WorkspaceError
 from ..queue.ids import is_task_id, validate_task_id
 from .files import COPY_EXCLUDE, excluded, rmtree, scan_tree
-from .git import run_git
+from .git import GitError, no_space, run_git
+from .records import BranchRecords
 from .sealed import Sealed, layout
 
 log = logging.getLogger(__name__)
@@ -65,6 +69,20 @@ class Workspace:
     kind: str  # "worktree" | "clone" | "copy"
     branch: str | None
     base: str | None
+
+
+def refuse_git_dir(path: Path) -> None:
+    """Raise a one-line WorkspaceError if `path` is a bare repository or inside a `.git`
+    directory: there is no checkout to work from (and `.ralph/` would land in git's files)."""
+    r = run_git(["rev-parse", "--is-bare-repository", "--is-inside-git-dir"], path, check=False)
+    flags = r.stdout.split() if r.returncode == 0 else []
+    if ".git" in path.parts or "true" in flags:
+        what = "a bare git repository" if flags[:1] == ["true"] else "inside a .git directory"
+        raise WorkspaceError(
+            f"{path} is {what}, not a checkout: point ralphnb at a checkout (the directory with "
+            "your files and their .git), e.g. one made with `git clone`",
+            path=path,
+        )
 
 
 class Workspaces:
@@ -87,6 +105,7 @@ class Workspaces:
         repo = Path(repo).resolve()
         if not repo.is_dir():
             raise WorkspaceError(f"{repo} is not a directory", path=repo)
+        refuse_git_dir(repo)
         top = run_git(["rev-parse", "--show-toplevel"], repo, check=False)
         self.is_git = top.returncode == 0 and bool(top.stdout.strip())
         self.repo = Path(top.stdout.strip()).resolve() if self.is_git else repo
@@ -117,6 +136,7 @@ class Workspaces:
             r = run_git(["symbolic-ref", "-q", "--short", "HEAD"], self.repo, check=False)
             self.target_branch = r.stdout.strip() or None  # None: detached HEAD
         self._lock = threading.Lock()
+        self._records = BranchRecords(self.root / _META_DIR / "branches.json", self.repo)
 
     def __repr__(self) -> str:
         return f"<Workspaces {self.repo} mode={self.mode} root={self.root}>"
@@ -167,6 +187,7 @@ class Workspaces:
     def create(self, task_id: str, *, reuse: bool = False) -> Workspace:
         """Create the task's workspace. A leftover one raises, unless `reuse=True` returns it."""
         path = self.path_for(task_id)
+        branch = BRANCH_PREFIX + task_id
         with self._lock:
             if path.exists() or path.is_symlink():
                 ws = self.get(task_id)
@@ -179,6 +200,7 @@ class Workspaces:
                     path=path,
                     task_id=task_id,
                 )
+            fresh = self.mode == "worktree" and not self._branch_exists(branch)
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
                 if self.mode == "copy":
@@ -187,8 +209,19 @@ class Workspaces:
                     ws = self._create_git(task_id, path, reuse=reuse)
                     self._copy_extras(path, task_id)
                 self._write_meta(ws)
-            except BaseException:
+            except BaseException as exc:
+                full = isinstance(exc, OSError | GitError) and no_space(exc, self.root)
                 self._remove_quiet(task_id, path)  # it did not exist before: ours to clean
+                if fresh and self._branch_exists(branch):  # made by this call: no leftover
+                    run_git(["branch", "-D", branch], self.repo, check=False)
+                    self._records.forget(branch)
+                if full:
+                    raise WorkspaceError(
+                        f"no space left on device for the workspace of {task_id} at {path}: "
+                        "free some space there (or choose another workspace root) and retry",
+                        path=path,
+                        task_id=task_id,
+                    ) from exc
                 raise
             return ws
 
@@ -206,9 +239,14 @@ class Workspaces:
             )
         existed = self._branch_exists(branch)
         if existed and not reuse:
+            how = (
+                f"remove({task_id!r}, delete_branch=True)"
+                if branch in self._records.mine()
+                else f"delete it yourself (git branch -D {branch}); ralphnb did not create it"
+            )
             raise WorkspaceError(
                 f"branch {branch} already exists (left from an earlier run?): pass reuse=True "
-                f"to continue on it, or remove({task_id!r}, delete_branch=True) to start over",
+                f"to continue on it, or {how} to start over",
                 path=path,
                 task_id=task_id,
             )
@@ -219,6 +257,8 @@ class Workspaces:
             if run_git(args, self.repo, check=False, task_id=task_id).returncode != 0:
                 run_git(["worktree", "prune"], self.repo, check=False)  # stale registration?
                 run_git(args, self.repo, task_id=task_id)
+            if not existed:
+                self._records.add(branch, task_id)
         else:
             clone = ["clone", "-q", "--no-hardlinks", "--no-checkout", "--local"]
             run_git([*clone, str(self.repo), str(path)], self.root, task_id=task_id)
@@ -338,39 +378,55 @@ class Workspaces:
         """Clone mode: fetch the clone's `ralph/<ID>` into the user's repo; returns its commit.
 
         A no-op returning the branch commit for worktrees (the branch is already shared). The
-        fetch uses the local file transport only and runs no hook.
+        fetch uses the local file transport only and runs no hook; a branch it creates in the
+        user's repository is recorded as ralphnb's.
         """
         ws = ws if isinstance(ws, Workspace) else self.get(ws)
         if ws is None or ws.branch is None:
             return None
         if ws.kind == "clone":
+            existed = self._branch_exists(ws.branch)
             fetch = ["fetch", "-q", "--no-tags", "--no-recurse-submodules", str(ws.path)]
             run_git([*fetch, f"+{ws.branch}:{ws.branch}"], self.repo, task_id=ws.task_id)
+            if not existed:
+                try:
+                    self._records.add(ws.branch, ws.task_id)
+                except OSError as exc:  # the branch then stays when its task is done
+                    log.warning("could not record branch %s as ralphnb's: %s", ws.branch, exc)
         r = run_git(
             ["rev-parse", "--verify", "-q", f"refs/heads/{ws.branch}"], self.repo, check=False
         )
         return r.stdout.strip() or None
 
+    def created_branches(self) -> dict[str, str]:
+        """task id -> branch, for every branch ralphnb created here that still exists."""
+        if not self.is_git:
+            return {}
+        return {t: b for b, t in sorted(self._records.mine().items()) if self._branch_exists(b)}
+
     # -------------------------------------------------------------- remove
 
     def remove(self, ws_or_task_id: Workspace | str, *, delete_branch: bool = False) -> None:
-        """Delete a workspace (and optionally its branch). Idempotent; never raises."""
+        """Delete a workspace, and with `delete_branch` its branch if ralphnb created it (a
+        branch it did not make is never deleted). Idempotent; never raises."""
         try:
             task_id = (
                 ws_or_task_id.task_id if isinstance(ws_or_task_id, Workspace) else ws_or_task_id
             )
             path = self.path_for(task_id)
+            branch = BRANCH_PREFIX + task_id
             with self._lock:
                 self._remove_quiet(task_id, path)
-                if delete_branch and self.is_git:
-                    r = run_git(["branch", "-D", BRANCH_PREFIX + task_id], self.repo, check=False)
-                    if r.returncode != 0 and "not found" not in r.stderr:
-                        log.warning(
-                            "could not delete branch %s%s: %s",
-                            BRANCH_PREFIX,
-                            task_id,
-                            r.stderr.strip(),
-                        )
+                if not (delete_branch and self.is_git):
+                    return
+                if branch not in self._records.mine():
+                    log.info("leaving branch %s: ralphnb did not create it", branch)
+                    return
+                r = run_git(["branch", "-D", branch], self.repo, check=False)
+                if r.returncode == 0 or not self._branch_exists(branch):
+                    self._records.forget(branch)
+                else:
+                    log.warning("could not delete branch %s: %s", branch, r.stderr.strip())
         except Exception as exc:
             log.warning("could not remove workspace %r: %s", ws_or_task_id, exc)
 
