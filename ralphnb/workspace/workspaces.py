@@ -25,12 +25,13 @@ Invariants:
 
 Untrusted agents: a linked worktree shares the main repository's `.git` (config, hooks, refs,
 objects) and an agent can write there. ralphnb's own git calls never run what it plants, but
-the user's own later `git` commands in the checkout would. Give an untrusted agent a separate
-clone: `Workspaces(repo, mode="clone")` (or `Loop(..., workspace_mode="clone")`). The clone
-has its own `.git` (objects copied, no hardlinks), so nothing the agent writes there reaches the
-user's repository until ralphnb fetches the finished branch back (`Workspaces.sync_branch`,
-over the local file transport only). It is still the same OS user: real containment of a
-hostile agent needs a container or a separate account.
+the user's own later `git` commands in the checkout would (repoconfig.py notices a changed
+config). Give an untrusted agent a separate clone: `Workspaces(repo, mode="clone")` (or
+`Loop(..., workspace_mode="clone")`). The clone has its own `.git` (objects copied, no
+hardlinks), so nothing the agent writes there reaches the user's repository until ralphnb
+fetches the finished branch back (`Workspaces.sync_branch`, over the local file transport
+only). It is still the same OS user: real containment of a hostile agent needs a container or
+a separate account.
 """
 
 from __future__ import annotations
