@@ -31,14 +31,13 @@ from pathlib import Path
 
 from .git import git_env, run_git
 
-# Keys copied into the sealed config: layout only, none of them names a program.
+# Keys copied into the sealed config: layout only, none of them names a program (not the
+# core.protect* keys: git's defaults keep names that alias `.git` on NTFS/HFS out).
 LAYOUT_KEYS: tuple[str, ...] = (
     "core.symlinks",
     "core.filemode",
     "core.ignorecase",
     "core.precomposeunicode",
-    "core.protecthfs",
-    "core.protectntfs",
     "core.autocrlf",
     "core.eol",
     "core.safecrlf",

@@ -190,7 +190,10 @@ KINDS = [
 
 
 @pytest.mark.parametrize("mode", ["worktree", "clone"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "kind",
+    [k if k in ("filter", "gpg") else pytest.param(k, marks=pytest.mark.slow) for k in KINDS],
+)
 def test_planted_programs_never_run_in_the_workspace_flow(tmp_path, tag, kind, mode):
     prog = marker_program(tmp_path, tag)
     repo = make_repo(tmp_path)
