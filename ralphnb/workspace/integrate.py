@@ -12,7 +12,7 @@ serialise integrations.
 from __future__ import annotations
 
 from .copy import integrate_copy
-from .merge import MergeResult, integrate, merge_branch, rev
+from .merge import KEEP_OUT, MergeResult, integrate, merge_branch, rev
 from .workspaces import BRANCH_PREFIX, Workspace, Workspaces
 
 
@@ -35,12 +35,15 @@ def integrate_workspace(
     if not workspaces.is_git or (ws is not None and ws.kind == "copy"):
         if ws is None:  # recovered after its copy back (the workspace goes last)
             return MergeResult("noop")
-        return integrate_copy(repo, ws.path, workspaces.manifest(task_id))
+        return integrate_copy(repo, ws.path, workspaces.manifest(task_id), keep_out=queue_files)
     if ws is None or not ws.branch:  # recovered with its branch but no workspace
         branch = BRANCH_PREFIX + task_id
         if rev(repo, f"refs/heads/{branch}") is None:
             return MergeResult("noop")
-        return merge_branch(repo, branch, target, message=f"Merge {branch}: {task_id}: {title}")
+        message = f"Merge {branch}: {task_id}: {title}"
+        return merge_branch(
+            repo, branch, target, message=message, keep_out=(*KEEP_OUT, *queue_files)
+        )
     clone = ws
     sync = (lambda: workspaces.sync_branch(clone)) if ws.kind == "clone" else None
     return integrate(
