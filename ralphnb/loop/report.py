@@ -31,9 +31,6 @@ def record_value(rec: Mapping[str, Any], key: str) -> Any:
     return v
 
 
-_val = record_value  # the old private name, still imported by the view; use record_value
-
-
 def _fmt_secs(s: Any) -> str:
     if s is None:
         return ""
