@@ -62,7 +62,7 @@ __all__ = ["Queue", "Task", "init"]
 #: Rounds of read-change-write before giving up on a file that keeps changing under the lock.
 _CAS_TRIES = 50
 #: How long a file that does not parse is watched for a save in progress before it is an error.
-_SAVE_SETTLE_S = 0.05
+_SAVE_SETTLE_S = 1.0
 
 
 class Task:
@@ -312,8 +312,12 @@ class Queue:
     def _being_saved(self) -> bool:
         """Does either file change within a moment (someone is writing it right now)?"""
         before = [read_or_none(p) for p in (self.queue_path, self.done_path)]
-        time.sleep(_SAVE_SETTLE_S)
-        return before != [read_or_none(p) for p in (self.queue_path, self.done_path)]
+        deadline = time.monotonic() + _SAVE_SETTLE_S  # a loaded machine pauses an editor long
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            if before != [read_or_none(p) for p in (self.queue_path, self.done_path)]:
+                return True
+        return False
 
     def _finish_move(self) -> None:
         for _ in range(_CAS_TRIES):
