@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check ralphnb tests benchmarks
 
 bench: $(STAMP)   # each script records its figures and command in benchmarks/RESULTS.md
-	$(PY) benchmarks/queue_bench.py
+	$(PY) benchmarks/queue_bench.py --write
 	$(PY) benchmarks/worker_bench.py --write
 	$(PY) benchmarks/resources_bench.py --write
 	$(PY) benchmarks/loop_bench.py --write

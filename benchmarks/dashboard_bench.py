@@ -12,8 +12,8 @@ N/step events a second), and measures over a fixed window while all N run:
   Both include the loop's own threads (one monitor + reader per worker, parsing the stream).
 
 Usage: python benchmarks/dashboard_bench.py [--workers 50] [--seconds 20] [--step 0.5] [--write]
-Targets (issue 6): <= 5 messages/s; dashboard CPU < 5% of a core. `--write` replaces the
-"Dashboard" section of benchmarks/RESULTS.md (between its markers; other sections are kept).
+Targets: <= 5 messages/s; dashboard CPU < 5% of a core. `--write` records the figures in the
+"Dashboard" section of benchmarks/RESULTS.md (other sections are kept).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,8 +31,10 @@ from typing import Any
 
 import comm
 import psutil
+from _results import command_line, write_section
 
-START, END = "<!-- dashboard-bench:start -->", "<!-- dashboard-bench:end -->"
+from ralphnb import Loop, Queue
+from ralphnb.demo import create_sample_repo
 
 
 class CountingComm(comm.DummyComm):
@@ -63,9 +64,6 @@ class CountingComm(comm.DummyComm):
 
 
 def make_repo(root: Path, n: int) -> Path:
-    from ralphnb.demo.sample import create_sample_repo
-    from ralphnb.queue.store import Queue
-
     repo = create_sample_repo(root / "repo", n_tasks=0)
     q = Queue(repo)
     for i in range(n):
@@ -79,8 +77,6 @@ def cpu_seconds(proc: psutil.Process) -> float:
 
 
 def measure(n: int, seconds: float, step: float, dashboard: bool) -> dict[str, Any]:
-    from ralphnb.loop.core import Loop
-
     os.environ["RALPHNB_DEMO_SPEED"] = str(step / 0.5)  # demo.duration 2 -> a line per `step`
     with tempfile.TemporaryDirectory(prefix="ralphnb-dash-bench-") as tmp:
         repo = make_repo(Path(tmp), n)
@@ -89,9 +85,7 @@ def measure(n: int, seconds: float, step: float, dashboard: bool) -> dict[str, A
         loop.subscribe(lambda _e: events.__setitem__(0, events[0] + 1))
         dash = None
         if dashboard:
-            from ralphnb.view import widgets
-
-            dash = widgets.dashboard(loop)
+            dash = loop.dashboard()
         loop.start()
         try:
             end = time.monotonic() + 180
@@ -107,7 +101,7 @@ def measure(n: int, seconds: float, step: float, dashboard: bool) -> dict[str, A
                 CountingComm.snapshot(),
                 dash.render_count if dash else 0,
             )
-            s0, k0 = (dash._sampler.samples, dash._sampler.took_total) if dash else (0, 0.0)
+            s0, k0 = (dash.sampler.samples, dash.sampler.took_total) if dash else (0, 0.0)
             per_second: list[int] = []
             t0 = time.monotonic()
             for _ in range(int(seconds)):
@@ -117,8 +111,8 @@ def measure(n: int, seconds: float, step: float, dashboard: bool) -> dict[str, A
             wall = time.monotonic() - t0
             c1, e1, (m1, b1) = cpu_seconds(proc), events[0], CountingComm.snapshot()
             renders = (dash.render_count if dash else 0) - r0
-            samples = (dash._sampler.samples if dash else 0) - s0
-            took = (dash._sampler.took_total if dash else 0.0) - k0
+            samples = (dash.sampler.samples if dash else 0) - s0
+            took = (dash.sampler.took_total if dash else 0.0) - k0
         finally:
             loop.stop_all()
             loop.wait(120)
@@ -140,17 +134,11 @@ def measure(n: int, seconds: float, step: float, dashboard: bool) -> dict[str, A
     }
 
 
-def section(
-    args: argparse.Namespace, base: dict[str, Any], dash: dict[str, Any], load: float | None = None
-) -> str:
-    """The markdown body of the Dashboard section of RESULTS.md."""
+def figures(args: argparse.Namespace, base: dict[str, Any], dash: dict[str, Any]) -> str:
+    """The Dashboard section of RESULTS.md, below its command line."""
     own = round(dash["cpu_pct_of_core"] - base["cpu_pct_of_core"], 2)
-    load = os.getloadavg()[0] if load is None else load
     n = args.workers
     return f"""\
-Command: `python benchmarks/dashboard_bench.py --workers {n} --seconds {args.seconds:g} --write`
-({time.strftime("%Y-%m-%d")}, Python {platform.python_version()}, {os.cpu_count()} CPUs shared \
-with other jobs, load average {load:.1f}).
 {n} demo workers that never finish, each printing a message every {args.step:g} s \
 (~{base["events_per_s"]:.0f} loop events/s);
 the same loop measured without and then with a dashboard, over {base["window_s"]:g} s once all \
@@ -176,25 +164,13 @@ How: one render thread, woken by a dirty flag that `loop.subscribe` sets, render
 second; the whole table is ONE HTML widget (one message per render, however many workers changed),
 styled by one `<style>` block with short class names (5x smaller than inline styles); Stop/Kill
 buttons only change when a worker starts or ends. Live CPU/RSS come from one shared process-table
-scan for all workers (`ralphnb/resources.py`), a few ms for {n} workers, so the dashboard samples
-on a render at most once a second (`loop.snapshot()`) and reads `loop.snapshot(sample=False)` on
-the renders in between, carrying the last figures over. The CPU figures include the loop's own
-threads (a monitor and a reader per worker parsing the stream) and vary with the machine's load;
-the 5% target is for the difference the dashboard makes. (Before the scan was shared, one sampled
-snapshot walked `/proc` once per worker, 1.2 s for 50 workers, and the dashboard sampled about
-once a minute.)"""
-
-
-def write_results(text: str) -> None:
-    """Replace the Dashboard section's body between its markers in RESULTS.md."""
-    path = Path(__file__).with_name("RESULTS.md")
-    doc = path.read_text()
-    block = f"{START}\n{text}\n{END}"
-    if START in doc and END in doc:
-        doc = doc[: doc.index(START)] + block + doc[doc.index(END) + len(END) :]
-    else:
-        doc = doc.rstrip("\n") + "\n\n## Dashboard\n\n" + block + "\n"
-    path.write_text(doc)
+scan for all workers (`ralphnb/workers/resources.py`), a few ms for {n} workers, so the dashboard
+samples on a render at most once a second (`loop.snapshot()`) and reads
+`loop.snapshot(sample=False)` on the renders in between, carrying the last figures over. The CPU
+figures include the loop's own threads (a monitor and a reader per worker parsing the stream) and
+vary with the machine's load; the 5% target is for the difference the dashboard makes. (Before
+the scan was shared, one sampled snapshot walked `/proc` once per worker, 1.2 s for 50 workers,
+and the dashboard sampled about once a minute.)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     if args.write:
-        write_results(section(args, base, dash))
+        write_section(
+            "dashboard-bench",
+            "Dashboard",
+            command_line("dashboard_bench.py", args),
+            figures(args, base, dash),
+        )
     return 0
 
 

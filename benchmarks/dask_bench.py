@@ -13,14 +13,15 @@ Measures, in one run on this machine:
   queue bookkeeping) with each executor.
 
 Run: `python benchmarks/dask_bench.py [--tasks 100] [--parallel 2] [--rounds 10] [--loop 20]
-[--write]`. Prints a markdown section; `--write` puts it in benchmarks/RESULTS.md.
+[--write]` (needs the `dask` extra). Prints a markdown section; `--write` records it in the
+"Dask" section of benchmarks/RESULTS.md (other sections are kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
+import signal
 import statistics
 import sys
 import tempfile
@@ -28,9 +29,17 @@ import threading
 import time
 from pathlib import Path
 
-from ralphnb.runners import get_runner
-from ralphnb.runners.prompt import build_prompt
-from ralphnb.workers.executors import Callbacks, LocalExecutor, WorkerSpec
+import distributed
+from _results import command_line, write_section
+from distributed import Client, LocalCluster
+
+from ralphnb import DaskExecutor, Demo, LocalExecutor, Loop, Queue
+from ralphnb.demo import create_sample_repo
+from ralphnb.runners import build_prompt
+
+# Documented internals (their module docstrings name them usable by benchmarks): what an
+# executor is handed (WorkerSpec, Callbacks) and the environment the loop gives a worker.
+from ralphnb.workers.executors import Callbacks, WorkerSpec
 from ralphnb.workers.process import build_env
 
 
@@ -42,9 +51,7 @@ def make_spec(root: Path, i: int, fields: dict[str, str], speed: float) -> Worke
     prompt = root / "prompts" / f"{tid}.md"
     prompt.parent.mkdir(exist_ok=True)
     prompt.write_text(build_prompt(task, workspace=ws, completion_promise="<promise>C</promise>"))
-    runner = get_runner("demo")
-    runner.speed = speed
-    cmd = runner.command(task, workspace=ws, prompt_file=prompt, iteration=1)
+    cmd = Demo(speed=speed).command(task, workspace=ws, prompt_file=prompt, iteration=1)
     env = build_env({**cmd.env, "RALPHNB_TASK_ID": tid, "RALPHNB_ITERATION": "1"})
     return WorkerSpec(
         worker_id=f"w-{tid}",
@@ -138,8 +145,6 @@ def line_latency(executor, root: Path, n: int = 50) -> list[float]:
 
 def lost_latency(client, executor, root: Path, rounds: int) -> list[float]:
     """SIGKILL of the Dask worker under a running agent to its `lost` exit (agents swept)."""
-    import signal
-
     out = []
     for r in range(rounds):
         spec = make_spec(root, 900 + r, {"demo.hang": "1", "demo.duration": "1"}, speed=1.0)
@@ -158,15 +163,9 @@ def lost_latency(client, executor, root: Path, rounds: int) -> list[float]:
 
 def loop_run(executor, root: Path, n: int, parallel: int) -> tuple[float, int]:
     """Wall time of a whole Loop over an `n`-task sample repo, and how many tasks it merged."""
-    from ralphnb.demo.sample import create_sample_repo
-    from ralphnb.loop.core import Loop
-    from ralphnb.queue.store import Queue
-
     repo = create_sample_repo(root / "repo", n_tasks=n, duration=0.0)
-    runner = get_runner("demo")
-    runner.speed = 0.0
     t0 = time.perf_counter()
-    Loop(repo, runner=runner, parallel=parallel, executor=executor).run()
+    Loop(repo, runner=Demo(speed=0.0), parallel=parallel, executor=executor).run()
     return time.perf_counter() - t0, len(Queue(repo).done)
 
 
@@ -179,22 +178,18 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=100)
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--loop", type=int, default=20, help="tasks for the Loop comparison (0: skip)")
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     for k in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
         os.environ.setdefault(k, "ralphnb bench")
     for k in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
         os.environ.setdefault(k, "bench@ralphnb.invalid")
-
-    from distributed import Client, LocalCluster
-
-    from ralphnb.workers.dask.executor import DaskExecutor
 
     fields = {"demo.file": "note.md", "demo.content": "hello", "demo.finish": "promise"}
     rows: dict[str, dict[str, float | list[float]]] = {}
@@ -247,11 +242,6 @@ def main() -> None:
     n, par = args.tasks, args.parallel
     over_wall = (dsk["wall"] - loc["wall"]) / n * par
     out = [
-        f"Command: `python benchmarks/dask_bench.py --tasks {n} --parallel {par} --rounds "
-        f"{args.rounds} --loop {args.loop}` ({time.strftime('%Y-%m-%d')}, Python "
-        f"{platform.python_version()}, distributed {_dver()}, {os.cpu_count()} CPUs, load "
-        f"average {os.getloadavg()[0]:.1f}).",
-        "",
         f"{n} short demo tasks (demo agent at speed 0, promise finish), parallel {par}: a "
         f"{par}-worker LocalCluster (processes, 1 thread each; started in {startup:.2f} s) "
         f"beside the local executor, run alternately in chunks. Stop/kill: {args.rounds} "
@@ -303,28 +293,14 @@ def main() -> None:
     text = "\n".join(out)
     print(text)
     if args.write:
-        write_results(text)
-
-
-def write_results(text: str) -> None:
-    """Replace the Dask section's body between its markers in RESULTS.md."""
-    path = Path(__file__).with_name("RESULTS.md")
-    start, end = "<!-- dask-bench:start -->", "<!-- dask-bench:end -->"
-    doc = path.read_text(encoding="utf-8")
-    block = f"{start}\n{text}\n{end}"
-    if start in doc and end in doc:
-        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end) :]
-    elif "## Dask\n" in doc:
-        doc = doc.replace("## Dask\n", f"## Dask\n\n{block}\n", 1)
-    else:
-        doc = doc.rstrip("\n") + f"\n\n## Dask\n\n{block}\n"
-    path.write_text(doc, encoding="utf-8")
-
-
-def _dver() -> str:
-    import distributed
-
-    return distributed.__version__
+        write_section(
+            "dask-bench",
+            "Dask",
+            command_line("dask_bench.py", args),
+            text,
+            facts=(f"distributed {distributed.__version__}",),
+        )
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Queue benchmark: 10,000 realistic tasks (~15 MB), each operation beside its plain baseline.
 
-Run: `python benchmarks/queue_bench.py` (or `make bench`). Prints a table and records it in
-benchmarks/RESULTS.md (the "Queue" section only; other sections are left alone).
+Run: `python benchmarks/queue_bench.py [--write]` (`make bench` writes). Prints a table;
+`--write` records it in the "Queue" section of benchmarks/RESULTS.md (other sections are kept).
 
 Measured (best of several runs, read from disk each time):
 - load+validate: `Queue.validate()` (read both files, parse, validate every task and link)
@@ -15,6 +15,7 @@ Measured (best of several runs, read from disk each time):
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -27,9 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from _results import command_line, write_section
 
 import ralphnb
-from ralphnb.queue.store import Queue
+from ralphnb import Queue
 
 N_TASKS = 10_000
 N_DONE = 2_000
@@ -183,35 +185,21 @@ def table(rows: list[tuple[str, float, str, float]]) -> str:
     return "\n".join(out)
 
 
-def record(text: str) -> None:
-    path = Path(__file__).resolve().parent / "RESULTS.md"
-    doc = path.read_text() if path.exists() else "# Benchmark results\n"
-    section = (
-        "## Queue\n\n<!-- queue-bench:start -->\n"
-        f"Command: `python benchmarks/queue_bench.py` ({time.strftime('%Y-%m-%d')}, Python "
-        f"{platform.python_version()}, orjson {orjson.__version__}, {os.cpu_count()} CPUs, "
-        f"{platform.machine()}, load average {os.getloadavg()[0]:.1f}). Best of {REPEAT} runs.\n\n"
-        f"{text}\n\nTargets: load+validate within 2x of json.loads; add/complete no slower "
-        "than the stdlib dump+fsync+rename baseline.\n<!-- queue-bench:end -->\n"
-    )
-    pattern = re.compile(
-        r"## Queue\n\n<!-- queue-bench:start -->.*?<!-- queue-bench:end -->\n", re.S
-    )
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _: section, doc)
-    elif "## Queue\n" in doc:
-        doc = doc.replace("## Queue\n", section, 1)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + section
-    path.write_text(doc)
-
-
-def main() -> int:
-    rows = run()
-    text = table(rows)
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", action="store_true", help="record the table in RESULTS.md")
+    args = ap.parse_args(argv)
+    text = table(run())
     print(text)
-    if "--no-record" not in sys.argv:
-        record(text)
+    if args.write:
+        write_section(
+            "queue-bench",
+            "Queue",
+            command_line("queue_bench.py", args),
+            f"Best of {REPEAT} runs.\n\n{text}\n\nTargets: load+validate within 2x of "
+            "json.loads; add/complete no slower than the stdlib dump+fsync+rename baseline.",
+            facts=(f"orjson {orjson.__version__}", platform.machine()),
+        )
     return 0
 
 

@@ -3,38 +3,28 @@
 Run: `.venv/bin/python benchmarks/resources_bench.py [--workers 50] [--rounds 10] [--write]`.
 Each worker is a `sleep` under the real shim. A round samples every worker once, as
 `loop.df`/`loop.snapshot()` do; rounds are spaced wider than the snapshot window, so every round
-pays a fresh process-table scan. `--write` replaces the "Resource sampling" section of
-benchmarks/RESULTS.md (between its markers; other sections are kept).
+pays a fresh process-table scan. `--write` records the figures in the "Resource sampling"
+section of benchmarks/RESULTS.md (other sections are kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _results import command_line, write_section
 
-from ralphnb.workers.process import Worker, build_env  # noqa: E402
-
-START, END = "<!-- resources-bench:start -->", "<!-- resources-bench:end -->"
-
-
-def scans() -> int | None:
-    try:
-        from ralphnb.workers import resources
-    except ImportError:  # before the shared snapshot existed
-        return None
-    return resources.scan_count()
+# Documented internals (their module docstrings name them usable by benchmarks): the
+# supervised process and the count of process-table scans behind its figures.
+from ralphnb.workers.process import Worker, build_env
+from ralphnb.workers.resources import scan_count
 
 
-def measure(n: int, rounds: int, gap: float) -> dict[str, float | int | None]:
+def measure(n: int, rounds: int, gap: float) -> dict[str, float | int]:
     with tempfile.TemporaryDirectory(prefix="ralphnb-res-bench-") as tmp:
         workers = [
             Worker(
@@ -50,7 +40,7 @@ def measure(n: int, rounds: int, gap: float) -> dict[str, float | int | None]:
             time.sleep(1.0)  # every shim has forked its `sleep`
             walls: list[float] = []
             procs = 0
-            s0 = scans()
+            s0 = scan_count()
             cpu0 = time.process_time()
             for _ in range(rounds):
                 time.sleep(gap)
@@ -59,7 +49,7 @@ def measure(n: int, rounds: int, gap: float) -> dict[str, float | int | None]:
                 walls.append(time.perf_counter() - t0)
                 procs = sum(int(f["num_procs"]) for f in figures)
             cpu = time.process_time() - cpu0
-            s1 = scans()
+            s1 = scan_count()
         finally:
             for w in workers:
                 w.kill()
@@ -69,19 +59,8 @@ def measure(n: int, rounds: int, gap: float) -> dict[str, float | int | None]:
         "per_worker_ms": 1000 * statistics.median(walls) / n,
         "cpu_ms_per_round": 1000 * cpu / rounds,
         "procs_seen": procs,
-        "scans_per_round": None if s0 is None or s1 is None else (s1 - s0) / rounds,
+        "scans_per_round": (s1 - s0) / rounds,
     }
-
-
-def write(section: str) -> None:
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    text = path.read_text()
-    block = f"{START}\n{section}\n{END}"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n## Resource sampling\n\n" + block + "\n"
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--gap", type=float, default=0.4, help="seconds between rounds")
-    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     a = ap.parse_args(argv)
     r = measure(a.workers, a.rounds, a.gap)
     load = os.getloadavg()[0]
@@ -100,15 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         f"scans/round {r['scans_per_round']}, load {load:.1f}"
     )
     if a.write:
-        write(
-            f"Command: `python benchmarks/resources_bench.py --workers {a.workers} --rounds "
-            f"{a.rounds}` ({time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, "
-            f"{os.cpu_count()} CPUs, load average {load:.1f}).\n\n"
+        write_section(
+            "resources-bench",
+            "Resource sampling",
+            command_line("resources_bench.py", a),
             f"Sampling all {a.workers} live `sleep` workers once (`Worker.resources()` each): "
             f"p50 {r['p50_ms']:.1f} ms, max {r['max_ms']:.1f} ms "
             f"({r['per_worker_ms']:.2f} ms per worker), {r['cpu_ms_per_round']:.1f} ms of CPU "
             f"per round, {r['scans_per_round']} `/proc` scans per round, "
-            f"{r['procs_seen']} processes counted."
+            f"{r['procs_seen']} processes counted.",
         )
     return 0
 

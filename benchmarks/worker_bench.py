@@ -1,7 +1,8 @@
 """Worker and workspace measurements, each beside its baseline in the same run.
 
-Run: `.venv/bin/python benchmarks/worker_bench.py [--quick] [--write]`. `--write` replaces the
-"Workers" section of benchmarks/RESULTS.md with the figures (other sections are kept).
+Run: `.venv/bin/python benchmarks/worker_bench.py [--quick] [--write]`. `--quick` takes a fifth
+of the samples; `--write` records the figures in the "Workers" section of benchmarks/RESULTS.md
+(other sections are kept).
 
 - exit-event latency: child's own exit instant (time.time_ns written just before _exit) to the
   event in the parent; Worker.on_exit vs a bare Popen.wait() thread vs a 100 ms polling loop.
@@ -12,6 +13,7 @@ Run: `.venv/bin/python benchmarks/worker_bench.py [--quick] [--write]`. `--write
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -22,14 +24,14 @@ import time
 from pathlib import Path
 
 import psutil
+from _results import command_line, write_section
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from ralphnb.workers.process import Worker, build_env  # noqa: E402
-from ralphnb.workers.registry import _pids_with_token  # noqa: E402
-from ralphnb.workspace.git import run_git  # noqa: E402
-from ralphnb.workspace.workspaces import Workspaces  # noqa: E402
+# Documented internals (their module docstrings name them usable by benchmarks): the
+# supervised process, the sweep of a worker's processes by its token, and workspaces are what
+# this script measures; the public API reaches them only through a Loop.
+from ralphnb.workers.process import Worker, build_env
+from ralphnb.workers.registry import pids_with_token
+from ralphnb.workspace.workspaces import Workspaces
 
 PY = sys.executable
 STAMP_EXIT = "import os,time;os.write(1,str(time.time_ns()).encode());os._exit(0)"
@@ -145,7 +147,7 @@ def make_repo(path: Path, n_files: int) -> Path:
         "GIT_COMMITTER_EMAIL": "b@x",
     }
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
-        run_git(args, path, env=env)
+        subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)
     return path
 
 
@@ -221,16 +223,20 @@ def kill_sweep(n: int, tmp: Path) -> tuple[list[float], int]:
             on_line=lambda _l, ready=ready: ready.set(),
         ).start()
         ready.wait(20)
-        assert len(_pids_with_token(w.token)) == 50  # shim, agent, 47 sleepers, escapee
+        assert len(pids_with_token(w.token)) == 50  # shim, agent, 47 sleepers, escapee
         t0 = time.perf_counter()
         w.kill()
         times.append((time.perf_counter() - t0) * 1e3)
-        survivors += len(_pids_with_token(w.token))
+        survivors += len(pids_with_token(w.token))
     return times, survivors
 
 
-def main() -> None:
-    quick = "--quick" in sys.argv
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer samples, a fifth of the time")
+    ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    args = ap.parse_args(argv)
+    quick = args.quick
     n = 40 if quick else 200
     lines = []
 
@@ -280,41 +286,11 @@ def main() -> None:
             f"kill sweep, 50-process tree with a setsid escapee: {fmt(ks)}, survivors {surv} "
             "(target: under 200 ms, zero survivors)"
         )
-    if "--write" in sys.argv:
-        write_results(lines, quick)
-
-
-def write_results(lines: list[str], quick: bool, path: Path | None = None) -> None:
-    """Replace only the worker block of RESULTS.md (between its markers under "## Workers")."""
-    path = path or ROOT / "benchmarks" / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    begin, end = "<!-- worker-bench:start -->", "<!-- worker-bench:end -->"
-    flag = " --quick" if quick else ""
-    load = os.getloadavg()[0]
-    info = (
-        f"({time.strftime('%Y-%m-%d')}, Python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} CPUs shared with other work, load average {load:.1f})"
-    )
-    block = "\n".join(
-        [
-            begin,
-            f"Command: `python benchmarks/worker_bench.py{flag} --write` {info}.",
-            "",
-            "```",
-            *lines,
-            "```",
-            end,
-        ]
-    )
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
-    elif "\n## Workers\n" in text:
-        at = text.index("\n## Workers\n") + len("\n## Workers\n")
-        text = text[:at] + "\n" + block + "\n" + text[at:]
-    else:
-        text = text.rstrip("\n") + "\n\n## Workers\n\n" + block + "\n"
-    path.write_text(text)
+    if args.write:
+        figures = "\n".join(["```", *lines, "```"])
+        write_section("worker-bench", "Workers", command_line("worker_bench.py", args), figures)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,8 +2,8 @@
 options, and printing either JSON or text.
 
 Repository: `--repo`, else env `RALPHNB_REPO` (set by the loop for workers), else the nearest
-directory upwards holding `.ralph/queue.jsonc` or `.ralph/config.jsonc`, else the git toplevel,
-else the cwd.
+directory upwards holding `.ralph/queue.jsonc` or `.ralph/config.jsonc` (whose `queue` settings
+may move the queue files), else the git toplevel, else the cwd.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def find_repo(explicit: str | None = None, *, for_init: bool = False) -> Path:
     return _git_toplevel(cwd) or cwd
 
 
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """Print `data` as JSON with `--json`, else `text` (nothing when it is empty)."""
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     elif text:

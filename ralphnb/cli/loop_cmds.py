@@ -1,9 +1,10 @@
 """Loop subcommands of the `ralphnb` command: `run`, `status`, `stop`, `kill`.
 
-Owns: argument parsing for those, the live text table of `ralphnb run` (rewritten in place on a
-TTY, one line per change otherwise), and talking to a loop running in another process through
-its control socket (see `run.ControlServer`). `status` falls back to the newest run's journal
-when no loop is running. `register(subparsers, common)` is the hook `cli.py` calls.
+Owns: their arguments and what they print. `run` runs a `Loop` in this process and shows it
+with the terminal table of `view.console`; `status`, `stop` and `kill` reach a loop running in
+another process through its control socket (`loop.control`), and `status` falls back to the
+newest run's journal (`loop.runs`) when no loop is running. `register(subparsers, common)` adds
+them to the parser of `cli.main`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,17 @@ import argparse
 import json
 import shlex
 import sys
-from typing import Any
+from pathlib import Path
 
 from ..errors import RalphError
+from ..loop.control import live_run, send_control
+from ..loop.core import Loop
+from ..loop.report import attempts_table
+from ..loop.runs import Run
+from ..queue.ids import validate_task_id
+from ..runners import get_runner
 from ..view.console import Printer
+from .common import find_repo
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -50,16 +58,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         sp.set_defaults(func=_cmd_control, op=name)
 
 
-def _repo(args: argparse.Namespace) -> Any:
-    from .common import find_repo
-
+def _repo(args: argparse.Namespace) -> Path:
     return find_repo(getattr(args, "repo", None))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ..loop.core import Loop
-    from ..runners import get_runner
-
     runner = get_runner(args.runner)
     if args.model:
         runner = runner.with_options(model=args.model)
@@ -94,10 +97,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from ..loop.control import live_run, send_control
-    from ..loop.report import attempts_table
-    from ..loop.runs import Run
-
     repo = _repo(args)
     live = live_run(repo)
     if live is not None and live[1].get("control"):
@@ -118,9 +117,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_control(args: argparse.Namespace) -> int:
-    from ..loop.control import live_run, send_control
-    from ..queue.ids import validate_task_id
-
     task_id = validate_task_id(args.id)
     repo = _repo(args)
     live = live_run(repo)

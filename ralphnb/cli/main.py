@@ -1,13 +1,10 @@
-"""The `ralphnb` console command: queue and task operations (the loop adds its own commands).
+"""The `ralphnb` console command: the parser and the error handling around every subcommand.
 
-Owns: argument parsing, finding the repository, human and `--json` output, one-line errors
-with a non-zero exit. Every operation is a call on `ralphnb.queue`; nothing here touches files.
-
-Repository: `--repo`, else env `RALPHNB_REPO` (set by the loop for workers), else the nearest
-directory upwards holding `.ralph/queue.jsonc` or `.ralph/config.jsonc` (whose `queue` settings
-may move the queue files), else the git toplevel, else the cwd. With env
-`RALPHNB_WORKER` set, `task done` leaves the task in queue.jsonc (the loop archives it after
-merging the worker's work).
+Owns: the top-level parser (`--json`/`--repo` before the subcommand; `common` lets them follow
+it too), wiring in the subcommands of `queue_cmds` and `loop_cmds`, and turning errors into one
+line on stderr: exit 1 for a `RalphError` or an OS error, 130 on Ctrl-C, 0 when the reader of
+our output went away (`ralphnb queue list | head`).
+Never: does the work of a subcommand itself.
 """
 
 from __future__ import annotations

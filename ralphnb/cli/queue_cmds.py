@@ -14,7 +14,7 @@ from typing import Any
 
 from ..queue.rules import PRIORITIES, STATUSES
 from ..queue.store import Queue, Task, init
-from .common import _emit, find_repo
+from .common import emit, find_repo
 
 
 def _row(t: Task) -> str:
@@ -39,7 +39,7 @@ def _show(t: Task) -> str:
 
 def _cmd_init(args: argparse.Namespace) -> int:
     q = init(find_repo(args.repo, for_init=True))
-    _emit(
+    emit(
         args,
         {"repo": str(q.repo), "queue": str(q.queue_path), "done": str(q.done_path)},
         f"initialised {q.ralph_dir}",
@@ -59,7 +59,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
     if args.description:
         fields["description"] = args.description
     t = _queue(args).add(args.title, **fields)
-    _emit(args, t.to_dict(), f"added {_row(t)}")
+    emit(args, t.to_dict(), f"added {_row(t)}")
     return 0
 
 
@@ -72,19 +72,19 @@ def _cmd_done(args: argparse.Namespace) -> int:
         if archive
         else f"left in {q.queue_path.name} for the loop to archive"
     )
-    _emit(args, t.to_dict(), f"done {t.id} ({where})")
+    emit(args, t.to_dict(), f"done {t.id} ({where})")
     return 0
 
 
 def _cmd_reject(args: argparse.Namespace) -> int:
     t = _queue(args).reject(args.id, args.note)
-    _emit(args, t.to_dict(), f"rejected {t.id}")
+    emit(args, t.to_dict(), f"rejected {t.id}")
     return 0
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
     t = _queue(args).start(args.id)
-    _emit(args, t.to_dict(), f"started {t.id}")
+    emit(args, t.to_dict(), f"started {t.id}")
     return 0
 
 
@@ -94,26 +94,26 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.status:
         tasks = [t for t in tasks if t.status == args.status]
     text = "\n".join(_row(t) for t in tasks) or "(no tasks)"
-    _emit(args, [t.to_dict() for t in tasks], text)
+    emit(args, [t.to_dict() for t in tasks], text)
     return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     t = _queue(args).get(args.id)
-    _emit(args, t.to_dict(), _show(t))
+    emit(args, t.to_dict(), _show(t))
     return 0
 
 
 def _cmd_next(args: argparse.Namespace) -> int:
     t = _queue(args).next()
-    _emit(args, t.to_dict() if t else None, _row(t) if t else "(no runnable task)")
+    emit(args, t.to_dict() if t else None, _row(t) if t else "(no runnable task)")
     return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     q = _queue(args)
     n = q.validate()
-    _emit(
+    emit(
         args,
         {"valid": True, "tasks": n},
         f"ok: {n} tasks in {q.queue_path.name} and {q.done_path.name}",

@@ -14,6 +14,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
+from ..loop.core import Loop
+from ..queue.store import Queue
+from ..view.console import Printer
 from .sample import create_sample_repo, is_sample_repo
 
 
@@ -26,8 +31,6 @@ def prepare(path: Path, n_tasks: int, *, duration: float | None) -> Path:
 
 
 def show_queue(repo: Path) -> None:
-    from ..queue.store import Queue
-
     df = Queue(repo).df
     cols = [c for c in ("id", "status", "title", "depends_on") if c in df.columns]
     print(df[cols].to_string(index=False) if cols else df.to_string())
@@ -48,11 +51,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Sample repository: {repo}\n")
     show_queue(repo)
     # A real Loop: the demo agent on the sample repo, the table printed as it changes.
-    import pandas as pd
-
-    from ..loop.core import Loop
-    from ..view.console import Printer
-
     loop = Loop(repo, runner="demo", parallel=args.parallel)
     printer = Printer(loop, sys.stdout)
     loop.subscribe(printer)

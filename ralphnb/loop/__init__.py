@@ -1,8 +1,12 @@
 """The loop: which task next, one task's life through its attempts, the live worker table.
 
-Owns: `Loop` (public API and scheduler; core), one task's driver (driver), the pure decisions
-(decide), the check command (check), events and the run journal (events), the worker table and
-its DataFrame (table), worker records as text (report), past runs (runs) and the control socket
-other processes use to reach a running loop (control).
+Owns: `Loop` (the public API, the event sink; core), the scheduler of a started run and its
+limits (scheduler), one task's driver, an object per task (driver), what a driver is given
+(context) and its view of the queue (gateway), one attempt's parsing and diagnosis (attempt), a
+remote agent's queue marks applied to the user's queue (marks), the pure decisions (decide), the
+check command (check), events and the run journal (events), the worker table and its DataFrame
+(table), worker records as text (report), a started run's lock, directory and socket (rundir),
+past runs (runs), the control socket other processes use to reach a running loop (control) and
+the stop of running loops at interpreter exit (shutdown).
 Never: imports the view, except the one lazy hook that gives `Loop` its notebook display.
 """

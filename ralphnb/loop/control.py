@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
+import struct
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +28,6 @@ class ControlServer:
     no polling. `handler(request) -> reply` must not raise."""
 
     def __init__(self, name: str, handler: Any) -> None:
-        import socket
-        import threading
-
         self.handler = handler
         self.address = "\0ralphnb-" + name
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -38,8 +38,6 @@ class ControlServer:
         self._thread.start()
 
     def _serve(self) -> None:
-        import threading
-
         while not self._closed:
             try:
                 conn, _ = self._sock.accept()
@@ -65,8 +63,6 @@ class ControlServer:
                 pass
 
     def close(self) -> None:
-        import socket
-
         self._closed = True
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
@@ -77,9 +73,6 @@ class ControlServer:
 
 def _same_user(conn: Any) -> bool:
     """Is the process at the other end of a unix socket run by this process's user?"""
-    import socket
-    import struct
-
     try:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     except OSError:
@@ -90,8 +83,6 @@ def _same_user(conn: Any) -> bool:
 
 def send_control(address: str, request: dict[str, Any], *, timeout: float = 30.0) -> dict:
     """Send one request to a running loop's control socket; its JSON reply."""
-    import socket
-
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         try:

@@ -1,10 +1,12 @@
-"""The Loop: scheduling, iterations until complete, integration back, the live worker table.
+"""The Loop: the public API of a run, its event sink and its live worker table.
 
-Owns: one scheduler thread (sleeps on a Condition; woken by events, times out only for real
-deadlines), one driver thread per active task (workspace -> attempts -> check -> integrate),
-the event sink (`_emit`: table -> journal -> subscribers -> wake), the run directory, and the
-control socket other processes use. What one task's driver does, and the pure decisions, are in
-`loop_tasks.py`.
+Owns: `Loop` -- construction and checks up front, start/run/arun/wait, stop/kill/pause/resume,
+the event sink (`_emit`: table -> journal -> subscribers -> wake), `df`/`snapshot`/`logs`, and
+the thread that runs a `scheduler.Scheduler` (which starts one `driver.Driver` per task and
+gives each the narrow `context.DriverContext`; a driver never sees the Loop). The run's
+resources (repo lock, run directory, journal, control socket) are one `rundir.LiveRun`.
+Imports: the view only through `_widgets()`, the one lazy hook (for `_repr_mimebundle_` and
+`dashboard`), so importing the loop imports no widget library.
 Invariants: every state change is an Event applied in order under one lock; a worker's exit is
 applied by its monitor thread at once; only this process writes the queue files while it runs;
 integrations are serialised; a task a user stopped/killed, failed or conflicted goes back to
@@ -13,32 +15,41 @@ integrations are serialised; a task a user stopped/killed, failed or conflicted 
 
 from __future__ import annotations
 
-import fcntl
-import json
+import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from .._time import format_time, utcnow
-from ..errors import QueueError, RalphError, WorkerError
+from ..errors import QueueError, RalphError
 from ..queue.store import Queue
+from ..runners import get_runner
 from ..workers.executors import Executor, LocalExecutor, WorkerHandle
-from ..workers.registry import find_leftovers, reap_leftovers
 from ..workspace.merge import commit_bookkeeping, rev
-from .check import CheckType, kill_check, run_check
-from .control import ControlServer
-from .decide import Decision, decide, deps_merged, next_deadline, pick_tasks
-from .driver import _LOOPS, RETRY_BLOCKED_S, TaskDriver, TaskRun, _quiet
-from .events import Event, Journal
+from ..workspace.workspaces import COPY_EXCLUDE, Workspaces
+from .check import CheckType
+from .context import DriverSettings, RunFlags
+from .events import Event
 from .report import attempts_table
-from .runs import LOOP_INFO, list_runs, new_run_id, runs_root
+from .rundir import LiveRun
+from .scheduler import Limits, Scheduler
+from .shutdown import track
 from .table import WorkerTable, fill_live
 
 
-class Loop(TaskDriver):
+def _widgets() -> ModuleType:
+    """The one lazy hook into the view: the dashboard needs ipywidgets, which importing the
+    loop must not import (and the view imports the loop, not the other way round)."""
+    from ..view import widgets
+
+    return widgets
+
+
+class Loop:
     """Run agents over the queue of `repo`: parallel isolated workers, iterations until each
     task is complete, finished work merged back, a live table of every worker attempt.
 
@@ -78,9 +89,6 @@ class Loop(TaskDriver):
         prompt_template: str | None = None,
         tasks: Iterable[str] | None = None,
     ) -> None:
-        from ..runners import get_runner
-        from ..workspace.workspaces import COPY_EXCLUDE, Workspaces
-
         self.queue = Queue(repo)
         self.repo = self.queue.repo
         # the queue files relative to the repo (`.ralph/config.jsonc` may move them)
@@ -101,50 +109,21 @@ class Loop(TaskDriver):
         if self.only is not None:
             self._check_only(self.only)
         self.executor: Executor = executor or LocalExecutor()
-        # copies never take `.ralph/` (the run's own logs and lock live there; the agent
-        # reaches the queue through RALPHNB_REPO)
-        self.workspaces = Workspaces(
-            self.repo,
-            root=workspace_root,
-            mode=workspace_mode,
-            target_branch=target_branch,
-            copy_exclude=(*COPY_EXCLUDE, ".ralph"),
-        )
+        self.workspaces = self._workspaces(workspace_root, workspace_mode, target_branch)
         self.target_branch = self.workspaces.target_branch
-        if self.workspaces.is_git and not self.target_branch:
-            raise RalphError(
-                f"{self.repo}: HEAD is detached; check out a branch or pass "
-                "target_branch='main' (`ralphnb run --target-branch main`) so "
-                "finished work has somewhere to go"
-            )
-        if self.workspaces.is_git and rev(self.repo, f"refs/heads/{self.target_branch}") is None:
-            # up front, not one failed task (and one note in the queue) per task
-            raise RalphError(
-                f"{self.repo}: branch {self.target_branch!r} has no commit yet; "
-                "commit something first, or pass an existing target_branch"
-            )
         self.run_id: str | None = None
         self.run_dir: Path | None = None
         self.started_at: datetime | None = None
         self.ended_at: datetime | None = None
-        self.halt_reason: str | None = None
+        self._flags = RunFlags()  # pause/stop/halt/excluded, shared with the drivers
         self._table = WorkerTable()
         self._events: list[Event] = []
         self._subs: list[Callable[[Event], None]] = []
         self._emit_lock = threading.RLock()
-        self._cond = threading.Condition()
-        self._merge_lock = threading.Lock()
-        self._active: dict[str, TaskRun] = {}
-        self._excluded: set[str] = set()
-        self._handles: dict[str, WorkerHandle] = {}  # worker id -> handle (live attempts)
-        self._paused = self._stopping = False
-        self._failures = 0
-        self._queue_error: str | None = None  # the last queue file error seen by the scheduler
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
-        self._journal: Journal | None = None
-        self._control: ControlServer | None = None
-        self._lockfile: Any = None
+        self._run: LiveRun | None = None  # from start()
+        self._scheduler: Scheduler | None = None  # from start()
 
     def _check_only(self, ids: set[str]) -> None:
         """`tasks=` names only open tasks: an unknown or finished id is an error up front, not
@@ -164,34 +143,79 @@ class Loop(TaskDriver):
                 task_id=tid,
             )
 
+    def _workspaces(self, root: str | Path | None, mode: str, target: str | None) -> Workspaces:
+        """The run's workspaces; in git, a target branch that exists, checked up front (not
+        one failed task, and one note in the queue, per task)."""
+        # copies never take `.ralph/` (the run's own logs and lock live there; the agent
+        # reaches the queue through RALPHNB_REPO)
+        ws = Workspaces(
+            self.repo,
+            root=root,
+            mode=mode,
+            target_branch=target,
+            copy_exclude=(*COPY_EXCLUDE, ".ralph"),
+        )
+        if ws.is_git and not ws.target_branch:
+            raise RalphError(
+                f"{self.repo}: HEAD is detached; check out a branch or pass "
+                "target_branch='main' (`ralphnb run --target-branch main`) so "
+                "finished work has somewhere to go"
+            )
+        if ws.is_git and rev(self.repo, f"refs/heads/{ws.target_branch}") is None:
+            raise RalphError(
+                f"{self.repo}: branch {ws.target_branch!r} has no commit yet; "
+                "commit something first, or pass an existing target_branch"
+            )
+        return ws
+
     # ----------------------------------------------------------------- public: lifecycle
 
     def start(self) -> Loop:
         """Start the scheduler in a background thread and return at once."""
         if self._thread is not None:
             raise RalphError("this Loop was already started; create a new Loop for a new run")
-        self._take_repo_lock()
-        try:
-            self.started_at = utcnow()
-            self.run_id = new_run_id(self.started_at)
-            self.run_dir = runs_root(self.repo) / self.run_id
-            (self.run_dir / "workers").mkdir(parents=True, exist_ok=True)
-            self._journal = Journal(self.run_dir / "events.jsonl")
-            try:
-                self._control = ControlServer(f"{self.run_id}-{os.getpid()}", self._on_control)
-            except OSError:
-                self._control = None
-            self._write_info()
-        except BaseException:  # nothing started: release what was taken, or the repo stays
-            for res in (self._control, self._journal, self._lockfile):  # locked to this process
-                if res is not None:
-                    _quiet(res.close)
-            self._control = self._journal = self._lockfile = None
-            raise
-        _LOOPS.add(self)
+        run = self._run = LiveRun.open(self.repo, self._on_control)
+        self.run_id, self.run_dir, self.started_at = run.run_id, run.run_dir, run.started_at
+        self._scheduler = self._new_scheduler(run)
+        track(self)
         self._thread = threading.Thread(target=self._main, name="ralphnb-loop", daemon=True)
         self._thread.start()
         return self
+
+    def _new_scheduler(self, run: LiveRun) -> Scheduler:
+        settings = DriverSettings(
+            repo=self.repo,
+            run_id=run.run_id,
+            run_dir=run.run_dir,
+            runner=self.runner,
+            max_iterations=self.max_iterations,
+            check=self.check,
+            completion_promise=self.completion_promise,
+            prompt_template=self.prompt_template,
+            grace=self.grace,
+            target_branch=self.target_branch,
+            queue_files=self.queue_files,
+        )
+        wall = None
+        if self.max_wall_time is not None:
+            wall = run.started_at + timedelta(seconds=float(self.max_wall_time))
+        limits = Limits(
+            parallel=self.parallel,
+            only=frozenset(self.only) if self.only is not None else None,
+            wall_deadline=wall,
+            max_cost_usd=self.max_cost_usd,
+            max_consecutive_failures=self.max_consecutive_failures,
+        )
+        return Scheduler(
+            settings,
+            limits,
+            self._flags,
+            emit=self._emit,
+            queue=self.queue,
+            workspaces=self.workspaces,
+            executor=self.executor,
+            table=self._table,
+        )
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the loop has finished; False on timeout."""
@@ -214,8 +238,6 @@ class Loop(TaskDriver):
 
     async def arun(self) -> Any:
         """`await loop.arun()`: run without blocking the event loop; cancelling stops workers."""
-        import asyncio
-
         if self._thread is None:
             self.start()
         try:
@@ -233,7 +255,17 @@ class Loop(TaskDriver):
     def running(self) -> bool:
         return self._thread is not None and not self._finished.is_set()
 
+    @property
+    def halt_reason(self) -> str | None:
+        """Why the loop stopped starting attempts (a limit, a loop error), or None."""
+        return self._flags.halt_reason
+
     # ----------------------------------------------------------------- public: control
+
+    def _act(self, task_id: str, action: str, wait: bool) -> None:
+        if self._scheduler is None:
+            raise RalphError(f"{task_id} has no running worker: this loop was not started")
+        self._scheduler.act(task_id, action, wait)
 
     def stop(self, task_id: str, *, wait: bool = True) -> None:
         """Stop one task's worker gracefully (SIGINT, grace, kill); not restarted in this run."""
@@ -245,35 +277,28 @@ class Loop(TaskDriver):
 
     def stop_all(self, *, wait: bool = True) -> None:
         """Stop every worker and start no new one; the loop then finishes."""
-        with self._cond:
-            self._stopping = True
-            ids = list(self._active)
-            self._cond.notify_all()
-        threads = [
-            threading.Thread(target=self._act, args=(t, "stop_all", True), daemon=True) for t in ids
-        ]
-        for th in threads:
-            th.start()
-        if wait:
-            for th in threads:
-                th.join()
+        if self._scheduler is not None:
+            self._scheduler.stop_all(wait=wait)
+            return
+        with self._flags.cond:  # not started: a later start() starts nothing
+            self._flags.stopping = True
 
     def pause(self) -> None:
         """Start no new worker (running ones go on) until `resume()`."""
-        with self._cond:
-            self._paused = True
+        with self._flags.cond:
+            self._flags.paused = True
         self._emit(Event("paused"))
 
     def resume(self) -> None:
-        with self._cond:
-            self._paused = False
-            self._cond.notify_all()
+        with self._flags.cond:
+            self._flags.paused = False
+            self._flags.cond.notify_all()
         self._emit(Event("resumed"))
 
     @property
     def paused(self) -> bool:
         """True between `pause()` and `resume()` (no new worker starts)."""
-        return self._paused
+        return self._flags.paused
 
     # ----------------------------------------------------------------- public: looking
 
@@ -295,8 +320,11 @@ class Loop(TaskDriver):
 
         return unsubscribe
 
+    def _live_handle(self, rec: dict[str, Any]) -> WorkerHandle | None:
+        return self._scheduler.live_handle(rec) if self._scheduler is not None else None
+
     def _sample(self, rec: dict[str, Any]) -> dict[str, Any] | None:
-        h = self._handles.get(rec["worker_id"])
+        h = self._live_handle(rec)
         try:
             return h.resources() if h is not None else None
         except Exception:
@@ -328,7 +356,7 @@ class Loop(TaskDriver):
         recs = [r for r in self._table.records() if r["task_id"] == task_id]
         if not recs:
             raise RalphError(f"no attempt of {task_id} in this run yet")
-        h = self._handles.get(recs[-1]["worker_id"])
+        h = self._live_handle(recs[-1])
         if h is not None:
             return h.tail(n)
         path = recs[-1]["log_path"]
@@ -345,14 +373,10 @@ class Loop(TaskDriver):
         return f"{head}) {state}\n" + attempts_table(self.snapshot())
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from ..view.widgets import mimebundle
-
-        return mimebundle(self, include=include, exclude=exclude)
+        return _widgets().mimebundle(self, include=include, exclude=exclude)
 
     def dashboard(self, **kwargs: Any) -> Any:
-        from ..view.widgets import dashboard
-
-        return dashboard(self, **kwargs)
+        return _widgets().dashboard(self, **kwargs)
 
     # ----------------------------------------------------------------- events
 
@@ -360,8 +384,8 @@ class Loop(TaskDriver):
         """The one sink: table, journal, subscribers, then wake the scheduler."""
         with self._emit_lock:
             self._table.apply(event)
-            if self._journal is not None:
-                self._journal.append(event)
+            if self._run is not None:
+                self._run.journal.append(event)
             self._events.append(event)
             for cb in list(self._subs):
                 try:
@@ -369,15 +393,13 @@ class Loop(TaskDriver):
                 except Exception:
                     pass
         if event.kind != "output":  # parsed output never changes what the scheduler does
-            with self._cond:
-                self._cond.notify_all()
+            with self._flags.cond:
+                self._flags.cond.notify_all()
 
-    def _ev(self, kind: str, tr: TaskRun, wid: str | None = None, **data: Any) -> None:
-        self._emit(Event(kind, tr.task_id, wid or f"{tr.task_id}#{tr.iteration}", data=data))
-
-    # ----------------------------------------------------------------- the scheduler
+    # ----------------------------------------------------------------- the scheduler thread
 
     def _main(self) -> None:
+        assert self._scheduler is not None
         try:
             self._emit(
                 Event(
@@ -393,230 +415,9 @@ class Loop(TaskDriver):
                     },
                 )
             )
-            self._recover()
-            self._schedule()
-        except Exception as exc:  # the loop must always finish and release its workers
-            self.halt_reason = f"loop error: {type(exc).__name__}: {exc}"
-            self.stop_all()
-            with self._cond:
-                while self._active:
-                    self._cond.wait()
+            self._scheduler.run()
         finally:
             self._finish()
-
-    def _schedule(self) -> None:
-        wall = None
-        if self.max_wall_time is not None and self.started_at is not None:
-            from datetime import timedelta
-
-            wall = self.started_at + timedelta(seconds=float(self.max_wall_time))
-        with self._cond:
-            while True:
-                now = utcnow()
-                if wall is not None and now >= wall and self.halt_reason is None:
-                    self._halt("max_wall_time reached", stop_reason="timeout")
-                stop = self._stopping or self.halt_reason is not None
-                scheduled: list[datetime] = []
-                if not stop and not self._paused and len(self._active) < self.parallel:
-                    self._cond.release()
-                    try:
-                        picks, scheduled, waiting = self._pick_or_wait(now)
-                    finally:
-                        self._cond.acquire()
-                    for t in picks:
-                        if not (
-                            t["id"] in self._active
-                            or t["id"] in self._excluded
-                            or self._stopping
-                            or self._paused
-                        ):
-                            self._launch(t)
-                else:  # a paused loop waits for resume() or stop_all()
-                    waiting = bool(self._active) or (self._paused and not stop)
-                if not self._active and (stop or not waiting):
-                    return
-                timeout = next_deadline(utcnow(), wall_deadline=wall, scheduled=scheduled)
-                if self._queue_error is not None:  # re-read a broken queue file now and then
-                    timeout = min(timeout or RETRY_BLOCKED_S, RETRY_BLOCKED_S)
-                self._cond.wait(timeout)
-
-    def _pick_or_wait(self, now: datetime) -> tuple[list[dict], list[datetime], bool]:
-        """`_pick`, but a queue file that does not parse mid-run (a user saving it half-edited)
-        does not take the running workers down: say so once, start nothing, re-read later. With
-        no worker running there is nothing to protect: the error ends the loop."""
-        try:
-            picks = self._pick(now)
-        except QueueError as exc:
-            with self._cond:
-                if not self._active:
-                    raise
-            if str(exc) != self._queue_error:
-                self._queue_error = str(exc)
-                self._emit(
-                    Event(
-                        "queue_error",
-                        data={
-                            "error": f"{exc}; no new worker starts until the file is valid again"
-                        },
-                    )
-                )
-            return [], [], True
-        self._queue_error = None
-        return picks
-
-    def _pick(self, now: datetime) -> tuple[list[dict], list[datetime], bool]:
-        """(tasks to start now, future scheduled_start times, whether anything may still run).
-        Reads task attributes, never whole-task copies: this runs after every slot frees up."""
-        from .._time import parse_time
-
-        tasks = self.queue.tasks
-        open_status = {t.id: t.status for t in tasks}
-        with self._cond:
-            busy = set(self._active) | self._excluded
-            free = self.parallel - len(self._active)
-        if self.only is not None:
-            busy |= set(open_status) - self.only
-        runnable = {t.id: t for t in self.queue.runnable(exclude=busy, now=now)}
-        light = [{"id": tid, "depends_on": t.depends_on} for tid, t in runnable.items()]
-        picks = [
-            runnable[t["id"]].to_dict()
-            for t in pick_tasks(light, open_status, busy=busy, free=free)
-        ]
-        scheduled = [
-            parse_time(t.scheduled_start)
-            for t in tasks
-            if t.status == "todo"
-            and t.id not in busy
-            and t.scheduled_start
-            and parse_time(t.scheduled_start) > now
-        ]
-        waiting = bool(scheduled) or bool(self._active) or bool(picks)
-        return picks, scheduled, waiting
-
-    def _launch(self, task: dict[str, Any], *, integrate_only: bool = False) -> None:
-        """Start a driver thread for `task` (caller holds the condition)."""
-        tr = TaskRun(
-            task["id"],
-            str(task.get("title", "")),
-            integrate_only=integrate_only,
-            task=task,
-            marked_done=task.get("status") == "done",
-        )
-        self._active[tr.task_id] = tr
-        tr.thread = threading.Thread(
-            target=self._drive, args=(tr,), daemon=True, name=f"ralphnb-task-{tr.task_id}"
-        )
-        tr.thread.start()
-
-    def _halt(self, reason: str, *, stop_reason: str | None = None) -> None:
-        """Start no new attempt; with `stop_reason` also stop the running ones (cond held)."""
-        if self.halt_reason is None:
-            self.halt_reason = reason
-            threading.Thread(
-                target=self._emit, args=(Event("halted", data={"reason": reason}),), daemon=True
-            ).start()
-        if stop_reason:
-            for tid in list(self._active):
-                threading.Thread(
-                    target=self._act, args=(tid, stop_reason, False), daemon=True
-                ).start()
-        self._cond.notify_all()
-
-    def _act(self, task_id: str, action: str, wait: bool) -> None:
-        with self._cond:
-            tr = self._active.get(task_id)
-            if tr is None:
-                if action in ("stop_all", "timeout"):
-                    return
-                raise RalphError(
-                    f"{task_id} has no running worker in this loop (run "
-                    f"{self.run_id}); `loop.df` or `ralphnb status` lists them"
-                )
-            if tr.action is None or action == "kill":  # a kill overrides a pending stop
-                tr.action = action
-            self._excluded.add(task_id)
-            handle, wid = tr.handle, f"{task_id}#{tr.iteration}"
-            kill_check(tr.check_proc)  # the user's check may hang: it never outlives a stop
-            self._cond.notify_all()  # a driver waiting out a pause between attempts
-        if handle is None:
-            return  # the driver checks tr.action before its next spawn
-        if action != "kill":
-            self._ev("stopping", tr, wid)  # this attempt's row, even if the next one began
-        call = (lambda: handle.kill()) if action == "kill" else (lambda: handle.stop(self.grace))
-        if wait:
-            try:
-                call()
-            except WorkerError:
-                pass
-        else:
-            threading.Thread(target=lambda: _quiet(call), daemon=True).start()
-
-    # ----------------------------------------------------------------- recovery & teardown
-
-    def _take_repo_lock(self) -> None:
-        path = runs_root(self.repo).parent / "loop.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "a+")  # noqa: SIM115 - held for the loop's lifetime
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            owner = fh.read().strip()
-            fh.close()
-            raise RalphError(
-                f"another loop is running on {self.repo} ({owner or 'unknown'}); "
-                "stop it first (`ralphnb status`, `ralphnb stop`)"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}\n")
-        fh.flush()
-        self._lockfile = fh
-
-    def _write_info(self, **extra: Any) -> None:
-        from .runs import pid_create_time
-
-        assert self.run_dir is not None
-        info = {
-            "run_id": self.run_id,
-            "repo": str(self.repo),
-            "pid": os.getpid(),
-            "create_time": pid_create_time(),
-            "control": self._control.address if self._control else None,
-            "started_at": format_time(self.started_at or utcnow()),
-            "finished_at": None,
-            **extra,
-        }
-        tmp = self.run_dir / (LOOP_INFO + ".tmp")
-        tmp.write_text(json.dumps(info))
-        os.replace(tmp, self.run_dir / LOOP_INFO)
-
-    def _recover(self) -> None:
-        """Reap workers of crashed runs; integrate tasks done but not archived."""
-        regs = [
-            d / "workers"
-            for d in list_runs(self.repo)
-            if d != self.run_dir and (d / "workers").is_dir() and any((d / "workers").iterdir())
-        ]
-        found = len(find_leftovers(regs)) if regs else 0
-        reaped = reap_leftovers(regs) if regs else 0
-        pending = [t.to_dict() for t in self.queue.tasks if t.status == "done"]
-        doing = [t.id for t in self.queue.tasks if t.status == "doing"]
-        if found or pending or doing:
-            self._emit(
-                Event(
-                    "recovered",
-                    data={
-                        "reaped": reaped,
-                        "integrate": [t["id"] for t in pending],
-                        "doing": doing,
-                    },
-                )
-            )
-        with self._cond:
-            for t in pending:
-                if self.only is None or t["id"] in self.only:
-                    self._launch(t, integrate_only=True)
 
     def _finish(self) -> None:
         self.ended_at = utcnow()
@@ -627,25 +428,12 @@ class Loop(TaskDriver):
                 )
         except Exception:
             pass
-        self._emit(
-            Event(
-                "loop_finished",
-                data={
-                    "reason": self.halt_reason
-                    or ("stopped" if self._stopping else "no runnable tasks left")
-                },
-            )
+        reason = self._flags.halt_reason or (
+            "stopped" if self._flags.stopping else "no runnable tasks left"
         )
-        if self._control is not None:
-            self._control.close()
-        if self._journal is not None:
-            self._journal.close()
-        try:
-            self._write_info(finished_at=format_time(self.ended_at))
-        except OSError:
-            pass
-        if self._lockfile is not None:
-            self._lockfile.close()
+        self._emit(Event("loop_finished", data={"reason": reason}))
+        if self._run is not None:
+            self._run.close(self.ended_at)
         self._finished.set()
 
     def _on_control(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -659,8 +447,8 @@ class Loop(TaskDriver):
                 "run_id": self.run_id,
                 "records": recs,
                 "finished": self.finished,
-                "paused": self._paused,
-                "halt_reason": self.halt_reason,
+                "paused": self._flags.paused,
+                "halt_reason": self._flags.halt_reason,
             }
         try:
             if op in ("stop", "kill"):
@@ -674,4 +462,4 @@ class Loop(TaskDriver):
         return {"ok": True}
 
 
-__all__ = ["Decision", "Loop", "decide", "deps_merged", "next_deadline", "pick_tasks", "run_check"]
+__all__ = ["Loop"]

@@ -1,507 +1,425 @@
-"""One task's life inside a Loop: workspace -> attempts -> check -> integrate -> bookkeeping.
+"""One task's life in a run: workspace -> attempts -> judgement -> integrate -> bookkeeping.
 
-Owns: the pure decisions the Loop makes (which tasks to start, is an attempt complete, when to
-wake), the user's check, and `TaskDriver`, the part of `Loop` that one driver thread per active
-task runs (split out of loop.py to keep modules readable; it uses the Loop's state and its one
-event sink, `_emit`). Invariants: a task leaves a driver integrated, or back in `todo` with a
-note saying why (stopped, killed, failed, conflict, halted), or — only when an integration was
-interrupted — done-but-not-archived, which the next Loop integrates; never silently dropped.
+Owns: `Driver`, one object per task a `Loop` starts (or integrates after a crash), whose `run()`
+is the body of that task's thread. One per task, not one per loop: a task's state (its iteration,
+live handle, pending stop or kill, running check, done mark) is then plain attributes of its own
+driver, and the loop reaches a task by id through the driver it keeps in its active map. What a
+driver is given is its `DriverContext` (context.py): the event sink, the queue (wrapped in a
+`gateway.TaskQueue`), workspaces, executor, settings, limits, the shared `RunFlags` and their
+condition, the merge lock. It never sees the `Loop` itself.
+Invariants: a task leaves a driver integrated, or back in `todo` with a note saying why (stopped,
+killed, failed, conflict, halted), or -- only when an integration was interrupted --
+done-but-not-archived, which the next Loop integrates; never silently dropped. A driver's
+`handle`, `action` and `check_proc` are read and written with `flags.cond` held.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import subprocess
 import sys
 import threading
-import weakref
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from .._time import format_time
-from ..errors import QueueError, RalphError
+from ..errors import RalphError, WorkerError
+from ..runners import build_prompt, iterations_for_task, runner_for_task
+from ..runners.base import CommandSpec, Runner
 from ..workers.executors import Callbacks, WorkerHandle, WorkerSpec
+from ..workers.exits import ExitInfo
 from ..workers.process import build_env
-from ..workspace.copy import integrate_copy
-from ..workspace.merge import commit_bookkeeping, integrate
+from ..workspace.integrate import integrate_workspace
+from ..workspace.merge import commit_bookkeeping
+from ..workspace.workspaces import Workspace
+from .attempt import Attempt, diagnose, exit_data
 from .check import kill_check, run_check
-from .decide import decide
+from .context import DriverContext
+from .decide import Decision, decide
 from .events import Event
-
-RETRY_BLOCKED_S = 2.0
-
-# --------------------------------------------------------------------- pure decisions
+from .gateway import RETRY_BLOCKED_S, TaskQueue
+from .shutdown import arm_exit_hook, quiet
 
 
-# --------------------------------------------------------------------- per-task state
+class Driver:
+    """Drives task `task` (a dict as the queue held it when picked) through a run.
+    `integrate_only`: a task found done-but-not-archived at start: only integrate it."""
 
+    def __init__(
+        self, ctx: DriverContext, task: dict[str, Any], *, integrate_only: bool = False
+    ) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.flags = ctx.flags
+        self.task = task
+        self.task_id = str(task["id"])
+        self.title = str(task.get("title", ""))
+        self.integrate_only = integrate_only
+        self.marked_done = task.get("status") == "done"  # done in the queue, not yet merged
+        self.iteration = 0
+        # with flags.cond held:
+        self.handle: WorkerHandle | None = None  # the live attempt's worker
+        self.action: str | None = None  # "stop" | "kill" | "stop_all" | "timeout", from outside
+        self.check_proc: subprocess.Popen | None = None  # the user's check, while it runs
+        self.queue = TaskQueue(
+            ctx.queue,
+            self.task_id,
+            ctx.flags,
+            waiting=lambda msg: self._ev("status", error=msg),
+            asked_to_stop=lambda: self.action is not None,
+        )
 
-@dataclass
-class TaskRun:
-    task_id: str
-    title: str
-    iteration: int = 0
-    handle: WorkerHandle | None = None
-    action: str | None = None  # "stop" | "kill" | "stop_all" | "timeout", asked from outside
-    thread: threading.Thread | None = None
-    integrate_only: bool = False
-    task: dict[str, Any] = field(default_factory=dict)
-    marked_done: bool = False
-    check_proc: subprocess.Popen | None = None  # the user's check command, while it runs
+    def __repr__(self) -> str:
+        return f"<Driver {self.task_id} iteration={self.iteration} action={self.action}>"
 
+    @property
+    def worker_id(self) -> str:
+        """The current attempt's worker id (its row in the table)."""
+        return f"{self.task_id}#{self.iteration}"
 
-@dataclass
-class Attempt:
-    worker_id: str
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    started: bool = False
-    promise_seen: bool = False
-    parser: Any = None
-    secrets: list[str] = field(default_factory=list)
+    def live_handle(self, worker_id: str) -> WorkerHandle | None:
+        """The handle of attempt `worker_id` while its worker runs, else None."""
+        handle = self.handle
+        return handle if handle is not None and worker_id == self.worker_id else None
 
+    # ------------------------------------------------------------ the task's thread
 
-class TaskDriver:
-    """Mixin of `Loop`: what a task's driver thread does (see the module docstring)."""
-
-    def _drive(self, tr: TaskRun) -> None:
+    def run(self) -> None:
+        """The task's whole life; never raises (a failure puts the task back with a note)."""
         try:
-            if tr.integrate_only:
-                self._integrate(tr, self.workspaces.get(tr.task_id))
+            if self.integrate_only:
+                self._integrate(self.ctx.workspaces.get(self.task_id))
             else:
-                self._work(tr)
+                self._work()
         except Exception as exc:
-            self._ev("failed", tr, error=f"{type(exc).__name__}: {exc}", status="failed")
-            self._requeue(tr, f"failed: {exc}")
-        finally:
-            with self._cond:
-                self._active.pop(tr.task_id, None)
-                self._cond.notify_all()
+            self._ev("failed", error=f"{type(exc).__name__}: {exc}", status="failed")
+            self._put_back(f"failed: {exc}")
 
-    def _work(self, tr: TaskRun) -> None:
-        from ..runners import iterations_for_task, runner_for_task
-
-        task = tr.task
-        max_it = iterations_for_task(task, self.max_iterations)
-        runner = runner_for_task(self.runner, task)
-        tr.iteration = 1
-        self._ev("queued", tr, title=tr.title, iteration=1)
-        ws = self.workspaces.create(tr.task_id, reuse=True)
-        if task.get("status") != "doing":
-            self._queue_call(tr, self.queue.start, tr.task_id)
+    def _work(self) -> None:
+        max_it = iterations_for_task(self.task, self.settings.max_iterations)
+        runner = runner_for_task(self.settings.runner, self.task)
+        self.iteration = 1
+        self._ev("queued", title=self.title, iteration=1)
+        ws = self.ctx.workspaces.create(self.task_id, reuse=True)
+        if self.task.get("status") != "doing":
+            self.queue.start()
         while True:
-            if not self._wait_unpaused(tr):
-                return self._requeue(tr, self._why_not_continued(tr))
-            info, att = self._attempt(tr, runner, task, ws)
-            if info is None:
+            if not self._wait_unpaused():
+                return self._put_back(self._why_not_continued())
+            info, att = self._attempt(runner, ws)
+            if info is None or att is None:
+                return  # never started: already put back
+            if self._stop_asked():
+                return self._put_back(self._why_not_continued())
+            judged = self._judge(runner, info, att, ws, max_it)
+            if judged is None or not self._follow(*judged, att, ws):
                 return
-            if tr.action is not None or self._stopping:
-                return self._requeue(tr, self._why_not_continued(tr))
-            exit_msg = _redact(_diagnose(runner, info, att.parser), att.secrets)
-            self._count_failure(bool(exit_msg))
-            # the promise alone completes; else ask the queue (a fresh read of a busy file)
-            status = self._status(tr)
-            if status in ("rejected", "draft"):  # the user took the task out meanwhile
-                with self._cond:
-                    self._excluded.add(tr.task_id)
-                self._ev(
-                    "status",
-                    tr,
-                    error=f"{tr.task_id} is now {status} in the queue (the "
-                    "user's edit); no further attempt",
-                )
-                return None
-            marked = not att.promise_seen and status == "done"
-            ok, msg = (None, "")
-            if marked or att.promise_seen:
-                ok, msg = run_check(
-                    self.check,
-                    Path(ws.path),
-                    self._env(tr, ws),
-                    started=lambda p: self._check_started(tr, p),
-                )
-                with self._cond:
-                    tr.check_proc = None
-            if tr.action is not None or self._stopping:  # asked to stop while checking
-                return self._requeue(tr, self._why_not_continued(tr))
-            d = decide(
-                iteration=tr.iteration,
-                max_iterations=max_it,
-                marked_done=marked,
-                promise_seen=att.promise_seen,
-                check_ok=ok,
-                check_msg=msg,
-                exit_msg=exit_msg,
-            )
-            self._ev(
-                "iteration_end",
-                tr,
-                decision=d.action,
-                reason=d.reason,
-                marked_done=marked,
-                promise=att.promise_seen,
-                check_ok=ok,
-                **({"error": exit_msg} if exit_msg else {}),
-            )
-            if d.action == "complete":
-                tr.marked_done = marked
-                if not marked:  # done before merging: a crash then re-integrates (a copy's
-                    self._queue_call(tr, self.queue.complete, tr.task_id, archive=False)  # (a
-                    # copy's copy back is idempotent)
-                    tr.marked_done = True
-                return self._integrate(tr, ws)
-            # an agent may both mark the task done and print the promise: a mark left from an
-            # attempt that did not complete would count for the next one (or a crash's recovery)
-            if marked or (att.promise_seen and self._status(tr) == "done"):
-                self._queue_call(
-                    tr, self.queue.update, tr.task_id, status="doing", completed_at=None
-                )
-            if d.action == "fail":
-                self._ev("failed", tr, error=d.reason, status="failed")
-                return self._requeue(tr, d.reason)
-            if self.halt_reason is not None:
-                return self._requeue(tr, self._why_not_continued(tr))
-            tr.iteration += 1
-            self._ev("queued", tr, title=tr.title, iteration=tr.iteration)
+            self.iteration += 1
+            self._ev("queued", title=self.title, iteration=self.iteration)
 
-    def _check_started(self, tr: TaskRun, proc: subprocess.Popen) -> None:
-        with self._cond:
-            tr.check_proc = proc
-            stopping = tr.action is not None or self._stopping
-        if stopping:  # asked to stop just before the check began
-            kill_check(proc)
+    def _judge(
+        self, runner: Runner, info: ExitInfo, att: Attempt, ws: Workspace, max_it: int
+    ) -> tuple[Decision, bool] | None:
+        """After an attempt's exit: the decision and whether the agent marked the task done;
+        None when the task ends here (the user took it out, or a stop came during the check)."""
+        if info.queue_marks:  # a remote agent's stub queue: apply it before reading the queue
+            err = self.queue.apply_marks(info.queue_marks)
+            if err:
+                self._ev("status", error=f"the agent's queue update was not applied: {err}")
+        exit_msg = att.redact(diagnose(runner, info, att.parser))
+        self.ctx.attempt_ended(bool(exit_msg))
+        # the promise alone completes; else ask the queue (a fresh read of a busy file)
+        status = self.queue.status()
+        if status in ("rejected", "draft"):  # the user took the task out meanwhile
+            with self.flags.cond:
+                self.flags.excluded.add(self.task_id)
+            why = f"{self.task_id} is now {status} in the queue (the user's edit)"
+            self._ev("status", error=f"{why}; no further attempt")
+            return None
+        marked = not att.promise_seen and status == "done"
+        ok, msg = self._run_check(ws) if (marked or att.promise_seen) else (None, "")
+        if self._stop_asked():  # asked to stop while checking
+            self._put_back(self._why_not_continued())
+            return None
+        d = decide(
+            iteration=self.iteration,
+            max_iterations=max_it,
+            marked_done=marked,
+            promise_seen=att.promise_seen,
+            check_ok=ok,
+            check_msg=msg,
+            exit_msg=exit_msg,
+        )
+        self._ev(
+            "iteration_end",
+            decision=d.action,
+            reason=d.reason,
+            marked_done=marked,
+            promise=att.promise_seen,
+            check_ok=ok,
+            **({"error": exit_msg} if exit_msg else {}),
+        )
+        return d, marked
 
-    def _queue_call(self, tr: TaskRun, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """A queue operation of a driver. While the file does not parse (a user saving it
-        half-edited) wait and retry, rather than fail a task whose work is done and leave it
-        `doing`; the row's error says what it waits for. Gives up when the loop stops."""
-        last = ""
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except QueueError as exc:
-                if exc.line is None:  # not a syntax error: retrying will not help
-                    raise
-                if str(exc) != last:
-                    last = str(exc)
-                    self._ev("status", tr, error=f"{exc}; waiting for the file to be fixed")
-                with self._cond:
-                    if self._stopping or tr.action is not None:
-                        raise
-                    self._cond.wait(RETRY_BLOCKED_S)
+    def _follow(self, d: Decision, marked: bool, att: Attempt, ws: Workspace) -> bool:
+        """Carry out decision `d`; True when another iteration follows."""
+        if d.action == "complete":
+            self.marked_done = marked
+            if not marked:  # done before merging: a crash then re-integrates (a copy's copy
+                self.queue.complete(archive=False)  # back is idempotent)
+                self.marked_done = True
+            self._integrate(ws)
+            return False
+        # an agent may both mark the task done and print the promise: a mark left from an
+        # attempt that did not complete would count for the next one (or a crash's recovery)
+        if marked or (att.promise_seen and self.queue.status() == "done"):
+            self.queue.reopen()
+        if d.action == "fail":
+            self._ev("failed", error=d.reason, status="failed")
+            self._put_back(d.reason)
+            return False
+        if self.flags.halt_reason is not None:
+            self._put_back(self._why_not_continued())
+            return False
+        return True
 
-    def _status(self, tr: TaskRun) -> str:
-        return self._queue_call(tr, self.queue.get, tr.task_id).status
+    # ------------------------------------------------------------ one attempt
 
-    def _wait_unpaused(self, tr: TaskRun) -> bool:
-        with self._cond:
-            while self._paused and tr.action is None and not self._stopping:
-                self._cond.wait()
-            return tr.action is None and not self._stopping and self.halt_reason is None
+    def _attempt(self, runner: Runner, ws: Workspace) -> tuple[ExitInfo | None, Attempt | None]:
+        """Run one attempt to its end: (its exit, its bookkeeping), or (None, None) when it
+        never started (the task was put back: runner error, spawn error, a stop first)."""
+        log_path = self.settings.run_dir / "logs" / self.task_id / f"{self.iteration}.log"
+        self._ev("starting", workspace=str(ws.path), branch=ws.branch, log_path=str(log_path))
+        try:
+            cmd = self._command(runner, ws)
+        except RalphError as exc:  # e.g. the runner's CLI is not installed
+            self._not_started(str(exc))
+            return None, None
+        env = self._env(ws, cmd.env)
+        att = Attempt.new(self.worker_id, runner, self.settings.completion_promise, env)
+        spec = self._spec(cmd, ws, env, log_path)
+        with self.flags.cond:
+            if self._stop_asked():
+                self._put_back(self._why_not_continued())
+                return None, None
+        try:
+            handle = self.ctx.executor.spawn(spec, self._callbacks(att))
+        except RalphError as exc:
+            self._not_started(str(exc))
+            return None, None
+        return self._follow_worker(handle, att), att
 
-    def _why_not_continued(self, tr: TaskRun) -> str:
-        if tr.action == "kill":
-            return "killed by the user"
-        if tr.action == "stop":
-            return "stopped by the user"
-        if tr.action == "timeout" or self.halt_reason:
-            return f"loop halted: {self.halt_reason}"
-        return "the loop was stopped (stop_all, Ctrl-C or interpreter exit)"
+    def _command(self, runner: Runner, ws: Workspace) -> CommandSpec:
+        """Write this attempt's prompt file; the runner's command for it."""
+        prompt_file = self.settings.run_dir / "prompts" / self.task_id / f"{self.iteration}.md"
+        prompt_file.parent.mkdir(parents=True, exist_ok=True)
+        prompt = build_prompt(
+            self.task,
+            workspace=ws.path,
+            completion_promise=self.settings.completion_promise,
+            template=self.settings.prompt_template,
+            iteration=self.iteration,
+        )
+        prompt_file.write_text(prompt, encoding="utf-8")
+        return runner.command(
+            self.task, workspace=Path(ws.path), prompt_file=prompt_file, iteration=self.iteration
+        )
 
-    def _env(self, tr: TaskRun, ws: Any, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def _spec(self, cmd: CommandSpec, ws: Workspace, env: dict[str, str], log: Path) -> WorkerSpec:
+        return WorkerSpec(
+            worker_id=self.worker_id,
+            task_id=self.task_id,
+            iteration=self.iteration,
+            argv=tuple(cmd.argv),
+            cwd=str(ws.path),
+            env=env,
+            log_path=str(log),
+            stdin_path=str(cmd.stdin_path) if cmd.stdin_path else None,
+            registry_path=str(self.settings.run_dir / "workers"),
+            task=self.queue.current(self.task),
+        )
+
+    def _callbacks(self, att: Attempt) -> Callbacks:
+        wid = att.worker_id
+
+        def on_line(line: str) -> None:
+            for ev in att.feed(line):
+                self.ctx.emit(Event("output", self.task_id, wid, data=ev))
+
+        def on_exit(info: ExitInfo) -> None:
+            self._announce_start(att, info.pid, info.started_at)
+            reason = "timeout" if self.action == "timeout" and info.reason else info.reason
+            self.ctx.emit(Event("exited", self.task_id, wid, data=exit_data(info, reason)))
+
+        return Callbacks(on_line=on_line, on_exit=on_exit)
+
+    def _follow_worker(self, handle: WorkerHandle, att: Attempt) -> ExitInfo | None:
+        """From spawn to exit: announce the start, act on a stop asked meanwhile, wait."""
+        self._announce_start(att, handle.pid, None)
+        with self.flags.cond:
+            self.handle = handle
+            action = self.action
+        if action is not None:  # asked while spawning, when there was no handle to stop
+            self.request(action, wait=True)
+        arm_exit_hook()
+        info = handle.wait()
+        with self.flags.cond:
+            self.handle = None
+        return info
+
+    def _announce_start(self, att: Attempt, pid: int | None, at: datetime | None) -> None:
+        if att.first_start():
+            data: dict[str, Any] = {"pid": pid}
+            if at is not None:
+                data["started_at"] = format_time(at)
+            self.ctx.emit(Event("started", self.task_id, att.worker_id, data=data))
+
+    def _not_started(self, error: str) -> None:
+        self._ev("failed", error=error, status="failed")
+        self.ctx.attempt_ended(True)
+        self._put_back(error)
+
+    def _env(self, ws: Workspace, extra: dict[str, str] | None = None) -> dict[str, str]:
         path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
         return build_env(
             {
                 **(extra or {}),
                 "PATH": path,
-                "RALPHNB_REPO": str(self.repo),
-                "RALPHNB_WORKER": f"{tr.task_id}#{tr.iteration}",
-                "RALPHNB_TASK_ID": tr.task_id,
-                "RALPHNB_ITERATION": str(tr.iteration),
-                "RALPHNB_RUN_DIR": str(self.run_dir),
+                "RALPHNB_REPO": str(self.settings.repo),
+                "RALPHNB_WORKER": self.worker_id,
+                "RALPHNB_TASK_ID": self.task_id,
+                "RALPHNB_ITERATION": str(self.iteration),
+                "RALPHNB_RUN_DIR": str(self.settings.run_dir),
                 "RALPHNB_WORKSPACE": str(ws.path),
             }
         )
 
-    def _attempt(self, tr: TaskRun, runner: Any, task: dict, ws: Any) -> tuple[Any, Attempt]:
-        from ..runners import build_prompt
-
-        assert self.run_dir is not None
-        wid = f"{tr.task_id}#{tr.iteration}"
-        att = Attempt(wid)
-        prompt_file = self.run_dir / "prompts" / tr.task_id / f"{tr.iteration}.md"
-        prompt_file.parent.mkdir(parents=True, exist_ok=True)
-        log_path = self.run_dir / "logs" / tr.task_id / f"{tr.iteration}.log"
-        self._ev("starting", tr, workspace=str(ws.path), branch=ws.branch, log_path=str(log_path))
-        try:
-            prompt_file.write_text(
-                build_prompt(
-                    task,
-                    workspace=ws.path,
-                    completion_promise=self.completion_promise,
-                    template=self.prompt_template,
-                    iteration=tr.iteration,
-                ),
-                encoding="utf-8",
-            )
-            cmd = runner.command(
-                task, workspace=Path(ws.path), prompt_file=prompt_file, iteration=tr.iteration
-            )
-        except RalphError as exc:  # e.g. the runner's CLI is not installed
-            self._ev("failed", tr, error=str(exc), status="failed")
-            self._count_failure(True)
-            self._requeue(tr, str(exc))
-            return None, att
-        parser = att.parser = runner.parser()
-        promise = self.completion_promise
-        env = self._env(tr, ws, cmd.env)
-        secrets = att.secrets = _secrets(env)
-
-        def on_line(line: str) -> None:
-            for ev in parser.feed(line):
-                typ = ev.get("type")
-                if typ in ("text", "message", "result") and promise in (ev.get("text") or ""):
-                    att.promise_seen = True
-                if typ != "text":
-                    self._emit(Event("output", tr.task_id, wid, data=_redact(ev, secrets)))
-
-        def on_exit(info: Any) -> None:
-            self._started(tr, att, info.pid, info.started_at)
-            reason = "timeout" if tr.action == "timeout" and info.reason else info.reason
-            self._emit(
-                Event(
-                    "exited",
-                    tr.task_id,
-                    wid,
-                    data={
-                        "pid": info.pid,
-                        "returncode": info.returncode,
-                        "signal": info.signal,
-                        "reason": reason,
-                        "started_at": format_time(info.started_at),
-                        "ended_at": format_time(info.ended_at),
-                    },
-                )
-            )
-
-        spec = WorkerSpec(
-            worker_id=wid,
-            task_id=tr.task_id,
-            iteration=tr.iteration,
-            argv=tuple(cmd.argv),
-            cwd=str(ws.path),
-            env=env,
-            log_path=str(log_path),
-            stdin_path=str(cmd.stdin_path) if cmd.stdin_path else None,
-            registry_path=str(self.run_dir / "workers"),
+    def _run_check(self, ws: Workspace) -> tuple[bool, str]:
+        ok, msg = run_check(
+            self.settings.check, Path(ws.path), self._env(ws), started=self._check_started
         )
-        with self._cond:
-            if tr.action is not None or self._stopping:
-                self._requeue(tr, self._why_not_continued(tr))
-                return None, att
-        try:
-            handle = self.executor.spawn(spec, Callbacks(on_line=on_line, on_exit=on_exit))
-        except RalphError as exc:
-            self._ev("failed", tr, error=str(exc), status="failed")
-            self._count_failure(True)
-            self._requeue(tr, str(exc))
-            return None, att
-        self._handles[wid] = handle
-        self._started(tr, att, handle.pid, None)
-        with self._cond:
-            tr.handle = handle
-            action = tr.action
-        if action is not None:
-            self._act(tr.task_id, action, True)
-        _register_atexit()
-        info = handle.wait()
-        with self._cond:
-            tr.handle = None
-        self._handles.pop(wid, None)
-        return info, att
+        with self.flags.cond:
+            self.check_proc = None
+        return ok, msg
 
-    def _started(self, tr: TaskRun, att: Attempt, pid: int | None, at: datetime | None) -> None:
-        with att.lock:
-            if att.started:
-                return
-            att.started = True
-            data: dict[str, Any] = {"pid": pid}
-            if at is not None:
-                data["started_at"] = format_time(at)
-            self._emit(Event("started", tr.task_id, att.worker_id, data=data))
+    def _check_started(self, proc: subprocess.Popen) -> None:
+        with self.flags.cond:
+            self.check_proc = proc
+            stopping = self._stop_asked()
+        if stopping:  # asked to stop just before the check began
+            kill_check(proc)
 
-    def _count_failure(self, failed: bool) -> None:
-        with self._cond:
-            self._failures = self._failures + 1 if failed else 0
-            n = self.max_consecutive_failures
-            if n is not None and self._failures >= n:
-                self._halt(f"{self._failures} consecutive failed attempts")
-            cost = sum(r["cost_usd"] or 0.0 for r in self._table.records())
-            if self.max_cost_usd is not None and cost >= self.max_cost_usd:
-                self._halt(f"cost ${cost:.2f} reached max_cost_usd ${self.max_cost_usd:.2f}")
+    # ------------------------------------------------------------ stop, pause, put back
 
-    def _requeue(self, tr: TaskRun, why: str) -> None:
+    def request(self, action: str, *, wait: bool) -> None:
+        """Stop ("stop", "stop_all", "timeout": SIGINT, grace, kill) or kill ("kill") the task's
+        worker; no further attempt follows. A kill overrides a pending stop. With no live
+        worker, the driver sees `action` before its next step."""
+        with self.flags.cond:
+            if self.action is None or action == "kill":
+                self.action = action
+            handle, wid = self.handle, self.worker_id
+            kill_check(self.check_proc)  # the user's check may hang: it never outlives a stop
+            self.flags.cond.notify_all()  # a driver waiting out a pause between attempts
+        if handle is None:
+            return
+        if action != "kill":
+            self._ev("stopping", wid=wid)  # this attempt's row, even if the next one began
+        call = handle.kill if action == "kill" else partial(handle.stop, self.settings.grace)
+        if wait:
+            try:
+                call()
+            except WorkerError:
+                pass
+        else:
+            threading.Thread(target=quiet, args=(call,), daemon=True).start()
+
+    def _stop_asked(self) -> bool:
+        return self.action is not None or self.flags.stopping
+
+    def _wait_unpaused(self) -> bool:
+        with self.flags.cond:
+            while self.flags.paused and not self._stop_asked():
+                self.flags.cond.wait()
+            return not self._stop_asked() and self.flags.halt_reason is None
+
+    def _why_not_continued(self) -> str:
+        if self.action == "kill":
+            return "killed by the user"
+        if self.action == "stop":
+            return "stopped by the user"
+        if self.action == "timeout" or self.flags.halt_reason:
+            return f"loop halted: {self.flags.halt_reason}"
+        return "the loop was stopped (stop_all, Ctrl-C or interpreter exit)"
+
+    def _put_back(self, why: str) -> None:
         """Back to `todo` with a note; not picked again in this run."""
-        with self._cond:
-            self._excluded.add(tr.task_id)
-        rec = self._table.get(f"{tr.task_id}#{tr.iteration}") if tr.iteration else None
+        with self.flags.cond:
+            self.flags.excluded.add(self.task_id)
+        rec = self.ctx.row(self.worker_id) if self.iteration else None
         if (
             rec is not None
             and rec["pid"] is None
             and rec["status"] in ("queued", "starting", "stopping")
         ):
             # an attempt that never got a process: its row must not stay queued forever
-            status = {"kill": "killed", "timeout": "timed_out"}.get(tr.action or "", "stopped")
-            self._ev("status", tr, status=status, error=why)
-        try:
-            task = self.queue.get(tr.task_id)
-            notes = [*task.notes, f"ralphnb run {self.run_id}: {why}"]
-            if task.status in ("rejected", "draft"):  # the user's decision stands
-                self.queue.update(tr.task_id, notes=notes)
-            else:
-                self.queue.update(tr.task_id, status="todo", completed_at=None, notes=notes)
-        except RalphError:
-            pass
+            status = {"kill": "killed", "timeout": "timed_out"}.get(self.action or "", "stopped")
+            self._ev("status", status=status, error=why)
+        self.queue.put_back(f"ralphnb run {self.settings.run_id}: {why}")
 
-    def _merge(self, tr: TaskRun, ws: Any) -> Any:
-        """One integration attempt (merge lock held) -> MergeResult."""
-        from ..workspace.merge import MergeResult, merge_branch, rev
-        from ..workspace.workspaces import BRANCH_PREFIX
+    # ------------------------------------------------------------ integration
 
-        target = self.target_branch or ""
-        if not self.workspaces.is_git or (ws is not None and ws.kind == "copy"):
-            if ws is None:  # recovered after its copy back (the workspace goes last)
-                return MergeResult("noop")
-            return integrate_copy(self.repo, ws.path, self.workspaces.manifest(tr.task_id))
-        if ws is None or not ws.branch:  # recovered with its branch but no workspace
-            branch = BRANCH_PREFIX + tr.task_id
-            if rev(self.repo, f"refs/heads/{branch}") is None:
-                return MergeResult("noop")
-            return merge_branch(
-                self.repo, branch, target, message=f"Merge {branch}: {tr.task_id}: {tr.title}"
-            )
-        sync = (lambda: self.workspaces.sync_branch(ws)) if ws.kind == "clone" else None
-        return integrate(
-            self.repo,
-            ws.path,
-            branch=ws.branch,
-            target=target,
-            task_id=tr.task_id,
-            title=tr.title,
-            before_merge=sync,
-            bookkeeping=self.queue_files,
-        )
-
-    def _integrate(self, tr: TaskRun, ws: Any) -> None:
-        if not tr.iteration:
-            tr.iteration = 1
-            self._ev("queued", tr, title=tr.title, iteration=1)
-        self._ev("integrating", tr, target=self.target_branch)
+    def _integrate(self, ws: Workspace | None) -> None:
+        if not self.iteration:
+            self.iteration = 1
+            self._ev("queued", title=self.title, iteration=1)
+        self._ev("integrating", target=self.settings.target_branch)
         last = ""
         while True:
-            with self._merge_lock:
-                res = self._merge(tr, ws)
+            with self.ctx.merge_lock:
+                res = integrate_workspace(
+                    self.ctx.workspaces,
+                    ws,
+                    task_id=self.task_id,
+                    title=self.title,
+                    target=self.settings.target_branch or "",
+                    queue_files=self.settings.queue_files,
+                )
                 if res.status == "conflict":
                     where = f"; workspace kept at {ws.path}" if ws is not None else ""
                     what = f"merge conflict in {', '.join(res.paths)}" if res.paths else res.message
-                    err = f"{what}{where}"
-                    self._ev("conflict", tr, error=err, paths=res.paths)
-                    return self._requeue(tr, err)
+                    self._ev("conflict", error=f"{what}{where}", paths=res.paths)
+                    return self._put_back(f"{what}{where}")
                 if res.status in ("integrated", "noop"):
-                    if tr.marked_done:
-                        self._queue_call(tr, self.queue.archive, tr.task_id)
-                    else:  # recovered done task: one write
-                        self._queue_call(tr, self.queue.complete, tr.task_id)
-                    if self.workspaces.is_git:
-                        commit_bookkeeping(
-                            self.repo, f"{tr.task_id}: archive ({tr.title})", paths=self.queue_files
-                        )
-                    extra = {"message": res.message, "paths": res.paths} if res.paths else {}
-                    self._ev("integrated", tr, commit=res.commit, **extra)
-                    self.workspaces.remove(ws if ws is not None else tr.task_id, delete_branch=True)
-                    return
+                    return self._archive(ws, res.commit, res.message, res.paths)
             if res.message != last:
-                self._ev("integrating", tr, error=res.message)
+                self._ev("integrating", error=res.message)
                 last = res.message
-            with self._cond:
-                if self._stopping or tr.action is not None:
+            with self.flags.cond:
+                if self._stop_asked():
                     return  # left done-but-not-archived: the next run integrates it
-                self._cond.wait(RETRY_BLOCKED_S)
+                self.flags.cond.wait(RETRY_BLOCKED_S)
 
+    def _archive(
+        self, ws: Workspace | None, commit: str | None, message: str, paths: list[str]
+    ) -> None:
+        """After the merge (merge lock held): archive the task, commit the queue files, remove
+        the workspace and its branch."""
+        if self.marked_done:
+            self.queue.archive()
+        else:  # recovered done task: one write
+            self.queue.complete(archive=True)
+        if self.ctx.workspaces.is_git:
+            commit_bookkeeping(
+                self.settings.repo,
+                f"{self.task_id}: archive ({self.title})",
+                paths=self.settings.queue_files,
+            )
+        extra: dict[str, Any] = {"message": message, "paths": paths} if paths else {}
+        self._ev("integrated", commit=commit, **extra)
+        self.ctx.workspaces.remove(ws if ws is not None else self.task_id, delete_branch=True)
 
-def _diagnose(runner: Any, info: Any, parser: Any) -> str:
-    """One line on why an attempt failed (empty when it did not), from the runner if it can."""
-    detail = getattr(info, "detail", None)  # an executor's own reason, e.g. its worker was lost
-    if detail:
-        return str(detail)
-    stderr = ""
-    path = getattr(info, "stderr_path", None)
-    if path:
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                fh.seek(max(0, fh.tell() - 4096))
-                stderr = fh.read().decode("utf-8", "replace")
-        except OSError:
-            pass
-    diagnose = getattr(runner, "diagnose", None)
-    if callable(diagnose):
-        try:
-            return diagnose(info.returncode, parser, stderr, signal=info.signal) or ""
-        except Exception:
-            pass
-    if info.returncode == 0:
-        return ""
-    return f"exit code {info.returncode}" if info.signal is None else f"signal {info.signal}"
-
-
-def _secrets(env: dict[str, str]) -> list[str]:
-    try:
-        from ..runners.base import secret_values
-    except ImportError:  # pragma: no cover
-        return []
-    return secret_values(env)
-
-
-def _redact(value: Any, secrets: list[str]) -> Any:
-    """Known secret values (API keys in the worker's env) replaced in strings, dicts, lists."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for sec in secrets:
-            value = value.replace(sec, "[redacted]")
-        return value
-    if isinstance(value, dict):
-        return {k: _redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v, secrets) for v in value]
-    return value
-
-
-def _quiet(fn: Callable[[], Any]) -> None:
-    try:
-        fn()
-    except Exception:
-        pass
-
-
-_LOOPS: weakref.WeakSet[Any] = weakref.WeakSet()
-_ATEXIT = False
-
-
-def _register_atexit() -> None:
-    """Registered after the first worker exists, so it runs before process.stop_all."""
-    global _ATEXIT
-    if not _ATEXIT:
-        _ATEXIT = True
-        atexit.register(_stop_loops_at_exit)
-
-
-def _stop_loops_at_exit() -> None:
-    for loop in list(_LOOPS):
-        if loop.running:
-            _quiet(lambda lp=loop: lp.stop_all())
-            loop.wait(10)
+    def _ev(self, kind: str, *, wid: str | None = None, **data: Any) -> None:
+        self.ctx.emit(Event(kind, self.task_id, wid or self.worker_id, data=data))

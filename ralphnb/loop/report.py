@@ -1,9 +1,9 @@
 """Worker records as text: the one place records become display strings.
 
-Owns: `row_cells`, `latest_by_task`, `summary` / `summary_line`, the text tables
-(`attempts_table` / `attempt_line`: `repr(loop)`, `repr(Run)`, `ralphnb run` / `status`;
-`text_table`: one row per task, the text/plain fallback) and the column list `COLUMNS` the HTML
-table (view/render) shares.
+Owns: `record_value` (a field, None when missing or NaN), `row_cells`, `latest_by_task`,
+`summary` / `summary_line`, the text tables (`attempts_table` / `attempt_line`: `repr(loop)`,
+`repr(Run)`, `ralphnb run` / `status`; `text_table`: one row per task, the text/plain fallback)
+and the column list `COLUMNS` the HTML table (view/render) shares.
 Invariants: pure functions of their arguments (the clock only when `now` is not given);
 standard library only. Missing / NaN / pd.NA / NaT values render as empty cells; a start time
 that is not a datetime (records sent as JSON) falls back to `elapsed_s`.
@@ -11,14 +11,14 @@ that is not a datetime (records sent as JSON) falls back to `elapsed_s`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from .table import STATUSES
 
 
-def _val(rec: Mapping[str, Any], key: str) -> Any:
+def record_value(rec: Mapping[str, Any], key: str) -> Any:
     """A record value, with None for missing / NaN / pd.NA / NaT."""
     v = rec.get(key)
     if v is None:
@@ -49,10 +49,10 @@ def _fmt_num(v: Any, fmt: str) -> str:
 
 def _elapsed(rec: Mapping[str, Any], now: datetime) -> float | None:
     """Seconds a worker has run: the record's elapsed_s, else now - started_at while live."""
-    started = _val(rec, "started_at")
-    if _val(rec, "ended_at") is None and isinstance(started, datetime):
+    started = record_value(rec, "started_at")
+    if record_value(rec, "ended_at") is None and isinstance(started, datetime):
         return max(0.0, (now - started).total_seconds())
-    return _val(rec, "elapsed_s")
+    return record_value(rec, "elapsed_s")
 
 
 def latest_by_task(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -61,26 +61,28 @@ def latest_by_task(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, An
     for rec in records:
         tid = str(rec.get("task_id"))
         prev = out.get(tid)
-        if prev is None or (_val(rec, "iteration") or 0) >= (_val(prev, "iteration") or 0):
+        it = record_value(rec, "iteration") or 0
+        if prev is None or it >= (record_value(prev, "iteration") or 0):
             out[tid] = rec
     return list(out.values())
 
 
 def row_cells(rec: Mapping[str, Any], now: datetime) -> dict[str, str]:
     """The display strings of one worker row (plain text, not escaped)."""
-    msg = _val(rec, "error") if _val(rec, "status") in ("failed", "conflict") else None
-    msg = msg or _val(rec, "last_message") or ""
+    failed = record_value(rec, "status") in ("failed", "conflict")
+    msg = record_value(rec, "error") if failed else None
+    msg = msg or record_value(rec, "last_message") or ""
     msg = " ".join(str(msg).split())
     return {
         "task": str(rec.get("task_id") or ""),
-        "title": str(_val(rec, "title") or ""),
-        "status": str(_val(rec, "status") or ""),
-        "iter": str(_val(rec, "iteration") or ""),
+        "title": str(record_value(rec, "title") or ""),
+        "status": str(record_value(rec, "status") or ""),
+        "iter": str(record_value(rec, "iteration") or ""),
         "elapsed": _fmt_secs(_elapsed(rec, now)),
-        "cpu": _fmt_num(_val(rec, "cpu_percent"), ".0f"),
-        "mem": _fmt_num(_val(rec, "rss_mb"), ".0f"),
-        "turns": str(_val(rec, "turns") or ""),
-        "cost": _fmt_num(_val(rec, "cost_usd"), ".3f"),
+        "cpu": _fmt_num(record_value(rec, "cpu_percent"), ".0f"),
+        "mem": _fmt_num(record_value(rec, "rss_mb"), ".0f"),
+        "turns": str(record_value(rec, "turns") or ""),
+        "cost": _fmt_num(record_value(rec, "cost_usd"), ".3f"),
         "message": msg[:160],
     }
 
@@ -100,7 +102,7 @@ COLUMNS = [
 
 
 def summary(
-    records: list[Mapping[str, Any]],
+    records: Sequence[Mapping[str, Any]],
     *,
     progress: tuple[int, int] | None = None,
     elapsed_s: float | None = None,
@@ -108,9 +110,9 @@ def summary(
     """Counts by status, total cost, elapsed and queue progress of a set of records."""
     counts: dict[str, int] = {}
     for rec in latest_by_task(records):
-        st = str(_val(rec, "status") or "?")
+        st = str(record_value(rec, "status") or "?")
         counts[st] = counts.get(st, 0) + 1
-    cost = sum(float(_val(r, "cost_usd") or 0.0) for r in records)
+    cost = sum(float(record_value(r, "cost_usd") or 0.0) for r in records)
     return {"counts": counts, "cost_usd": cost, "elapsed_s": elapsed_s, "progress": progress}
 
 
@@ -136,7 +138,7 @@ def attempt_line(
     """One worker attempt as one fixed-width line (the rows of `attempts_table`)."""
     now = now or datetime.now(UTC)
     r = row_cells(rec, now)
-    r["pid"] = str(_val(rec, "pid") or "")
+    r["pid"] = str(record_value(rec, "pid") or "")
     cols = [("task", task_w), *_TEXT_COLS]
     line = "  ".join(f"{r[k][:w]:<{w}}" for k, w in cols) + "  " + r["message"]
     return line[:width].rstrip()
@@ -158,7 +160,7 @@ _TEXT_LABELS = {**dict(COLUMNS), "pid": "pid"}
 
 
 def attempts_table(
-    records: list[Mapping[str, Any]],
+    records: Sequence[Mapping[str, Any]],
     *,
     now: datetime | None = None,
     head: str | None = None,

@@ -3,8 +3,8 @@
 Owns: the layout of a run directory (`.ralph/cache/ralphnb/runs/<run_id>/` with `events.jsonl`,
 `logs/`, `prompts/`, `workers/`, `loop.json`) and `Run.load`, which replays `events.jsonl`
 through the same `table.apply_event` the live loop uses, so `Run.load(path).df` equals the
-loop's final `loop.df`. Also the control channel of a running loop (`ControlServer`,
-`send_control`, `live_run`), which `ralphnb status/stop/kill` use from another process.
+loop's final `loop.df`. Also what tells whether a run's loop is alive (`loop_alive`,
+`pid_create_time`). The control socket of a running loop is in `control`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 
 from .._time import utcnow
 from ..errors import RalphError
@@ -59,8 +60,6 @@ def loop_alive(info: dict[str, Any] | None) -> bool:
     """Is the process that owns this run still the same live process?"""
     if not info or not info.get("pid"):
         return False
-    import psutil
-
     try:
         proc = psutil.Process(int(info["pid"]))
         return abs(proc.create_time() - float(info.get("create_time") or 0)) < 1.0
@@ -116,9 +115,4 @@ class Run:
 
 
 def pid_create_time(pid: int | None = None) -> float:
-    import psutil
-
     return psutil.Process(pid or os.getpid()).create_time()
-
-
-# --- the control channel: another process asks a running loop for status / stop / kill -----

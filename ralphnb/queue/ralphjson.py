@@ -2,14 +2,15 @@
 
 Owns: the canonical form of a task (`canonical_task`: ralph's field order, defaults written out,
 null optional fields left out, custom field values as strings, the agent block as ralph's
-`TaskAgent` writes itself) and of a whole file (`dumps_queue_file`: two-space indent, no final
-newline, as `serde_json::to_string_pretty` in ralph's queue/save.rs).
+`TaskAgent` writes itself), of a whole file (`dumps_queue_file`: two-space indent, no final
+newline, as `serde_json::to_string_pretty` in ralph's queue/save.rs) and of a new timestamp
+(`stamp_now`: UTC with nine fractional digits, as ralph's timeutil.rs).
 
-Invariants: pure; a task already in canonical form is returned as the same object (files ralph
-wrote cost one check per task and are re-emitted byte for byte). `custom_fields` keeps its key
-order (ralph's map is unordered, so any order is one ralph could write). Strings are escaped as
-serde_json does, which orjson matches (`\\b \\t \\n \\f \\r`, other controls as `\\u00xx`,
-everything else raw UTF-8).
+Invariants: pure but for `stamp_now` (the clock). A task already in canonical form is returned
+as the same object (files ralph wrote cost one check per task and are re-emitted byte for
+byte). `custom_fields` keeps its key order (ralph's map is unordered, so any order is one ralph
+could write). Strings are escaped as serde_json does, which orjson matches (`\\b \\t \\n \\f
+\\r`, other controls as `\\u00xx`, everything else raw UTF-8).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from .._time import format_time, utcnow
 from .rules import (
     AGENT_FIELDS,
     ALWAYS,
@@ -47,6 +49,11 @@ def _key_orders() -> frozenset[tuple[str, ...]]:
 
 
 CANONICAL_KEYS = _key_orders()
+
+
+def stamp_now() -> str:
+    """Now as ralph writes a timestamp (timeutil.rs): UTC, nine fractional digits, `Z`."""
+    return format_time(utcnow())[:-1] + "000Z"
 
 
 def ryu_text(x: float) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .._paths import git_dir_of, not_a_file
-from .._time import format_time, utcnow
+from .._time import utcnow
 from ..errors import QueueError
 from .config import QueueSettings, load_queue_settings
 from .frame import tasks_frame
@@ -41,7 +41,7 @@ from .jsonio import (
 )
 from .links import Validation, ValidationWarning, check_links, link_warnings
 from .lock import DirLock
-from .ralphjson import canonical_task, dumps_queue_file, scalar_text
+from .ralphjson import canonical_task, dumps_queue_file, scalar_text, stamp_now
 from .rules import (
     ALLOWED,
     DEFAULTS,
@@ -55,12 +55,12 @@ from .rules import (
 )
 from .validation import check_doc, check_task, task_error
 
-__all__ = ["Queue", "Task", "Validation", "ValidationWarning", "init", "tasks_frame"]
+__all__ = ["Queue", "Task", "Validation", "ValidationWarning", "init"]
 
 #: Rounds of read-change-write before giving up on a file that keeps changing under the lock.
 _CAS_TRIES = 50
 #: How long a file that does not parse is watched for a save in progress before it is an error.
-_SAVE_SETTLE_S = 0.05
+_SAVE_SETTLE_S = 1.0
 
 
 class Task:
@@ -92,11 +92,6 @@ class Task:
             f"Task({self._data.get('id')!r}, {self._data.get('status', 'todo')!r}, "
             f"{self._data.get('title')!r})"
         )
-
-
-def _stamp() -> str:
-    """Now as ralph writes a timestamp: UTC, nine fractional digits, `Z`."""
-    return format_time(utcnow())[:-1] + "000Z"
 
 
 # --- the files -----------------------------------------------------------------------------
@@ -331,8 +326,12 @@ class Queue:
     def _being_saved(self) -> bool:
         """Does either file change within a moment (someone is writing it right now)?"""
         before = [read_or_none(p) for p in (self.queue_path, self.done_path)]
-        time.sleep(_SAVE_SETTLE_S)
-        return before != [read_or_none(p) for p in (self.queue_path, self.done_path)]
+        deadline = time.monotonic() + _SAVE_SETTLE_S  # a loaded machine pauses an editor long
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            if before != [read_or_none(p) for p in (self.queue_path, self.done_path)]:
+                return True
+        return False
 
     def _finish_move(self) -> None:
         for _ in range(_CAS_TRIES):
@@ -358,7 +357,7 @@ class Queue:
             )
 
         def change(s: _State) -> tuple[dict, set[str]]:
-            stamp = _stamp()
+            stamp = stamp_now()
             tid = next_id(s.open, s.done, prefix=self.settings.prefix, width=self.settings.width)
             t: dict[str, Any] = {"id": tid, "status": "todo", "title": title, "priority": "medium"}
             t["created_at"] = t["updated_at"] = stamp
@@ -377,7 +376,7 @@ class Queue:
         def change(s: _State) -> tuple[dict, set[str]]:
             tasks, i = self._find(s, task_id)
             t = tasks[i] = copy.deepcopy(tasks[i])  # copy-on-write: the cache stays intact
-            now = _stamp()  # one instant per change: updated_at equals a stamp it sets
+            now = stamp_now()  # one instant per change: updated_at equals a stamp it sets
             edit(t, now)
             set_field(t, "updated_at", now)
             touched = {"queue" if tasks is s.open else "done"}

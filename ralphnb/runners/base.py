@@ -108,14 +108,6 @@ def path_with_ralphnb(environ: Mapping[str, str] | None = None) -> dict[str, str
     return {"PATH": bindir + os.pathsep + path}
 
 
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.I)
-
-
-def secret_values(env: Mapping[str, str], *, min_length: int = 8) -> list[str]:
-    """Values of variables whose names look secret (API keys, tokens): what to redact."""
-    return sorted({v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= min_length})
-
-
 class StreamParser:
     """Turns one attempt's output lines into normalized events; fresh per attempt.
 
@@ -386,6 +378,5 @@ __all__ = [
     "check_value",
     "clip",
     "path_with_ralphnb",
-    "secret_values",
     "task_dict",
 ]

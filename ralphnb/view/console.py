@@ -10,6 +10,8 @@ import json
 import threading
 from typing import Any
 
+from ..loop.report import attempt_line, attempts_table
+
 
 class Printer:
     """Subscriber that redraws the table: in place on a TTY (at most ~5/s), else a line per
@@ -33,8 +35,6 @@ class Printer:
             print(f"[{event.kind}] {json.dumps(event.data)}", file=self.out, flush=True)
 
     def _line(self, event: Any) -> None:
-        from ..loop.report import attempt_line
-
         recs = [r for r in self.loop.snapshot(sample=False) if r["worker_id"] == event.worker_id]
         if not recs or self._last.get(event.worker_id) == recs[0]["status"]:
             return
@@ -53,8 +53,6 @@ class Printer:
             self._done.wait(0.2)
 
     def draw(self) -> None:
-        from ..loop.report import attempts_table
-
         text = attempts_table(self.loop.snapshot())
         up = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else ""
         self.out.write(up + text + "\n")

@@ -1,9 +1,8 @@
-"""The live dashboard of a Loop (ipywidgets 8) and its text / HTML fallbacks.
+"""The live dashboard of a Loop (ipywidgets 8) and the notebook display of a loop.
 
-Owns: `Dashboard` (one per loop, see `dashboard(loop)`), its render thread, and
-`mimebundle(loop)` which `Loop._repr_mimebundle_` delegates to. The tables themselves are
-drawn by the pure formatters in `ralphnb.render` (re-exported here: `text_table`,
-`html_table`, ...).
+Owns: `Dashboard` (one per loop, see `dashboard(loop)`), its render thread and its buttons, and
+`mimebundle(loop)` which `Loop._repr_mimebundle_` delegates to. What is read from the loop comes
+from `view.sampler`; the tables are drawn by `loop.report` (text) and `view.render` (HTML).
 
 Invariants:
 - Widget values are set from ONE render thread, inside `hold_sync()`, at most `max_rate`
@@ -26,109 +25,19 @@ import html
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import ipywidgets as W
 
-from ..loop.report import (
-    COLUMNS,
-    _val,
-    latest_by_task,
-    row_cells,
-    summary,
-    summary_line,
-    text_table,
-)
-from ..loop.table import STATUSES
-from .render import COLOURS, HEAD_PX, ROW_PX, TOP_PX, html_table
+from ..loop.report import latest_by_task, record_value, text_table
+from .render import HEAD_PX, ROW_PX, TOP_PX, html_table
+from .sampler import Sampler, header, log_text, loop_finished, records
 
 ACTIVE = ("queued", "starting", "running", "stopping")
 """Statuses of a worker whose process may still run (its Stop/Kill buttons are live)."""
 VIEW_MIME = "application/vnd.jupyter.widget-view+json"
-
-
-# ---------------------------------------------------------------------------- loop access
-
-
-def _records(loop: Any, sample: bool = True) -> list[Mapping[str, Any]]:
-    return list(loop.snapshot(sample=sample))
-
-
-class _Sampler:
-    """Records for rendering: a sampled `loop.snapshot()` (live CPU/RSS) on a render at most
-    once every `every` seconds, and never more than `budget` of a core; unsampled reads in
-    between, with the last CPU/RSS figures carried over to live workers. A sampled snapshot
-    costs one shared process-table scan (~8 ms for 50 workers), so with the defaults the
-    figures refresh about once a second (the dashboard ticks once a second while workers are
-    live)."""
-
-    def __init__(self, loop: Any, every: float = 1.0, budget: float = 0.05) -> None:
-        self.loop, self.every, self.budget = loop, every, budget
-        self.next_at = 0.0
-        self.samples = 0  # sampled snapshots taken, their seconds (last, total): for benchmarks
-        self.took = self.took_total = 0.0
-        self.last: dict[Any, tuple[Any, Any]] = {}
-
-    @staticmethod
-    def _key(rec: Mapping[str, Any]) -> Any:
-        return rec.get("worker_id") or (rec.get("task_id"), rec.get("iteration"))
-
-    def records(self) -> list[Mapping[str, Any]]:
-        now = time.monotonic()
-        if now >= self.next_at:
-            t0 = time.perf_counter()
-            recs = _records(self.loop)
-            took = time.perf_counter() - t0
-            self.samples += 1
-            self.took = took
-            self.took_total += took
-            self.next_at = now + max(self.every, took / self.budget)
-            self.last = {self._key(r): (r.get("cpu_percent"), r.get("rss_mb")) for r in recs}
-            return recs
-        recs = _records(self.loop, sample=False)
-        for r in recs:
-            if _val(r, "ended_at") is None and self._key(r) in self.last:
-                r["cpu_percent"], r["rss_mb"] = self.last[self._key(r)]
-        return recs
-
-
-def _loop_finished(loop: Any) -> bool:
-    """True once the loop has run and finished (`Loop.finished`)."""
-    return bool(getattr(loop, "finished", False))
-
-
-def _progress(loop: Any, records: list[Mapping[str, Any]]) -> tuple[int, int] | None:
-    """(done, total): `Loop.progress`, else integrated tasks among those seen."""
-    p = getattr(loop, "progress", None)
-    if isinstance(p, tuple) and len(p) == 2:
-        return int(p[0]), int(p[1])
-    latest = latest_by_task(records)
-    done = sum(1 for r in latest if _val(r, "status") == "integrated")
-    return (done, len(latest)) if latest else None
-
-
-def _loop_elapsed(loop: Any, records: list[Mapping[str, Any]], now: datetime) -> float | None:
-    started = getattr(loop, "started_at", None)
-    if not isinstance(started, datetime):
-        starts = [s for r in records if isinstance(s := _val(r, "started_at"), datetime)]
-        started = min(starts) if starts else None
-    if started is None:
-        return None
-    ended = getattr(loop, "ended_at", None)
-    end = ended if isinstance(ended, datetime) else now
-    return max(0.0, (end - started).total_seconds())
-
-
-def _log_text(loop: Any, task_id: str, n: int = 40) -> str:
-    try:
-        lines = loop.logs(task_id)
-    except Exception as exc:  # a log that is not there yet, a task with no attempt
-        return f"(no log: {exc})"
-    if isinstance(lines, str):
-        lines = lines.splitlines()
-    return "\n".join(list(lines)[-n:])
 
 
 def in_kernel() -> bool:
@@ -212,7 +121,7 @@ class Dashboard(W.VBox):
         self._unsubscribe: Callable[[], Any] | None = None
         self.finished = False
         self._finishing = False  # the loop said loop_finished; its `finished` follows soon
-        self._sampler = _Sampler(loop)
+        self.sampler = Sampler(loop)  # public: the dashboard benchmark reads its counts
 
         def head_btn(label: str, action: str, style: str) -> W.Button:
             b = W.Button(
@@ -275,7 +184,7 @@ class Dashboard(W.VBox):
                 if self._closed.is_set():
                     break
                 self._dirty.clear()
-                done = _loop_finished(self.loop)
+                done = loop_finished(self.loop)
                 if woke or self._has_live() or done:
                     self.refresh()
                 if done:
@@ -383,23 +292,18 @@ class Dashboard(W.VBox):
     def _render(self) -> None:
         self.render_count += 1
         now = datetime.now(UTC)
-        records = self._sampler.records()
-        latest = latest_by_task(records)
-        s = summary(
-            records,
-            progress=_progress(self.loop, records),
-            elapsed_s=_loop_elapsed(self.loop, records, now),
-        )
-        head = summary_line(s)
+        recs = self.sampler.records()
+        latest = latest_by_task(recs)
+        head = header(self.loop, recs, now)
         paused = bool(self.loop.paused)
         if paused:
             head += " | paused"
-        table = html_table(records, now=now, head=head, fixed_rows=True)
+        table = html_table(recs, now=now, head=head, fixed_rows=True)
         ids = [str(r.get("task_id")) for r in latest]
         for tid in ids:
             if tid not in self._rows:
                 self._rows[tid] = _Row(self, tid)
-        finished = _loop_finished(self.loop)
+        finished = loop_finished(self.loop)
         log_value, log_title = self.log_view.value, self.log_title.value
         if self._log_task is None:
             log_value = log_title = ""
@@ -411,12 +315,12 @@ class Dashboard(W.VBox):
             log_value = (
                 '<div style="display:flex;flex-direction:column-reverse;max-height:240px;'
                 'overflow:auto;border:1px solid #d1d5db"><pre style="margin:4px;font-size:11px">'
-                f"{html.escape(_log_text(self.loop, self._log_task))}</pre></div>"
+                f"{html.escape(log_text(self.loop, self._log_task))}</pre></div>"
             )
         with self.hold_sync():
             for rec in latest:
                 row = self._rows[str(rec.get("task_id"))]
-                st = str(_val(rec, "status") or "")
+                st = str(record_value(rec, "status") or "")
                 asked = self._requested.get(row.task_id, set())
                 live = st in ACTIVE and not finished
                 with row.stop.hold_sync(), row.kill.hold_sync():
@@ -437,7 +341,7 @@ class Dashboard(W.VBox):
                 self.log_close.layout.display = "" if self._log_task else "none"
 
     def __repr__(self) -> str:
-        return text_table(_records(self.loop))
+        return text_table(records(self.loop))
 
 
 def _set(widget: W.Widget, name: str, value: Any) -> None:
@@ -464,16 +368,12 @@ def mimebundle(
 ) -> dict[str, Any]:
     """What `Loop._repr_mimebundle_` returns: text/plain and text/html always, plus the
     widget view when a kernel is present (a static render then still shows the table)."""
-    records = _records(loop)
+    recs = records(loop)
     now = datetime.now(UTC)
-    head = summary_line(
-        summary(
-            records, progress=_progress(loop, records), elapsed_s=_loop_elapsed(loop, records, now)
-        )
-    )
+    head = header(loop, recs, now)
     data: dict[str, Any] = {
-        "text/plain": text_table(records, now=now, head=head),
-        "text/html": html_table(records, now=now, head=head),
+        "text/plain": text_table(recs, now=now, head=head),
+        "text/html": html_table(recs, now=now, head=head),
     }
     if in_kernel():
         view = dashboard(loop)._repr_mimebundle_()
@@ -490,23 +390,4 @@ def mimebundle(
     return data
 
 
-__all__ = [
-    "ACTIVE",
-    "COLOURS",
-    "COLUMNS",
-    "HEAD_PX",
-    "ROW_PX",
-    "STATUSES",
-    "TOP_PX",
-    "VIEW_MIME",
-    "Dashboard",
-    "dashboard",
-    "html_table",
-    "in_kernel",
-    "latest_by_task",
-    "mimebundle",
-    "row_cells",
-    "summary",
-    "summary_line",
-    "text_table",
-]
+__all__ = ["ACTIVE", "VIEW_MIME", "Dashboard", "dashboard", "in_kernel", "mimebundle"]

@@ -18,19 +18,21 @@ process it spawns. Invariants:
 - With `--status-fd N`, the agent's pid (`p<pid>` line) is written to fd N after the fork and
   its raw wait status (decimal line) the moment the agent is reaped, so the parent learns of
   the exit before any sweep or shim teardown.
-Stdlib only (os, signal, sys, ctypes) so it starts fast; imports nothing from ralphnb.
+Stdlib only (os, signal, sys, time, ctypes) so it starts fast; imports nothing from ralphnb.
 """
 
 import os
 import signal
 import sys
+import time
 
 PR_SET_CHILD_SUBREAPER = 36
+OURS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
 _state = {"agent": 0, "kill_all": False, "pending": 0}
 
 
 def _set_subreaper() -> None:
-    try:
+    try:  # ctypes may be missing or unusable on a minimal or non-Linux Python: best effort
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
@@ -121,8 +123,8 @@ def _exit_like(status: int) -> None:
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
-def main() -> None:
-    argv = sys.argv[1:]
+def _parse(argv: list[str]) -> tuple[int, list[str]]:
+    """`[--status-fd N] [--] ARGV...` -> (N or -1, ARGV); exits 2 without a command."""
     status_fd = -1
     if argv[:1] == ["--status-fd"] and len(argv) > 1:
         status_fd = int(argv[1])
@@ -133,24 +135,24 @@ def main() -> None:
     if not argv:
         os.write(2, b"ralphnb shim: no command given\n")
         os._exit(2)
-    _set_subreaper()
-    signal.signal(signal.SIGINT, _forward)
-    signal.signal(signal.SIGTERM, _forward)
-    signal.signal(signal.SIGUSR1, _on_usr1)
-    # The parent spawned us with these blocked, so one sent while the interpreter was still
-    # starting is held, not acted on by default. With our handlers in place, let it run them.
-    ours = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, ours)
-    delay = os.environ.get("RALPHNB_SHIM_FORK_DELAY")  # tests: widen the pre-fork window
-    if delay:
-        import time
+    return status_fd, argv
 
-        time.sleep(float(delay))
-    if _state["kill_all"]:  # killed before the agent existed: nothing to start or sweep
-        os.kill(os.getpid(), signal.SIGKILL)
-    # Block our signals across the fork: the child must not run the shim's handlers, and a
-    # SIGINT/SIGTERM that lands before the agent exists is passed on instead of lost.
-    signal.pthread_sigmask(signal.SIG_BLOCK, ours)
+
+def _report(status_fd: int, data: bytes) -> None:
+    if status_fd >= 0:
+        try:
+            os.write(status_fd, data)
+        except OSError:
+            pass
+
+
+def _fork_agent(argv: list[str]) -> int:
+    """Fork and exec the agent with default signal handling and an empty mask; its pid.
+
+    Our signals are blocked across the fork: the child must not run the shim's handlers, and a
+    SIGINT/SIGTERM that lands before the agent exists is passed on (`_pass_on_held`), not lost.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, OURS)
     pid = os.fork()
     if pid == 0:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGPIPE, signal.SIGXFSZ):
@@ -163,12 +165,11 @@ def main() -> None:
         except OSError as exc:
             os.write(2, f"ralphnb shim: cannot execute {argv[0]!r}: {exc}\n".encode())
         os._exit(127)
-    _state["agent"] = pid
-    if status_fd >= 0:
-        try:
-            os.write(status_fd, b"p%d\n" % pid)  # the agent's pid, for the parent's records
-        except OSError:
-            pass
+    return pid
+
+
+def _pass_on_held(pid: int) -> None:
+    """Give the new agent a stop that came before it existed, then let held signals run."""
     held = signal.sigpending()
     stops = [s for s in (signal.SIGINT, signal.SIGTERM) if s in held]
     forward = _state["pending"] or (stops[0] if stops else 0)
@@ -177,23 +178,48 @@ def main() -> None:
             os.kill(pid, forward)
         except OSError:
             pass
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, ours)  # a held SIGUSR1 now runs its handler
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, OURS)  # a held SIGUSR1 now runs its handler
     if _state["kill_all"]:
         _kill_tree()
-    status = None
-    while status is None:
+
+
+def _wait_agent(pid: int, status_fd: int) -> int | None:
+    """Reap children until the agent is reaped; its raw wait status, told to the parent at once
+    (before any sweeping). Other children reaped meanwhile are orphans re-parented to us."""
+    while True:
         try:
             done, st = os.waitpid(-1, 0)
         except ChildProcessError:  # cannot happen while the agent lives; be safe
-            break
+            return None
         if done == pid:
-            status = st
-            if status_fd >= 0:  # tell the parent at once, before any sweeping
+            _report(status_fd, b"%d\n" % st)
+            if status_fd >= 0:
                 try:
-                    os.write(status_fd, b"%d\n" % st)
                     os.close(status_fd)
                 except OSError:
                     pass
+            return st
+
+
+def main() -> None:
+    status_fd, argv = _parse(sys.argv[1:])
+    _set_subreaper()
+    signal.signal(signal.SIGINT, _forward)
+    signal.signal(signal.SIGTERM, _forward)
+    signal.signal(signal.SIGUSR1, _on_usr1)
+    # The parent spawned us with these blocked, so one sent while the interpreter was still
+    # starting is held, not acted on by default. With our handlers in place, let it run them.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, OURS)
+    delay = os.environ.get("RALPHNB_SHIM_FORK_DELAY")  # tests: widen the pre-fork window
+    if delay:
+        time.sleep(float(delay))
+    if _state["kill_all"]:  # killed before the agent existed: nothing to start or sweep
+        os.kill(os.getpid(), signal.SIGKILL)
+    pid = _fork_agent(argv)
+    _state["agent"] = pid
+    _report(status_fd, b"p%d\n" % pid)  # the agent's pid, for the parent's records
+    _pass_on_held(pid)
+    status = _wait_agent(pid, status_fd)
     if _state["kill_all"]:
         _reap_all()
         status = 9  # raw wait status of a SIGKILLed process
@@ -202,7 +228,7 @@ def main() -> None:
             more, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             more = -1
-        if more != -1:
+        if more != -1:  # descendants are left: kill and reap them before exiting
             _reap_all()
     _exit_like(status if status is not None else 0)
 

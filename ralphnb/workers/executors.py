@@ -14,13 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from .process import ExitInfo, Worker
+from .exits import ExitInfo
+from .process import Worker
 from .registry import Registry
 
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """One attempt of one task, as plain data."""
+    """One attempt of one task, as plain data.
+
+    `task`: the task as the queue holds it when the attempt is spawned (a `Task.to_dict()`, set
+    by the loop). A local worker ignores it; the Dask executor builds the agent's stub queue from
+    it, so nothing on the worker side reads the user's queue.
+    """
 
     worker_id: str
     task_id: str
@@ -32,6 +38,7 @@ class WorkerSpec:
     stdin_path: str | None = None
     registry_path: str | None = None
     tail_lines: int = 200
+    task: dict[str, Any] | None = None
 
 
 @dataclass

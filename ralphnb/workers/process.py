@@ -1,9 +1,10 @@
 """Supervised worker processes: spawn, stream output, report the exit at once, stop/kill a tree.
 
 Owns: one agent process per `Worker`, run under the supervisor shim (`_shim.py`) in its own
-session, its log file, its bounded output tail, and stopping this process's workers at exit.
-Does not own: what the output means (runners parse lines), what an exit means (the loop), or
-the on-disk worker records and leftover reaping (`registry`, re-exported here).
+session, its monitor thread, the worker environment (`build_env`), and stopping this process's
+workers at exit. Does not own: reading the output into lines and a tail (`output`), what the
+output means (runners parse lines), the exit record (`exits.ExitInfo`), what an exit means (the
+loop), or the on-disk worker records and leftover reaping (`registry`).
 Invariants:
 - Exactly one monitor thread per worker reaps the shim (`Popen.wait`) and calls `on_exit` the
   moment the agent exits (the shim reports the agent's wait status on a pipe; no polling).
@@ -15,14 +16,13 @@ Invariants:
   This holds from the moment `start()` returns: the shim is spawned with its signals blocked
   and unblocks them once its handlers exist, so an early SIGUSR1/SIGINT is never fatal to it
   by default (a kill still reports SIGKILL, a stop SIGINT) and start() does not wait for it.
-- Memory per worker is bounded: a tail of lines and one partial line of at most `MAX_LINE` bytes.
+- Memory per worker is bounded: a tail of lines and one partial line (`output.MAX_LINE`).
 - Workers get an environment built from an allow-list plus explicit additions (`build_env`).
 """
 
 from __future__ import annotations
 
 import atexit
-import collections
 import contextlib
 import logging
 import os
@@ -34,15 +34,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from ..errors import WorkerError
 from . import resources as _resources
+from .exits import ExitInfo
+from .output import OutputReader
 from .registry import TOKEN_VAR, Registry, add_live, live_workers, sweep_token
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 SHIM_PATH = Path(__file__).with_name("_shim.py")
 # Held (blocked) in the shim from exec until its handlers are installed; see `_shim.py`.
 SHIM_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
-CHUNK = 64 * 1024
-MAX_LINE = 64 * 1024
 DEFAULT_ENV_ALLOW: tuple[str, ...] = (
     "PATH",
     "HOME",
@@ -86,30 +84,6 @@ def build_env(
         else:
             env[k] = str(v)
     return env
-
-
-@dataclass(frozen=True)
-class ExitInfo:
-    """How a worker ended. Exactly one of `returncode` and `signal` is set."""
-
-    pid: int
-    returncode: int | None
-    signal: int | None
-    started_at: datetime
-    ended_at: datetime
-    log_path: Path
-    reason: str | None  # "stop" | "kill" | None (exited by itself)
-    task_id: str | None = None
-    worker_id: str | None = None
-    stderr_path: Path | None = None
-
-    @property
-    def duration(self) -> float:
-        return (self.ended_at - self.started_at).total_seconds()
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
 
 
 # ---------------------------------------------------------------- live-worker tracking
@@ -183,10 +157,7 @@ class Worker:
         self.create_time: float | None = None
         self.started_at: datetime | None = None
         self.exit_info: ExitInfo | None = None
-        self.lines_seen = 0
-        self.bytes_seen = 0
-        self._tail: collections.deque[str] = collections.deque(maxlen=max(1, tail_lines))
-        self._tail_lock = threading.Lock()
+        self.tail_lines = tail_lines
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._level = 0  # 1 SIGINT sent, 2 kill-all asked of the shim, 3 SIGKILL + sweep
@@ -194,7 +165,7 @@ class Worker:
         self._reason: str | None = None
         self._exited = threading.Event()
         self._drained = threading.Event()
-        self._reader: threading.Thread | None = None
+        self._reader: OutputReader | None = None
         self._status_fd = -1
         self._monitor: threading.Thread | None = None
 
@@ -219,6 +190,31 @@ class Worker:
                 task_id=self.task_id,
             )
 
+    def _popen_shim(self, status_w: int) -> subprocess.Popen[bytes]:
+        """Exec the shim on our argv in a new session, stdout piped, stderr to its file."""
+        env = {**self.env, TOKEN_VAR: self.token}
+        shim = [sys.executable, "-I", "-S", str(SHIM_PATH), "--status-fd", str(status_w)]
+        stdin = os.fspath(self.stdin_path) if self.stdin_path is not None else os.devnull
+        with open(stdin, "rb") as fin, open(self.stderr_path, "wb") as ferr:
+            self.started_at = datetime.now(UTC)
+            # The shim inherits this thread's signal mask through exec: with its signals
+            # blocked, a stop()/kill() sent before its handlers exist is held, not fatal.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, SHIM_SIGNALS)
+            try:
+                return subprocess.Popen(
+                    [*shim, "--", *self.argv],
+                    cwd=self.cwd,
+                    env=env,
+                    stdin=fin,
+                    stdout=subprocess.PIPE,
+                    stderr=ferr,
+                    start_new_session=True,
+                    close_fds=True,
+                    pass_fds=(status_w,),
+                )
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
     def start(self) -> Worker:
         """Spawn the process under the shim and start its reader and monitor threads."""
         if self._proc is not None:
@@ -227,41 +223,10 @@ class Worker:
             raise WorkerError(f"worker cwd {self.cwd} is not a directory", task_id=self.task_id)
         self._check_executable()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(self.env)
-        env[TOKEN_VAR] = self.token
         status_r, status_w = os.pipe()  # the shim writes the agent's wait status here
-        cmd = [
-            sys.executable,
-            "-I",
-            "-S",
-            str(SHIM_PATH),
-            "--status-fd",
-            str(status_w),
-            "--",
-            *self.argv,
-        ]
-        stdin = os.fspath(self.stdin_path) if self.stdin_path is not None else os.devnull
         logf = open(self.log_path, "wb", buffering=0)  # noqa: SIM115 - owned by the reader
         try:
-            with open(stdin, "rb") as fin, open(self.stderr_path, "wb") as ferr:
-                self.started_at = datetime.now(UTC)
-                # The shim inherits this thread's signal mask through exec: with its signals
-                # blocked, a stop()/kill() sent before its handlers exist is held, not fatal.
-                mask = signal.pthread_sigmask(signal.SIG_BLOCK, SHIM_SIGNALS)
-                try:
-                    self._proc = subprocess.Popen(
-                        cmd,
-                        cwd=self.cwd,
-                        env=env,
-                        stdin=fin,
-                        stdout=subprocess.PIPE,
-                        stderr=ferr,
-                        start_new_session=True,
-                        close_fds=True,
-                        pass_fds=(status_w,),
-                    )
-                finally:
-                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            self._proc = self._popen_shim(status_w)
         except OSError as exc:
             logf.close()
             os.close(status_r)
@@ -275,11 +240,13 @@ class Worker:
         self.pid = self._proc.pid
         _track(self)
         assert self._proc.stdout is not None
-        self._reader = threading.Thread(
-            target=self._read,
-            args=(self._proc.stdout.fileno(), logf),
+        self._reader = OutputReader(
+            self._proc.stdout.fileno(),
+            logf,
+            on_line=self._deliver,
+            tail_lines=self.tail_lines,
             name=f"ralphnb-reader-{self.worker_id}",
-            daemon=True,
+            close=self._proc.stdout.close,
         )
         if Worker._pre_monitor_hook is not None:
             Worker._pre_monitor_hook(self)
@@ -292,61 +259,12 @@ class Worker:
 
     # -------------------------------------------------------------- threads
 
-    def _emit(self, raw: bytes) -> None:
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        line = raw.decode("utf-8", errors="replace")
-        with self._tail_lock:
-            self._tail.append(line)
-        self.lines_seen += 1
-        if self.on_line is not None:
+    def _deliver(self, line: str) -> None:  # on the reader thread
+        if self.on_line is not None:  # read at each line: a caller may set it after start()
             try:
                 self.on_line(line)
             except Exception:
                 log.exception("on_line callback of worker %s failed", self.worker_id)
-
-    def _read(self, fd: int, logf: Any) -> None:
-        partial = bytearray()
-        overflow = False  # the current line passed MAX_LINE: drop bytes until its newline
-        try:
-            while True:
-                try:
-                    chunk = os.read(fd, CHUNK)
-                except InterruptedError:  # pragma: no cover - PEP 475 retries
-                    continue
-                if not chunk:
-                    break
-                self.bytes_seen += len(chunk)
-                logf.write(chunk)
-                start = 0
-                while True:
-                    nl = chunk.find(b"\n", start)
-                    if nl < 0:
-                        if not overflow:
-                            partial += chunk[start : start + MAX_LINE - len(partial)]
-                            overflow = len(partial) >= MAX_LINE
-                        break
-                    if overflow:
-                        overflow = False
-                        self._emit(bytes(partial))
-                        partial.clear()
-                    elif partial:
-                        partial += chunk[start : min(nl, start + MAX_LINE - len(partial))]
-                        self._emit(bytes(partial))
-                        partial.clear()
-                    else:
-                        self._emit(chunk[start : min(nl, start + MAX_LINE)])
-                    start = nl + 1
-            if partial:
-                self._emit(bytes(partial))
-        except Exception:
-            log.exception("output reader of worker %s failed", self.worker_id)
-        finally:
-            with contextlib.suppress(OSError):
-                logf.close()
-            if self._proc is not None and self._proc.stdout is not None:
-                with contextlib.suppress(OSError):
-                    self._proc.stdout.close()
 
     def _watch(self) -> None:
         proc = self._proc
@@ -425,8 +343,7 @@ class Worker:
         assert reader is not None
         if info.signal == signal.SIGKILL:  # the shim may have died before sweeping
             sweep_token(self.token)
-        reader.join(0.5)
-        if reader.is_alive():  # something still holds the output pipe: an escapee
+        if not reader.join(0.5):  # something still holds the output pipe: an escapee
             n = sweep_token(self.token)
             log.warning("worker %s: swept %d process(es) holding its output", self.worker_id, n)
             reader.join(5.0)
@@ -457,11 +374,17 @@ class Worker:
             return None
         return self.exit_info
 
+    @property
+    def lines_seen(self) -> int:
+        return self._reader.lines_seen if self._reader is not None else 0
+
+    @property
+    def bytes_seen(self) -> int:
+        return self._reader.bytes_seen if self._reader is not None else 0
+
     def tail(self, n: int = 50) -> list[str]:
         """The last `n` output lines (bounded by `tail_lines`)."""
-        with self._tail_lock:
-            lines = list(self._tail)
-        return lines[-n:] if n > 0 else []
+        return self._reader.tail(n) if self._reader is not None else []
 
     def stderr_tail(self, max_bytes: int = 4096) -> str:
         """The end of the worker's stderr file (decoded, replacement for bad bytes)."""

@@ -11,7 +11,7 @@ Invariants:
 - A recorded pid counts only if psutil reports the recorded create_time (a record without one
   trusts the pid), so a reused pid is never signalled; anything else is found by its token.
 - Workers still supervised by this process are never reported or reaped as leftovers.
-- This module does not import `process` (process imports it and re-exports these names).
+- This module does not import `process` (process imports it).
 """
 
 from __future__ import annotations
@@ -49,8 +49,12 @@ class WorkerLike(Protocol):
 # ---------------------------------------------------------------- sweeping by token
 
 
-def _pids_with_token(token: str) -> list[int]:
-    """Pids of processes whose environment carries this worker token (self excluded)."""
+def pids_with_token(token: str) -> list[int]:
+    """Pids of processes whose environment carries this worker token (self excluded).
+
+    Every process a worker started carries `TOKEN_VAR=<token>` (inherited through setsid, double
+    forks and re-parenting), so this finds the ones that left the worker's group and tree.
+    """
     needle = f"{TOKEN_VAR}={token}".encode()
     me = os.getpid()
     out = []
@@ -77,7 +81,7 @@ def sweep_token(token: str, *, exclude: Iterable[int] = ()) -> int:
     """SIGKILL every process carrying `token` (and its descendants); return how many."""
     procs: dict[int, psutil.Process] = {}
     skip = set(exclude)
-    for pid in _pids_with_token(token):
+    for pid in pids_with_token(token):
         if pid in skip:
             continue
         with contextlib.suppress(psutil.Error):
@@ -184,7 +188,7 @@ def _leftovers(path_or_paths: Any) -> tuple[list[psutil.Process], list[tuple[dic
                     for c in p.children(recursive=True):
                         procs[c.pid] = c
             if rec.get("token"):
-                for pid in _pids_with_token(str(rec["token"])):
+                for pid in pids_with_token(str(rec["token"])):
                     with contextlib.suppress(psutil.Error):
                         procs.setdefault(pid, psutil.Process(pid))
                         found = True

@@ -1,8 +1,13 @@
 """Isolated workspaces and getting their work back into the user's checkout.
 
-Owns: one directory per task outside the checkout (workspaces), every git command ralphnb runs
-through one hardened entry point (git), merging a finished branch into the target branch
-(merge), and the three-way copy back of a plain-directory workspace (copy).
-Never: starts an agent, reads or writes the queue files, or touches the user's index, working
-tree or HEAD except through a merge that cannot touch their uncommitted files.
+Owns: one directory per task outside the checkout (workspaces; plain files in files; the record
+of the branches ralphnb made in records), every git command ralphnb runs through one hardened
+entry point (git), with the repository's own configuration set aside for every command that
+reads or writes file contents, merges or commits (sealed), what never lands in the user's
+checkout (guards: `.ralph/`, links leading outside the tree, files that need a filter driver),
+merging a finished branch into the target branch (merge), the three-way copy back of a
+plain-directory workspace (copy), and noticing a changed repository config (repoconfig).
+Never: starts an agent, reads or writes the queue files, runs a program named by git
+configuration or attributes, or touches the user's index, working tree or HEAD except through a
+fast-forward that cannot touch their uncommitted files.
 """

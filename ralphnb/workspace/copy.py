@@ -10,8 +10,11 @@ Invariants, as `git merge` has them:
   sides are fine.
 - Each write is atomic (a temp file in the same directory, fsync, rename); a deletion is one
   unlink. Nothing is written through a symlinked or non-directory parent in the user's tree.
-- Excluded names (`.git`, `.ralph`, `.venv`, `node_modules`, `__pycache__`, ...) are never
-  copied back, whatever the agent left there.
+- Excluded names (`.git`, `.ralph`, `.venv`, `node_modules`, `__pycache__`, ...) and the
+  `keep_out` paths (the queue files) are never copied back, whatever the agent left there; the
+  result's `dropped` names the changes so left under `.ralph/` and in `keep_out`.
+- A symlink the agent made that leads outside the tree (absolute, `..` past the top, or into a
+  `.git`) is a conflict naming it, as in git modes (guards.link_escapes).
 Callers serialise integrations (the Loop holds its merge lock), so two tasks that edit the same
 file integrate one after the other, and the second sees the first's edit as the user's.
 """
@@ -27,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..queue.jsonio import fsync_dir
+from .files import COPY_EXCLUDE, path_state, scan_tree
+from .guards import link_escapes
 from .merge import MergeResult
-from .workspaces import COPY_EXCLUDE, path_state, scan_tree
 
 State = Mapping[str, object] | None  # see workspace.path_state; None = absent
 NEVER_BACK: tuple[str, ...] = (".git", ".ralph", *COPY_EXCLUDE)
@@ -100,19 +104,8 @@ def _excluded_path(rel: str, exclude: Iterable[str]) -> bool:
     return any(fnmatch(part, p) for part in Path(rel).parts for p in pats)
 
 
-def integrate_copy(
-    repo: str | Path,
-    workspace: str | Path,
-    manifest: Mapping | None,
-    *,
-    exclude: Iterable[str] = NEVER_BACK,
-) -> MergeResult:
-    """Bring a copy workspace's changes back into `repo` (see the module docstring).
-
-    -> MergeResult `integrated` (message lists what was applied), `noop` (nothing to bring
-    back), or `conflict` (paths; nothing applied, the workspace stays as it is).
-    """
-    repo, workspace = Path(repo), Path(workspace)
+def _check_manifest(workspace: Path, manifest: Mapping | None) -> MergeResult | None:
+    """A conflict when the manifest is missing or names paths outside the tree, else None."""
     if manifest is None or not isinstance(manifest.get("files"), Mapping):
         return MergeResult(
             "conflict",
@@ -131,10 +124,48 @@ def integrate_copy(
                 "nothing was copied back; copy what you want by hand"
             ),
         )
+    return None
+
+
+def integrate_copy(
+    repo: str | Path,
+    workspace: str | Path,
+    manifest: Mapping | None,
+    *,
+    exclude: Iterable[str] = NEVER_BACK,
+    keep_out: Iterable[str] = (),
+) -> MergeResult:
+    """Bring a copy workspace's changes back into `repo` (see the module docstring).
+
+    -> MergeResult `integrated` (message lists what was applied), `noop` (nothing to bring
+    back), or `conflict` (paths; nothing applied, the workspace stays as it is). `keep_out`:
+    more paths never copied back (the queue files, wherever the config puts them); the
+    result's `dropped` lists the changes left behind under `.ralph/` or in `keep_out`.
+    """
+    repo, workspace = Path(repo), Path(workspace)
+    refused = _check_manifest(workspace, manifest)
+    if refused is not None:
+        return refused
+    assert manifest is not None  # _check_manifest refuses a missing one
+    kept = tuple(keep_out)
+    dropped = _dropped(workspace, manifest["files"], kept)
     excl = (*NEVER_BACK, *(manifest.get("exclude") or ()), *exclude)
-    base = {p: s for p, s in manifest["files"].items() if not _excluded_path(p, excl)}
-    ours = scan_tree(workspace, excl)
+    base = {
+        p: s for p, s in manifest["files"].items() if not _excluded_path(p, excl) and p not in kept
+    }
+    ours = {p: s for p, s in scan_tree(workspace, excl).items() if p not in kept}
     changed = changed_paths(base, ours)
+    links = sorted(
+        p for p in changed if "link" in (ours.get(p) or {}) and link_escapes(p, ours[p]["link"])
+    )
+    if links:
+        return MergeResult(
+            "conflict",
+            paths=links,
+            message=f"symlinks pointing outside the tree: {', '.join(links)}; nothing was "
+            f"copied back; the agent's version is in {workspace}",
+            dropped=dropped,
+        )
     theirs = {p: user_state(repo, p) for p in changed}
     plan = plan_copy(base, ours, theirs)
     if plan.conflicts:
@@ -145,6 +176,7 @@ def integrate_copy(
                 "you and the agent both changed " + ", ".join(plan.conflicts) + "; nothing was "
                 f"copied back; the agent's version is in {workspace}"
             ),
+            dropped=dropped,
         )
     if not plan.apply:
         return MergeResult(
@@ -152,7 +184,13 @@ def integrate_copy(
             message="nothing to copy back"
             if not plan.same
             else "your files already have the agent's changes",
+            dropped=dropped,
         )
+    return _apply(repo, workspace, plan, dropped)
+
+
+def _apply(repo: Path, workspace: Path, plan: CopyPlan, dropped: list[str]) -> MergeResult:
+    """Apply a conflict-free plan, path by path; stop at the first write that fails."""
     done: list[str] = []
     # deletions first: the agent may have replaced a file by a directory of the same name
     order = sorted(plan.apply, key=lambda p: (plan.apply[p] is not None, p))
@@ -170,11 +208,23 @@ def integrate_copy(
                     f"could not write {rel} into {repo}: {exc}; applied before it: "
                     f"{', '.join(done) or 'nothing'}; the workspace is kept"
                 ),
+                dropped=dropped,
             )
         done.append(rel)
     return MergeResult(
-        "integrated", paths=done, message=f"copied back {len(done)} change(s): {', '.join(done)}"
+        "integrated",
+        paths=done,
+        message=f"copied back {len(done)} change(s): {', '.join(done)}",
+        dropped=dropped,
     )
+
+
+def _dropped(workspace: Path, base: Mapping[str, State], keep_out: tuple[str, ...]) -> list[str]:
+    """The agent's changes under `.ralph/` and to `keep_out` paths: never copied back."""
+    ours = {f".ralph/{p}": s for p, s in scan_tree(workspace / ".ralph", ()).items()}
+    ours.update({p: path_state(workspace / p) for p in keep_out if _safe_rel(p)})
+    mine = {p: s for p, s in base.items() if p.startswith(".ralph/") or p in keep_out}
+    return sorted(p for p in set(mine) | set(ours) if mine.get(p) != ours.get(p))
 
 
 def _install(src: Path, dst: Path) -> None:

@@ -1,14 +1,21 @@
 """The one hardened entry point for git: every git command ralphnb runs goes through `run_git`.
 
-Owns: the command line and environment of ralphnb's git calls (`SAFE_GIT_CONFIG`, `git_env`)
-and `GitError`. Invariants: hooks, `core.hooksPath` and fsmonitor are off, no terminal prompt,
-no optional index locks, and variables that would point git at another repository
-(`GIT_DIR`, `GIT_INDEX_FILE`, ...) are dropped from the caller's environment.
+Owns: the command line and environment of ralphnb's git calls (`SAFE_GIT_CONFIG`, `git_env`),
+`GitError`, and `no_space`, which tells a full disk apart from other failures.
+Invariants, for every call: hooks, `core.hooksPath`, fsmonitor and signing are off; no terminal
+prompt, askpass, editor or pager; only the local `file` transport is allowed
+(`GIT_ALLOW_PROTOCOL` overrides any `protocol.*` or `url.*` key, so no ssh, ext:: or remote
+helper can start); replace refs are ignored; no optional index locks; and variables that would
+point git at another repository (`GIT_DIR`, `GIT_INDEX_FILE`, ...) are dropped from the caller's
+environment. Commands that read or write file contents, merge or commit do not run here with
+the repository's config at all: they go through `sealed.Sealed`, which builds on `run_git`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,12 +25,27 @@ from ..errors import WorkspaceError
 SAFE_GIT_CONFIG: tuple[str, ...] = (
     "core.hooksPath=/dev/null",
     "core.fsmonitor=false",
-    "advice.detachedHead=false",
     "core.untrackedCache=false",
+    "commit.gpgSign=false",
+    "tag.gpgSign=false",
+    "credential.helper=",  # an empty value resets the list of helpers
+    "protocol.ext.allow=never",
+    "advice.detachedHead=false",
     "gc.auto=0",
     "maintenance.auto=false",
 )
 
+# Set for every call: no prompt, editor, askpass or pager program; local transport only.
+_FIXED_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_OPTIONAL_LOCKS": "0",
+    "GIT_ALLOW_PROTOCOL": "file",
+    "GIT_ASKPASS": "",  # empty: neither core.askPass nor SSH_ASKPASS is consulted
+    "GIT_EDITOR": ":",  # git's own "no editor"
+    "GIT_SEQUENCE_EDITOR": ":",
+    "GIT_PAGER": "cat",
+    "GIT_NO_REPLACE_OBJECTS": "1",
+}
 
 # Variables that would point git at another repository, index or object store.
 _REDIRECT_VARS = (
@@ -36,6 +58,8 @@ _REDIRECT_VARS = (
     "GIT_NAMESPACE",
     "GIT_CEILING_DIRECTORIES",
 )
+_NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
+_NEARLY_FULL = 256 << 10  # bytes free below which a failed write is put down to a full disk
 
 
 class GitError(WorkspaceError):
@@ -57,14 +81,31 @@ class GitError(WorkspaceError):
         self.stderr = stderr
 
 
+def no_space(exc: BaseException, where: str | Path | None = None) -> bool:
+    """Whether `exc` (an OSError or a GitError) failed for a full disk: it says so, or (git
+    often reports only "unable to write file") the file system of `where` is full now."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(exc, GitError):
+        return False
+    if _NO_SPACE.lower() in exc.stderr.lower():
+        return True
+    if where is None:
+        return False
+    try:
+        return shutil.disk_usage(where).free < _NEARLY_FULL
+    except OSError:
+        return False
+
+
 def git_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for git: `env` as given, or os.environ without repo-redirecting vars."""
+    """The environment for git: `env` as given, or os.environ without repo-redirecting vars;
+    either way with the fixed safety variables set."""
     if env is None:
         out = {k: v for k, v in os.environ.items() if k not in _REDIRECT_VARS}
     else:
         out = dict(env)
-    out["GIT_TERMINAL_PROMPT"] = "0"
-    out["GIT_OPTIONAL_LOCKS"] = "0"
+    out.update(_FIXED_ENV)
     return out
 
 
@@ -75,10 +116,14 @@ def run_git(
     check: bool = True,
     env: Mapping[str, str] | None = None,
     task_id: str | None = None,
+    input: str | None = None,
+    errors: str = "replace",
 ) -> subprocess.CompletedProcess[str]:
-    """Run `git <args>` in `cwd` with hooks and fsmonitor off; text output captured.
+    """Run `git <args>` in `cwd` with the invariants above; text output captured.
 
-    With `check`, a failure raises `GitError` carrying the command and git's stderr.
+    With `check`, a failure raises `GitError` carrying the command and git's stderr. `input`
+    goes to git's stdin (closed otherwise); `errors="surrogateescape"` keeps file names that
+    are not UTF-8 intact for callers that hand them back to git or the file system.
     """
     cmd = ["git"]
     for item in SAFE_GIT_CONFIG:
@@ -91,8 +136,10 @@ def run_git(
             env=git_env(env),
             capture_output=True,
             text=True,
-            stdin=subprocess.DEVNULL,
-            errors="replace",
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
+            encoding="utf-8",
+            errors=errors,
         )
     except OSError as exc:
         raise GitError(

@@ -1,48 +1,47 @@
 """Isolated workspaces: one directory per task, outside the user's checkout.
 
-Owns: creating, finding and removing a task's workspace, and `run_git`, the one way ralphnb runs
-git. In a git repository a workspace is a linked worktree (`mode="worktree"`) or a separate local
-clone (`mode="clone"`) on branch `ralph/<TASK_ID>` started from the target branch; outside git it
-is a copy of the directory (`mode="copy"`) plus a manifest of what was copied (relative path ->
-sha256, size, exec bit; `manifest(task_id)`), kept under the root's metadata, never inside the
-workspace, as the base of integrate_copy's three-way copy back. `.env*` files and `copy_ignored`
-paths that git ignores are copied in; build outputs and caches (`.venv`, `node_modules`, ...)
-are not. Default location: `<repo parent>/.workspaces/<repo name>/<TASK_ID>`.
-Does not own: committing or merging work back (integrate.py, integrate_copy.py).
+Owns: creating, finding and removing a task's workspace. In a git repository a workspace is a
+linked worktree (`mode="worktree"`) or a separate local clone (`mode="clone"`) on branch
+`ralph/<TASK_ID>` started from the target branch; outside git it is a copy of the directory
+(`mode="copy"`) plus a manifest of what was copied (relative path -> sha256, size, exec bit;
+`manifest(task_id)`), kept under the root's metadata, never inside the workspace, as the base of
+copy.integrate_copy's three-way copy back. `.env*` files and `copy_ignored` paths that git
+ignores are copied in; build outputs and caches (`.venv`, `node_modules`, ...) are not. Default
+location: `<repo parent>/.workspaces/<repo name>/<TASK_ID>`. Also the record of the branches
+ralphnb created (`created_branches()`; records.py).
+Does not own: committing or merging work back (merge.py, copy.py).
 
 Invariants:
 - The user's checkout (index, working tree, HEAD, stash) is never modified: only refs
   (`ralph/<ID>`) and worktree bookkeeping under `.git/` are written.
+- A bare repository, or a path inside a `.git` directory, is refused: there is no checkout.
 - Task ids are validated before they become a path or branch; a path resolving outside the
   workspace root is refused. A workspace left from an earlier run is never overwritten:
-  `create` raises unless `reuse=True`.
-- Every git command runs with hooks and fsmonitor disabled, no terminal prompt, and no optional
-  index locks, so nothing an agent planted in `.git/hooks` or `core.fsmonitor` runs on the host.
-- `remove` is idempotent and never raises.
+  `create` raises unless `reuse=True`. A failed `create` leaves nothing behind (no directory,
+  no branch it made), and a full disk is reported as such.
+- Files are checked out sealed (sealed.py): no filter, hook or other program configured in the
+  repository, or globally, runs; other git calls go through `run_git` (git.py).
+- `remove` is idempotent and never raises; it deletes a branch only if ralphnb created it.
 
 Untrusted agents: a linked worktree shares the main repository's `.git` (config, hooks, refs,
-objects) and an agent can write there. ralphnb's own git calls are immune to planted hooks and
-fsmonitor, but the user's own later `git` commands in the checkout are not. Give an untrusted agent
-a separate clone: `Workspaces(repo, mode="clone")` (or `Loop(..., workspace_mode="clone")`). The
-clone has its own `.git` (objects copied, no hardlinks), so nothing the agent writes reaches the
-user's repository until ralphnb fetches the finished branch back (`Workspaces.sync_branch`), a
-fetch that runs no hook of the clone. Disabling hooks does not cover commands configured as
-filter or diff drivers (`filter.<name>.smudge`, `diff.<name>.textconv`) in a shared config: an
-agent in a worktree can plant those too, another reason for a clone. It is still the same OS
-user: real containment of a hostile agent needs a container or a separate account.
+objects) and an agent can write there. ralphnb's own git calls never run what it plants, but
+the user's own later `git` commands in the checkout would (repoconfig.py notices a changed
+config). Give an untrusted agent a separate clone: `Workspaces(repo, mode="clone")` (or
+`Loop(..., workspace_mode="clone")`). The clone has its own `.git` (objects copied, no
+hardlinks), so nothing the agent writes there reaches the user's repository until ralphnb
+fetches the finished branch back (`Workspaces.sync_branch`, over the local file transport
+only). It is still the same OS user: real containment of a hostile agent needs a container or
+a separate account.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
-import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import stat
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,28 +49,14 @@ from pathlib import Path
 
 from ..errors import QueueError, WorkspaceError
 from ..queue.ids import is_task_id, validate_task_id
-from .git import run_git
+from .files import COPY_EXCLUDE, excluded, rmtree, scan_tree
+from .git import GitError, no_space, run_git
+from .records import BranchRecords
+from .sealed import Sealed, layout
 
 log = logging.getLogger(__name__)
 
 BRANCH_PREFIX = "ralph/"
-COPY_EXCLUDE: tuple[str, ...] = (
-    ".git",
-    ".venv",
-    "venv",
-    "node_modules",
-    "__pycache__",
-    ".mypy_cache",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".tox",
-    ".nox",
-    ".ipynb_checkpoints",
-    ".cache",
-    ".gradle",
-    ".next",
-    ".workspaces",
-)
 _META_DIR = ".ralphnb-meta"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -87,70 +72,18 @@ class Workspace:
     base: str | None
 
 
-def _rmtree(path: Path) -> None:
-    def fix(func, p, exc):  # an agent may leave read-only dirs behind
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), stat.S_IRWXU)
-            os.chmod(p, stat.S_IRWXU)
-        with contextlib.suppress(FileNotFoundError):
-            func(p)
-
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path, onerror=fix)
-
-
-def _excluded(name: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatch(name, p) for p in patterns)
-
-
-def path_state(path: Path) -> dict | None:
-    """What is at `path`, without following a final symlink: None (absent), {"dir": True},
-    {"link": target}, {"sha256", "size", "x"} for a regular file, {"other": True} otherwise."""
-    try:
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    if stat.S_ISLNK(st.st_mode):
-        return {"link": os.readlink(path)}
-    if stat.S_ISDIR(st.st_mode):
-        return {"dir": True}
-    if not stat.S_ISREG(st.st_mode):
-        return {"other": True}
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return {"sha256": h.hexdigest(), "size": st.st_size, "x": bool(st.st_mode & 0o111)}
-
-
-def scan_tree(
-    top: Path, exclude: Iterable[str] = COPY_EXCLUDE, *, skip: Path | None = None
-) -> dict[str, dict]:
-    """Every regular file and symlink under `top` (relative posix path -> `path_state`),
-    leaving out names matching `exclude` at any depth and the directory `skip`. Symlinked
-    directories are recorded as links, never followed."""
-    excl = tuple(exclude)
-    out: dict[str, dict] = {}
-    for d, dirs, files in os.walk(top):
-        here = Path(d)
-        keep = []
-        for n in dirs:
-            if _excluded(n, excl) or (skip is not None and here / n == skip):
-                continue
-            if (here / n).is_symlink():
-                files.append(n)
-            else:
-                keep.append(n)
-        dirs[:] = keep
-        for n in files:
-            if _excluded(n, excl):
-                continue
-            state = path_state(here / n)
-            if state is not None and "other" not in state:
-                out[(here / n).relative_to(top).as_posix()] = state
-    return out
+def refuse_git_dir(path: Path) -> None:
+    """Raise a one-line WorkspaceError if `path` is a bare repository or inside a `.git`
+    directory: there is no checkout to work from (and `.ralph/` would land in git's files)."""
+    r = run_git(["rev-parse", "--is-bare-repository", "--is-inside-git-dir"], path, check=False)
+    flags = r.stdout.split() if r.returncode == 0 else []
+    if ".git" in path.parts or "true" in flags:
+        what = "a bare git repository" if flags[:1] == ["true"] else "inside a .git directory"
+        raise WorkspaceError(
+            f"{path} is {what}, not a checkout: point ralphnb at a checkout (the directory with "
+            "your files and their .git), e.g. one made with `git clone`",
+            path=path,
+        )
 
 
 class Workspaces:
@@ -173,6 +106,7 @@ class Workspaces:
         repo = Path(repo).resolve()
         if not repo.is_dir():
             raise WorkspaceError(f"{repo} is not a directory", path=repo)
+        refuse_git_dir(repo)
         top = run_git(["rev-parse", "--show-toplevel"], repo, check=False)
         self.is_git = top.returncode == 0 and bool(top.stdout.strip())
         self.repo = Path(top.stdout.strip()).resolve() if self.is_git else repo
@@ -203,6 +137,7 @@ class Workspaces:
             r = run_git(["symbolic-ref", "-q", "--short", "HEAD"], self.repo, check=False)
             self.target_branch = r.stdout.strip() or None  # None: detached HEAD
         self._lock = threading.Lock()
+        self._records = BranchRecords(self.root / _META_DIR / "branches.json", self.repo)
 
     def __repr__(self) -> str:
         return f"<Workspaces {self.repo} mode={self.mode} root={self.root}>"
@@ -253,6 +188,7 @@ class Workspaces:
     def create(self, task_id: str, *, reuse: bool = False) -> Workspace:
         """Create the task's workspace. A leftover one raises, unless `reuse=True` returns it."""
         path = self.path_for(task_id)
+        branch = BRANCH_PREFIX + task_id
         with self._lock:
             if path.exists() or path.is_symlink():
                 ws = self.get(task_id)
@@ -265,16 +201,28 @@ class Workspaces:
                     path=path,
                     task_id=task_id,
                 )
-            self.root.mkdir(parents=True, exist_ok=True)
+            fresh = self.mode == "worktree" and not self._branch_exists(branch)
             try:
+                self.root.mkdir(parents=True, exist_ok=True)
                 if self.mode == "copy":
                     ws = self._create_copy(task_id, path)
                 else:
                     ws = self._create_git(task_id, path, reuse=reuse)
                     self._copy_extras(path, task_id)
                 self._write_meta(ws)
-            except BaseException:
+            except BaseException as exc:
+                full = isinstance(exc, OSError | GitError) and no_space(exc, self.root)
                 self._remove_quiet(task_id, path)  # it did not exist before: ours to clean
+                if fresh and self._branch_exists(branch):  # made by this call: no leftover
+                    run_git(["branch", "-D", branch], self.repo, check=False)
+                    self._records.forget(branch)
+                if full:
+                    raise WorkspaceError(
+                        f"no space left on device for the workspace of {task_id} at {path}: "
+                        "free some space there (or choose another workspace root) and retry",
+                        path=path,
+                        task_id=task_id,
+                    ) from exc
                 raise
             return ws
 
@@ -290,52 +238,44 @@ class Workspaces:
                 path=self.repo,
                 task_id=task_id,
             )
-        if self.mode == "worktree":
-            args = ["worktree", "add", "-q", "-b", branch, str(path), base]
-            r = run_git(args, self.repo, check=False, task_id=task_id)
-            if r.returncode != 0 and "already exists" in r.stderr and self._branch_exists(branch):
-                if not reuse:
-                    raise WorkspaceError(
-                        f"branch {branch} already exists (left from an earlier run?): pass "
-                        f"reuse=True to continue on it, or remove({task_id!r}, "
-                        "delete_branch=True) to start over",
-                        path=path,
-                        task_id=task_id,
-                    )
-                run_git(["worktree", "prune"], self.repo, check=False)
-                run_git(["worktree", "add", "-q", str(path), branch], self.repo, task_id=task_id)
-                base = self._merge_base(path, base) or base
-            elif r.returncode != 0:
-                run_git(["worktree", "prune"], self.repo, check=False)  # stale registration?
-                run_git(args, self.repo, task_id=task_id)
-            return Workspace(task_id, path, "worktree", branch, base)
-        run_git(
-            [
-                "clone",
-                "-q",
-                "--no-hardlinks",
-                "--no-checkout",
-                "--local",
-                str(self.repo),
-                str(path),
-            ],
-            self.root,
-            task_id=task_id,
-        )
-        start = base
-        if reuse and self._branch_exists(branch):
-            run_git(
-                ["fetch", "-q", "--no-tags", str(self.repo), f"{branch}:{branch}"],
-                path,
+        existed = self._branch_exists(branch)
+        if existed and not reuse:
+            how = (
+                f"remove({task_id!r}, delete_branch=True)"
+                if branch in self._records.mine()
+                else f"delete it yourself (git branch -D {branch}); ralphnb did not create it"
+            )
+            raise WorkspaceError(
+                f"branch {branch} already exists (left from an earlier run?): pass reuse=True "
+                f"to continue on it, or {how} to start over",
+                path=path,
                 task_id=task_id,
             )
-            start = branch
-        if start == branch:
-            run_git(["checkout", "-q", branch], path, task_id=task_id)
-            base = self._merge_base(path, base) or base
+        if self.mode == "worktree":
+            # no checkout by git itself: files are checked out sealed below
+            args = ["worktree", "add", "-q", "--no-checkout"]
+            args += [str(path), branch] if existed else ["-b", branch, str(path), base]
+            if run_git(args, self.repo, check=False, task_id=task_id).returncode != 0:
+                run_git(["worktree", "prune"], self.repo, check=False)  # stale registration?
+                run_git(args, self.repo, task_id=task_id)
+            if not existed:
+                self._records.add(branch, task_id)
         else:
-            run_git(["checkout", "-q", "-b", branch, base], path, task_id=task_id)
-        return Workspace(task_id, path, "clone", branch, base)
+            clone = ["clone", "-q", "--no-hardlinks", "--no-checkout", "--local"]
+            run_git([*clone, str(self.repo), str(path)], self.root, task_id=task_id)
+            if existed:  # continue on the branch the user's repository has
+                fetch = ["fetch", "-q", "--no-tags", "--no-recurse-submodules"]
+                run_git([*fetch, str(self.repo), f"{branch}:{branch}"], path, task_id=task_id)
+            else:
+                run_git(["update-ref", f"refs/heads/{branch}", base, ""], path, task_id=task_id)
+            run_git(["symbolic-ref", "HEAD", f"refs/heads/{branch}"], path, task_id=task_id)
+        start = run_git(["rev-parse", "--verify", f"refs/heads/{branch}"], path).stdout.strip()
+        with Sealed(layout(path), work_tree=True) as s:
+            s.git(["read-tree", "-m", "-u", start])
+        if existed:
+            base = self._merge_base(path, base) or base
+        kind = "worktree" if self.mode == "worktree" else "clone"
+        return Workspace(task_id, path, kind, branch, base)
 
     def _branch_exists(self, branch: str) -> bool:
         r = run_git(["rev-parse", "--verify", "-q", f"refs/heads/{branch}"], self.repo, check=False)
@@ -379,12 +319,12 @@ class Workspaces:
         root = self.root
 
         def ignore(d: str, names: list[str]) -> list[str]:
-            out = [n for n in names if _excluded(n, excl)]
+            out = [n for n in names if excluded(n, excl)]
             return out + [n for n in names if Path(d, n) == root]
 
         shutil.copytree(self.repo, path, symlinks=True, ignore=ignore)
         for sub in ("cache", "lock"):  # ralph's runtime state stays in the user's repo
-            _rmtree(path / ".ralph" / sub)
+            rmtree(path / ".ralph" / sub)
         # the base for a three-way copy back: hashed from the copy itself, so an edit the user
         # makes while copying is seen as the user's change, not mistaken for the base
         doc = {
@@ -438,42 +378,56 @@ class Workspaces:
     def sync_branch(self, ws: Workspace | str) -> str | None:
         """Clone mode: fetch the clone's `ralph/<ID>` into the user's repo; returns its commit.
 
-        A no-op returning the branch commit for worktrees (the branch is already shared).
+        A no-op returning the branch commit for worktrees (the branch is already shared). The
+        fetch uses the local file transport only and runs no hook; a branch it creates in the
+        user's repository is recorded as ralphnb's.
         """
         ws = ws if isinstance(ws, Workspace) else self.get(ws)
         if ws is None or ws.branch is None:
             return None
         if ws.kind == "clone":
-            run_git(
-                ["fetch", "-q", "--no-tags", str(ws.path), f"+{ws.branch}:{ws.branch}"],
-                self.repo,
-                task_id=ws.task_id,
-            )
+            existed = self._branch_exists(ws.branch)
+            fetch = ["fetch", "-q", "--no-tags", "--no-recurse-submodules", str(ws.path)]
+            run_git([*fetch, f"+{ws.branch}:{ws.branch}"], self.repo, task_id=ws.task_id)
+            if not existed:
+                try:
+                    self._records.add(ws.branch, ws.task_id)
+                except OSError as exc:  # the branch then stays when its task is done
+                    log.warning("could not record branch %s as ralphnb's: %s", ws.branch, exc)
         r = run_git(
             ["rev-parse", "--verify", "-q", f"refs/heads/{ws.branch}"], self.repo, check=False
         )
         return r.stdout.strip() or None
 
+    def created_branches(self) -> dict[str, str]:
+        """task id -> branch, for every branch ralphnb created here that still exists."""
+        if not self.is_git:
+            return {}
+        return {t: b for b, t in sorted(self._records.mine().items()) if self._branch_exists(b)}
+
     # -------------------------------------------------------------- remove
 
     def remove(self, ws_or_task_id: Workspace | str, *, delete_branch: bool = False) -> None:
-        """Delete a workspace (and optionally its branch). Idempotent; never raises."""
+        """Delete a workspace, and with `delete_branch` its branch if ralphnb created it (a
+        branch it did not make is never deleted). Idempotent; never raises."""
         try:
             task_id = (
                 ws_or_task_id.task_id if isinstance(ws_or_task_id, Workspace) else ws_or_task_id
             )
             path = self.path_for(task_id)
+            branch = BRANCH_PREFIX + task_id
             with self._lock:
                 self._remove_quiet(task_id, path)
-                if delete_branch and self.is_git:
-                    r = run_git(["branch", "-D", BRANCH_PREFIX + task_id], self.repo, check=False)
-                    if r.returncode != 0 and "not found" not in r.stderr:
-                        log.warning(
-                            "could not delete branch %s%s: %s",
-                            BRANCH_PREFIX,
-                            task_id,
-                            r.stderr.strip(),
-                        )
+                if not (delete_branch and self.is_git):
+                    return
+                if branch not in self._records.mine():
+                    log.info("leaving branch %s: ralphnb did not create it", branch)
+                    return
+                r = run_git(["branch", "-D", branch], self.repo, check=False)
+                if r.returncode == 0 or not self._branch_exists(branch):
+                    self._records.forget(branch)
+                else:
+                    log.warning("could not delete branch %s: %s", branch, r.stderr.strip())
         except Exception as exc:
             log.warning("could not remove workspace %r: %s", ws_or_task_id, exc)
 
@@ -489,7 +443,7 @@ class Workspaces:
                         path,
                         r.stderr.strip(),
                     )
-            _rmtree(path)
+            rmtree(path)
             if self.is_git:
                 run_git(["worktree", "prune"], self.repo, check=False)
             for meta in (self._meta(task_id), self.manifest_path(task_id)):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import signal
 import subprocess
 import sys
 import time
@@ -137,8 +139,6 @@ def test_run_in_process_with_main(tmp_path, env, capsys):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_the_workers_cleanly(tmp_path, env):
-    import signal
-
     repo = make_repo(tmp_path, [{"demo.hang": "1", "demo.children": "2"}])
     proc = subprocess.Popen(
         [sys.executable, "-m", "ralphnb", "run", "--repo", str(repo)],
@@ -168,8 +168,6 @@ def test_ctrl_c_stops_the_workers_cleanly(tmp_path, env):
 
 
 def test_run_on_a_tty_redraws_the_table_in_place(tmp_path, env):
-    import pty
-
     repo = make_repo(tmp_path, [{}])
     pid, fd = pty.fork()
     if pid == 0:  # the child: `ralphnb run` with a terminal as stdout

@@ -1,18 +1,180 @@
-"""One task's life in the loop: queue files that break or move mid-run, done marks that must not
-carry over, a user who rejects a task, a missing agent CLI (real git and processes)."""
+"""One task's life: the `Driver` on its own, built from a small context (a real repo, queue,
+workspaces and processes), and through a `Loop`: queue files that break or move mid-run, done
+marks that must not carry over, a user who rejects a task, a missing agent CLI."""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+import ralphnb.loop.driver as driver_module
+from ralphnb.loop.context import DriverContext, DriverSettings, RunFlags
 from ralphnb.loop.core import Loop
+from ralphnb.loop.driver import Driver
+from ralphnb.loop.events import Event
+from ralphnb.loop.table import WorkerTable
 from ralphnb.queue.store import Queue, init
+from ralphnb.runners import Command
+from ralphnb.workers.executors import Callbacks, LocalExecutor, LocalHandle, WorkerSpec
+from ralphnb.workers.exits import ExitInfo
+from ralphnb.workspace.workspaces import COPY_EXCLUDE, Workspaces
 from tests.conftest import demo, git, make_repo
 
 pytestmark = pytest.mark.usefixtures("fast_demo")
+
+PROMISE = "<promise>COMPLETE</promise>"
+
+
+class MarkedHandle:
+    """A local worker whose exit carries the queue marks a remote executor would report."""
+
+    def __init__(self, inner: LocalHandle, marks: dict[str, Any] | None) -> None:
+        self.inner, self.marks = inner, marks
+
+    @property
+    def pid(self) -> int | None:
+        return self.inner.pid
+
+    def stop(self, grace: float = 1.5, timeout: float = 10.0) -> ExitInfo:
+        return self.inner.stop(grace, timeout)
+
+    def kill(self, timeout: float = 10.0) -> ExitInfo:
+        return self.inner.kill(timeout)
+
+    def wait(self, timeout: float | None = None) -> ExitInfo | None:
+        info = self.inner.wait(timeout)
+        return info if info is None else dataclasses.replace(info, queue_marks=self.marks)
+
+    def tail(self, n: int = 50) -> list[str]:
+        return self.inner.tail(n)
+
+    def resources(self) -> dict[str, Any]:
+        return self.inner.resources()
+
+
+class RecordingExecutor:
+    """Real local processes; keeps every spec and reports `marks` with each exit."""
+
+    def __init__(self, marks: dict[str, Any] | None = None) -> None:
+        self.local, self.marks = LocalExecutor(), marks
+        self.specs: list[WorkerSpec] = []
+
+    def spawn(self, spec: WorkerSpec, callbacks: Callbacks) -> MarkedHandle:
+        self.specs.append(spec)
+        return MarkedHandle(self.local.spawn(spec, callbacks), self.marks)
+
+    def close(self) -> None:
+        self.local.close()
+
+
+def new_driver(
+    repo: Path, executor: RecordingExecutor, script: str, *, max_iterations: int = 1
+) -> tuple[Driver, list[Event]]:
+    """A driver of RQ-0001 with a context of real parts and no Loop around it."""
+    queue = Queue(repo)
+    table, events = WorkerTable(), []
+
+    def emit(ev: Event) -> None:
+        table.apply(ev)
+        events.append(ev)
+
+    run_dir = repo / ".ralph" / "cache" / "ralphnb" / "runs" / "test-run"
+    (run_dir / "workers").mkdir(parents=True)
+    workspaces = Workspaces(repo, copy_exclude=(*COPY_EXCLUDE, ".ralph"))
+    settings = DriverSettings(
+        repo=queue.repo,
+        run_id="test-run",
+        run_dir=run_dir,
+        runner=Command([sys.executable, "-c", script]),
+        max_iterations=max_iterations,
+        check=None,
+        completion_promise=PROMISE,
+        prompt_template=None,
+        grace=0.5,
+        target_branch=workspaces.target_branch,
+        queue_files=(".ralph/queue.jsonc", ".ralph/done.jsonc"),
+    )
+    ctx = DriverContext(
+        settings=settings,
+        flags=RunFlags(),
+        emit=emit,
+        queue=queue,
+        workspaces=workspaces,
+        executor=executor,
+        merge_lock=threading.Lock(),
+        attempt_ended=lambda failed: None,
+        row=table.get,
+    )
+    return Driver(ctx, queue.get("RQ-0001").to_dict()), events
+
+
+def test_driver_applies_a_remote_agents_queue_marks_before_judging_the_attempt(tmp_path):
+    """The agent claims nothing locally; its stub queue said done. Judged before the marks were
+    applied, the attempt would fail (neither marked nor promised)."""
+    repo = make_repo(tmp_path, [{"title": "one"}])
+    marks = {"status": "done", "notes": ["done remotely"], "added": [{"title": "follow-up"}]}
+    executor = RecordingExecutor(marks)
+    driver, events = new_driver(repo, executor, "open('agent.txt', 'w').write('x')")
+    driver.run()
+    end = next(e for e in events if e.kind == "iteration_end")
+    assert end.data["marked_done"] is True and end.data["decision"] == "complete"
+    assert events[-1].kind == "integrated", [(e.kind, e.data) for e in events]
+    q = Queue(repo)
+    assert [(t.id, t.notes) for t in q.done] == [("RQ-0001", ["done remotely"])]
+    assert [t.title for t in q.tasks] == ["follow-up"]
+    assert git(repo, "show", "main:agent.txt") == "x"
+
+
+def test_driver_integrates_a_complete_task_through_integrate_workspace_once(tmp_path, monkeypatch):
+    repo = make_repo(tmp_path, [{"title": "one"}])
+    calls = []
+    real = driver_module.integrate_workspace
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["task_id"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(driver_module, "integrate_workspace", counting)
+    script = f"open('agent.txt', 'w').write('y'); print({PROMISE!r})"
+    driver, events = new_driver(repo, RecordingExecutor(), script)
+    driver.run()
+    assert calls == ["RQ-0001"]
+    assert [e.kind for e in events if e.kind in ("integrating", "integrated")] == [
+        "integrating",
+        "integrated",
+    ]
+    assert git(repo, "show", "main:agent.txt") == "y"
+
+
+def test_driver_gives_each_spec_the_task_as_the_queue_holds_it_at_spawn(tmp_path):
+    repo = make_repo(tmp_path, [{"title": "one", "notes": ["from the user"]}])
+    executor = RecordingExecutor()
+    driver, _ = new_driver(repo, executor, "pass", max_iterations=2)
+    driver.run()
+    assert [s.worker_id for s in executor.specs] == ["RQ-0001#1", "RQ-0001#2"]
+    for spec in executor.specs:
+        assert spec.task is not None
+        assert (spec.task["id"], spec.task["status"]) == ("RQ-0001", "doing")
+        assert spec.task["notes"] == ["from the user"]
+
+
+def test_driver_stopped_before_its_first_attempt_spawns_nothing_and_puts_the_task_back(tmp_path):
+    repo = make_repo(tmp_path, [{"title": "one"}])
+    executor = RecordingExecutor()
+    driver, events = new_driver(repo, executor, "pass")
+    driver.request("stop", wait=True)  # no worker yet: seen before the first spawn
+    driver.run()
+    assert executor.specs == []
+    t = Queue(repo).get("RQ-0001")
+    assert t.status == "todo" and t.notes[-1] == "ralphnb run test-run: stopped by the user"
+    assert driver.flags.excluded == {"RQ-0001"}
+    assert events[-1].data == {"status": "stopped", "error": "stopped by the user"}
 
 
 @pytest.mark.slow

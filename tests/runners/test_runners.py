@@ -26,7 +26,7 @@ from ralphnb.runners import (
     runner_for_task,
     task_from_prompt,
 )
-from ralphnb.runners.base import path_with_ralphnb, secret_values
+from ralphnb.runners.base import path_with_ralphnb
 from ralphnb.runners.claude import DEFAULT_ALLOWED_TOOLS
 
 ALLOWED = "--allowedTools=" + ",".join(DEFAULT_ALLOWED_TOOLS)
@@ -381,16 +381,6 @@ def test_path_gets_ralphnb_scripts_dir_only_when_needed(tmp_path):
     fixed = path_with_ralphnb({"PATH": str(tmp_path)})
     assert fixed == {"PATH": bindir + os.pathsep + str(tmp_path)}
     assert path_with_ralphnb({"PATH": bindir}) == {}
-
-
-def test_secret_values_for_redaction():
-    env = {
-        "ANTHROPIC_API_KEY": "sk-ant-123456789",
-        "OPENAI_API_KEY": "short",
-        "CLAUDE_CODE_OAUTH_TOKEN": "tok-abcdefghij",
-        "ANTHROPIC_BASE_URL": "http://x:1/v1",
-    }
-    assert secret_values(env) == ["sk-ant-123456789", "tok-abcdefghij"]
 
 
 def test_diagnose_names_runner_command_and_what_to_do():

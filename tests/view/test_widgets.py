@@ -1,8 +1,8 @@
 """Dashboard widgets in plain Python (no kernel): `button.click()` fires the real handlers.
 
-The first half drives the dashboard with `FakeLoop`, a tiny stand-in with the same methods as
-`ralphnb.Loop` (snapshot/subscribe/stop/kill/pause/resume/stop_all/logs), so rendering,
-throttling and button wiring are tested on their own. The second half (`real_loop` tests)
+The first half drives the dashboard with `FakeLoop` (tests/view/fake_loop.py), a tiny stand-in
+with the methods of `ralphnb.Loop` the view calls, so rendering, throttling and button wiring
+are tested on their own. The second half (`real_loop` tests)
 uses a real `ralphnb.Loop` with real demo workers and psutil.
 """
 
@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import comm
+import psutil
 import pytest
 
+from ralphnb.demo import create_sample_repo
+from ralphnb.loop.core import Loop
+from ralphnb.queue.store import Queue
 from ralphnb.view import widgets
+from tests.view.fake_loop import FakeLoop
 
 
 class CountingComm(comm.DummyComm):
@@ -40,90 +45,6 @@ def counting_comm(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     CountingComm.sent = []
     monkeypatch.setattr(comm, "create_comm", lambda *a, **k: CountingComm(*a, **k))
     return CountingComm.sent
-
-
-class FakeLoop:
-    """Stand-in for ralphnb.Loop with the same method names (unit tests only)."""
-
-    def __init__(self, n: int = 3) -> None:
-        now = datetime.now(UTC)
-        self.records = {
-            f"RQ-{i:04d}": {
-                "task_id": f"RQ-{i:04d}",
-                "title": f"task {i}",
-                "iteration": 1,
-                "status": "running",
-                "pid": 1000 + i,
-                "started_at": now - timedelta(seconds=5),
-                "ended_at": None,
-                "elapsed_s": None,
-                "cpu_percent": 1.0,
-                "rss_mb": 20.0,
-                "turns": 2,
-                "cost_usd": 0.01,
-                "last_message": f"working on {i}",
-                "error": None,
-            }
-            for i in range(1, n + 1)
-        }
-        self.subscribers: list[Any] = []
-        self.calls: list[tuple[str, Any]] = []
-        self.release = threading.Event()
-        self.release.set()
-        self.finished = False
-        self.paused = False
-        self.sampled = 0  # snapshot(sample=True) calls
-        self.lock = threading.Lock()
-
-    def snapshot(self, sample: bool = True) -> list[dict]:
-        self.sampled += sample
-        with self.lock:
-            return [dict(r) for r in self.records.values()]
-
-    def subscribe(self, cb: Any) -> Any:
-        self.subscribers.append(cb)
-        return lambda: self.subscribers.remove(cb)
-
-    def emit(self) -> None:
-        for cb in list(self.subscribers):
-            cb({"kind": "test"})
-
-    def set(self, task_id: str, **fields: Any) -> None:
-        with self.lock:
-            self.records[task_id].update(fields)
-        self.emit()
-
-    def _end(self, task_id: str, status: str) -> None:
-        self.release.wait(10)
-        self.set(task_id, status=status, ended_at=datetime.now(UTC), elapsed_s=5.0)
-
-    def stop(self, task_id: str) -> None:
-        self.calls.append(("stop", task_id))
-        self._end(task_id, "stopped")
-
-    def kill(self, task_id: str) -> None:
-        self.calls.append(("kill", task_id))
-        self._end(task_id, "killed")
-
-    def stop_all(self) -> None:
-        self.calls.append(("stop_all", None))
-
-    def pause(self) -> None:
-        self.calls.append(("pause", None))
-        self.paused = True
-        self.emit()
-
-    def resume(self) -> None:
-        self.calls.append(("resume", None))
-        self.paused = False
-        self.emit()
-
-    def logs(self, task_id: str) -> list[str]:
-        return [f"{task_id} line {i}" for i in range(100)]
-
-    def finish(self) -> None:
-        self.finished = True
-        self.emit()
 
 
 def _until(pred: Any, timeout: float = 5.0) -> bool:
@@ -223,22 +144,6 @@ def test_burst_of_events_is_throttled(counting_comm: list[str]) -> None:
     assert "message 999" in dash.table.value  # the last state is rendered
     assert 2 <= renders <= 4.5 * span + 1, (renders, span, burst)
     assert len(sent) <= 1.2 * renders + 1, (len(sent), renders)  # one table message per render
-    dash.close()
-
-
-def test_cpu_and_memory_are_sampled_at_most_once_a_second() -> None:
-    loop = FakeLoop(3)
-    dash = widgets.Dashboard(loop, start=False)
-    assert loop.sampled == 1  # the first render samples
-    loop.records["RQ-0001"]["cpu_percent"] = 77.0  # a later sample would show this
-    for _ in range(5):
-        dash.refresh()
-    assert loop.sampled == 1  # renders within the second reuse the figures...
-    assert ">1<" in dash.table.value and ">77<" not in dash.table.value
-    dash._sampler.next_at = 0.0  # ...until a second has passed
-    dash.refresh()
-    assert loop.sampled == 2 and ">77<" in dash.table.value
-    assert 0.9 <= dash._sampler.next_at - time.monotonic() <= 1.0
     dash.close()
 
 
@@ -342,10 +247,11 @@ def test_mimebundle_outside_a_kernel_is_text_and_html_only() -> None:
     assert not widgets._DASHBOARDS.get(loop)  # no widget, no thread outside a kernel
 
 
-def test_text_table_shows_one_row_per_task_latest_attempt() -> None:
-    recs = [
-        {"task_id": "RQ-0001", "iteration": 1, "status": "failed", "title": "a"},
-        {
+def test_repr_is_the_text_table_one_row_per_task_latest_attempt() -> None:
+    loop = FakeLoop(0)
+    loop.records = {
+        "a": {"task_id": "RQ-0001", "iteration": 1, "status": "failed", "title": "a"},
+        "b": {
             "task_id": "RQ-0001",
             "iteration": 2,
             "status": "integrated",
@@ -353,16 +259,17 @@ def test_text_table_shows_one_row_per_task_latest_attempt() -> None:
             "cost_usd": 0.5,
             "elapsed_s": 65.0,
         },
-        {
+        "c": {
             "task_id": "RQ-0002",
             "iteration": 1,
             "status": "killed",
             "title": "b",
             "cost_usd": float("nan"),
         },
-    ]
-    text = widgets.text_table(recs)
-    lines = text.splitlines()
+    }
+    dash = widgets.Dashboard(loop, start=False)
+    lines = repr(dash).splitlines()
+    dash.close()
     assert len(lines) == 4
     assert "integrated 1" in lines[0] and "killed 1" in lines[0] and "$0.500" in lines[0]
     assert lines[2].split()[:3] == ["RQ-0001", "2", "integrated"] and "1:05" in lines[2]
@@ -372,10 +279,6 @@ def test_text_table_shows_one_row_per_task_latest_attempt() -> None:
 
 
 def _real_loop(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from ralphnb.demo.sample import create_sample_repo
-    from ralphnb.loop.core import Loop
-    from ralphnb.queue.store import Queue
-
     monkeypatch.setenv("RALPHNB_DEMO_SPEED", "0.2")
     repo = create_sample_repo(tmp_path / "repo", n_tasks=1)
     q = Queue(repo)
@@ -385,8 +288,6 @@ def _real_loop(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def _tree(pid: int) -> list[int]:
-    import psutil
-
     try:
         return [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
     except psutil.NoSuchProcess:
@@ -394,8 +295,6 @@ def _tree(pid: int) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
-    import psutil
-
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

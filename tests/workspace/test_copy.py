@@ -259,3 +259,33 @@ def test_loop_recovers_a_copy_task_done_but_not_copied_back(tmp_path):
     assert df.status.iloc[-1] == "integrated", df[["status", "error"]]
     assert (d / "f.txt").read_text() == "recovered\n"
     assert [t.id for t in Queue(d).done] == ["RQ-0001"] and not ws.path.exists()
+
+
+def test_copy_back_drops_ralph_and_names_what_was_dropped(tmp_path):
+    d = plain_dir(tmp_path)
+    (d / ".ralph").mkdir()
+    (d / ".ralph" / "config.jsonc").write_text('{"version": 1}\n')
+    wss = Workspaces(d, root=tmp_path / "ws")
+    ws = wss.create("RQ-0001")
+    (ws.path / ".ralph" / "config.jsonc").write_text('{"queue": {"id_prefix": "PWN"}}\n')
+    (ws.path / ".ralph" / "new.jsonc").write_text("{}\n")
+    (ws.path / "a.txt").write_text("agent\n")
+    res = integrate_copy(d, ws.path, wss.manifest("RQ-0001"))
+    assert res.status == "integrated", res.message
+    assert res.dropped == [".ralph/config.jsonc", ".ralph/new.jsonc"]
+    assert (d / ".ralph" / "config.jsonc").read_text() == '{"version": 1}\n'
+    assert not (d / ".ralph" / "new.jsonc").exists() and (d / "a.txt").read_text() == "agent\n"
+
+
+def test_copy_back_refuses_symlinks_pointing_outside_the_tree(tmp_path):
+    d = plain_dir(tmp_path)
+    wss = Workspaces(d, root=tmp_path / "ws")
+    ws = wss.create("RQ-0001")
+    os.symlink("/etc/passwd", ws.path / "abs")
+    os.symlink("../../../escape", ws.path / "pkg" / "up")
+    os.symlink("mod.py", ws.path / "pkg" / "fine")
+    (ws.path / "a.txt").write_text("agent\n")
+    res = integrate_copy(d, ws.path, wss.manifest("RQ-0001"))
+    assert res.status == "conflict" and res.paths == ["abs", "pkg/up"], res
+    assert "outside" in res.message
+    assert (d / "a.txt").read_text() == "a\n" and not os.path.lexists(d / "abs")

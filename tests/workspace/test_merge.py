@@ -222,3 +222,85 @@ def test_target_being_rebased_in_the_checkout_is_not_moved_behind_its_back(tmp_p
     res = move_branch(repo, "main", old, new)
     assert res.status == "blocked" and "rebase of main is in progress" in res.message
     assert git(repo, "rev-parse", "refs/heads/main").strip() == old
+
+
+def test_nothing_under_ralph_is_merged_and_the_result_names_what_was_dropped(tmp_path):
+    repo = make_repo(tmp_path, track_queue=True)
+    (repo / ".ralph" / "config.jsonc").write_text('{"version": 1}\n')
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "commit", "-qm", "config", cwd=repo)
+    ws = worktree(repo, "RQ-0001")
+    evil = '{"queue": {"file": ".ralph/evil_queue.jsonc", "id_prefix": "PWN"}}\n'
+    (ws / ".ralph" / "config.jsonc").write_text(evil)
+    (ws / ".ralph" / "evil_queue.jsonc").write_text('{"version": 1, "tasks": []}\n')
+    (ws / "x.txt").write_text("x\n")
+    res = integrate(repo, ws, branch="ralph/RQ-0001", target="main", task_id="RQ-0001", title="x")
+    assert res.status == "integrated", res.message
+    assert res.dropped == [".ralph/config.jsonc", ".ralph/evil_queue.jsonc"]
+    assert (repo / ".ralph" / "config.jsonc").read_text() == '{"version": 1}\n'
+    assert not (repo / ".ralph" / "evil_queue.jsonc").exists()
+    assert (repo / "x.txt").read_text() == "x\n"
+    names = sh("git", "ls-tree", "-r", "--name-only", "main", cwd=repo).split()
+    assert ".ralph/evil_queue.jsonc" not in names
+    assert sh("git", "show", "main:.ralph/config.jsonc", cwd=repo) == '{"version": 1}\n'
+
+
+def test_a_branch_that_only_touched_ralph_is_a_noop_naming_the_dropped_paths(tmp_path):
+    from ralphnb.workspace.merge import merge_branch
+
+    repo = make_repo(tmp_path, track_queue=True)
+    ws = worktree(repo, "RQ-0001")
+    (ws / ".ralph" / "queue.jsonc").write_text('{"version": 1, "tasks": ["agent"]}\n')
+    sh("git", "commit", "-qam", "the agent commits its own queue edit", cwd=ws)
+    head = rev(repo, "main")
+    res = merge_branch(repo, "ralph/RQ-0001", "main", message="Merge")  # recovery's path
+    assert res.status == "noop" and res.dropped == [".ralph/queue.jsonc"], res
+    assert rev(repo, "main") == head
+
+
+def test_queue_files_moved_by_config_are_kept_out_too(tmp_path):
+    repo = make_repo(tmp_path, track_queue=True)
+    (repo / "tasks").mkdir()
+    (repo / "tasks" / "queue.jsonc").write_text('{"version": 1, "tasks": []}\n')
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "commit", "-qm", "queue elsewhere", cwd=repo)
+    ws = worktree(repo, "RQ-0001")
+    (ws / "tasks" / "queue.jsonc").write_text('{"version": 1, "tasks": ["agent"]}\n')
+    (ws / "y.txt").write_text("y\n")
+    res = integrate(
+        repo,
+        ws,
+        branch="ralph/RQ-0001",
+        target="main",
+        task_id="RQ-0001",
+        title="y",
+        bookkeeping=("tasks/queue.jsonc", "tasks/done.jsonc"),
+    )
+    assert res.status == "integrated" and res.dropped == ["tasks/queue.jsonc"], res
+    assert (repo / "tasks" / "queue.jsonc").read_text() == '{"version": 1, "tasks": []}\n'
+
+
+def test_symlinks_pointing_outside_the_repository_are_refused_as_a_conflict(tmp_path):
+    import os
+
+    repo = make_repo(tmp_path)
+    ws = worktree(repo, "RQ-0001")
+    (ws / "sub").mkdir()
+    os.symlink("/etc/passwd", ws / "abs")
+    os.symlink("../../outside", ws / "up")
+    os.symlink("../../x", ws / "sub" / "up2")
+    os.symlink(".git/config", ws / "into-git")
+    os.symlink("a.txt", ws / "fine")
+    os.symlink("../b.txt", ws / "sub" / "fine2")
+    head = rev(repo, "main")
+    res = integrate(repo, ws, branch="ralph/RQ-0001", target="main", task_id="RQ-0001", title="l")
+    assert res.status == "conflict", res
+    assert res.paths == ["abs", "into-git", "sub/up2", "up"]
+    assert "outside the repository" in res.message and "sub/up2" in res.message
+    assert rev(repo, "main") == head and not os.path.lexists(repo / "abs")
+    for p in ("abs", "up", "sub/up2", "into-git"):
+        os.unlink(ws / p)
+    sh("git", "rm", "-q", "--cached", "abs", "up", "sub/up2", "into-git", cwd=ws)
+    res = integrate(repo, ws, branch="ralph/RQ-0001", target="main", task_id="RQ-0001", title="l")
+    assert res.status == "integrated", res
+    assert os.readlink(repo / "sub" / "fine2") == "../b.txt"

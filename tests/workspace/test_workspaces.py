@@ -277,3 +277,81 @@ def test_detached_head_targets_its_commit_and_explicit_target(tmp_path):
     assert wss.target_branch is None
     assert wss.create("RQ-0009").base == first
     assert os.path.commonpath([wss.root, tmp_path]) == str(tmp_path)
+
+
+@pytest.mark.parametrize("where", ["bare", ".git", ".git/hooks"])
+def test_a_bare_repository_or_a_git_directory_is_refused_in_one_line(tmp_path, where):
+    if where == "bare":
+        target = tmp_path / "bare.git"
+        git(tmp_path, "init", "-q", "--bare", str(target))
+    else:
+        target = make_repo(tmp_path) / where
+    with pytest.raises(WorkspaceError) as exc:
+        Workspaces(target, root=tmp_path / "ws")
+    msg = str(exc.value)
+    assert str(target) in msg and "checkout" in msg and "\n" not in msg
+    assert not (tmp_path / "ws").exists()
+
+
+def test_created_branches_are_recorded_and_only_those_are_ever_deleted(tmp_path):
+    repo = make_repo(tmp_path)
+    git(repo, "branch", "ralph/RQ-0003")  # made by the user (or by ralph), not by ralphnb
+    wss = Workspaces(repo)
+    wss.create("RQ-0001")
+    wss.create("RQ-0002")
+    wss.create("RQ-0003", reuse=True)  # continues on the user's branch
+    assert wss.created_branches() == {"RQ-0001": "ralph/RQ-0001", "RQ-0002": "ralph/RQ-0002"}
+    wss.remove("RQ-0002")  # the workspace goes, the branch stays: still recorded, on disk
+    assert Workspaces(repo).created_branches() == {
+        "RQ-0001": "ralph/RQ-0001",
+        "RQ-0002": "ralph/RQ-0002",
+    }
+    wss.remove("RQ-0002", delete_branch=True)
+    wss.remove("RQ-0003", delete_branch=True)
+    branches = git(repo, "branch", "--format=%(refname:short)").split()
+    assert "ralph/RQ-0002" not in branches
+    assert "ralph/RQ-0003" in branches  # never ralphnb's to delete
+    assert wss.created_branches() == {"RQ-0001": "ralph/RQ-0001"}
+    with pytest.raises(WorkspaceError, match="git branch -D ralph/RQ-0003"):
+        wss.create("RQ-0003")  # a leftover branch ralphnb did not make: says how to delete it
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MiB tmpfs (root only; skipped with the reason elsewhere)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("mode", ["worktree", "clone"])
+def test_a_full_disk_is_reported_as_such_and_leaves_no_branch(tmp_path, small_disk, mode):
+    repo = make_repo(tmp_path)
+    (repo / "big.bin").write_bytes(os.urandom(3 << 20))  # more than the disk holds
+    git(repo, "add", "big.bin")
+    git(repo, "commit", "-q", "-m", "big")
+    wss = Workspaces(repo, mode=mode, root=small_disk / "ws")
+    for _ in range(2):  # the retry says the same, never "a branch ... already exists"
+        with pytest.raises(WorkspaceError) as exc:
+            wss.create("RQ-0002")
+        msg = str(exc.value)
+        assert "no space left on device" in msg and str(small_disk / "ws") in msg, msg
+        assert "already exists" not in msg
+        assert "ralph/RQ-0002" not in git(repo, "branch", "--format=%(refname:short)")
+        assert not (small_disk / "ws" / "RQ-0002").exists()
+    assert wss.created_branches() == {}
+    roomy = Workspaces(repo, mode=mode, root=tmp_path / "roomy")
+    assert roomy.create("RQ-0002").path.is_dir()  # with room, the same task id works

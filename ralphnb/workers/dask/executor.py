@@ -1,14 +1,16 @@
 """Run workers on a Dask distributed cluster, with the same stop/kill/exit semantics as locally.
 
-Owns: `DaskExecutor` (client side: spawn, stop/kill over `client.run` aimed at the owning Dask
-worker, lost-worker detection, live lines and resources streamed back) and the remote side (the
-task function that supervises one agent with `process.Worker`, and `RalphnbWorkerPlugin`, whose
-teardown kills every agent of a closing Dask worker, live in `_dask_remote.py`; the per-agent
-handle in `_dask_handle.py`).
-Does not own: scheduling or what an exit means (the loop), workspaces (the loop creates them on
-the client; with workspace="shared" the Dask workers use those paths — LocalCluster or a shared
-filesystem; with workspace="ship" a copy travels with the task and its result comes back,
-see `_dask_ship.py`).
+Owns: `DaskExecutor`, the client side: picking a Dask worker and submitting the task, the
+dispatcher thread that applies streamed messages to handles in order, stop/kill over
+`client.run` aimed at the owning Dask worker, and lost-worker detection (a removed worker, a
+finished task without an exit, a client cut off from its scheduler).
+Does not own: the per-agent handle (`handle.py`, which asks this executor only through its
+`ExecutorLink`), the Dask-worker side (`remote.py`: the task that supervises one agent with
+`process.Worker`, and `RalphnbWorkerPlugin`, whose teardown kills every agent of a closing Dask
+worker), scheduling or what an exit means (the loop), workspaces (the loop creates them on the
+client; with workspace="shared" the Dask workers use those paths — LocalCluster or a shared
+filesystem; with workspace="ship" a copy travels with the task and its result comes back, see
+`ship.py`).
 Invariants:
 - `Future.cancel()` does not interrupt a running task, so stop/kill never rely on it: the agent
   runs in its own session under the shim and is stopped by its own supervisor on the owner worker,
@@ -18,8 +20,9 @@ Invariants:
   its processes were swept on that host).
 - Each task is pinned to one Dask worker and refuses to run anywhere else, so a lost task is never
   silently re-run by the scheduler.
-- With `queue_writes="client"` the agent's `ralphnb task done` lands in a stub queue on the worker;
-  the client applies it to the user's queue. Only the client writes the user's queue files.
+- Nothing here reads or writes the user's queue files. With `queue_writes="client"` the agent's
+  `ralphnb task done` lands in a stub queue on the worker, built from `spec.task`; what the agent
+  did there comes back in its exit's `queue_marks`, which the loop applies.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Mapping
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 try:
@@ -43,28 +46,36 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("DaskExecutor needs Dask distributed: pip install 'ralphnb[dask]'") from exc
 
 from ...errors import WorkerError
-from .handle import DaskExitInfo, DaskHandle, _spec_dict
+from .handle import DaskHandle, ExecutorLink
 from .remote import (
-    LOST,
     PLUGIN_NAME,
     RalphnbWorkerPlugin,
-    _quiet_kill,
-    _remote_control,
-    _remote_run,
-    _remote_sweep,
     reap_dead_workers,
+    remote_control,
+    remote_run,
+    remote_sweep,
 )
-
-__all__ = [
-    "LOST",
-    "DaskExecutor",
-    "DaskExitInfo",
-    "DaskHandle",
-    "RalphnbWorkerPlugin",
-    "reap_dead_workers",
-]
+from .ship import ship_spec
 
 log = logging.getLogger(__name__)
+
+
+def _spec_dict(spec: Any) -> dict[str, Any]:
+    """A `WorkerSpec` (or a mapping with its fields) as the plain dict that travels."""
+    get = spec.get if isinstance(spec, Mapping) else (lambda k, d=None: getattr(spec, k, d))
+    argv = list(get("argv"))
+    stdin = get("stdin_path")
+    return {
+        "argv": [str(a) for a in argv],
+        "env": dict(get("env") or {}),
+        "cwd": str(get("cwd")),
+        "log_path": str(get("log_path")),
+        "worker_id": str(get("worker_id")),
+        "task_id": get("task_id"),
+        "stdin_path": str(stdin) if stdin else None,
+        "tail_lines": int(get("tail_lines", 200) or 200),
+        "task": dict(get("task")) if get("task") else None,
+    }
 
 
 def _local_host(host: str) -> bool:
@@ -73,6 +84,11 @@ def _local_host(host: str) -> bool:
     with contextlib.suppress(OSError):
         return host in socket.gethostbyname_ex(socket.gethostname())[2]
     return False
+
+
+def _stop_quietly(h: DaskHandle, grace: float) -> None:
+    with contextlib.suppress(Exception):
+        h.stop(grace=grace)
 
 
 class _WorkerWatch:
@@ -107,8 +123,11 @@ class DaskExecutor:
     """Start agents on a Dask cluster: `Loop(..., executor=DaskExecutor(client))`.
 
     `client`: a connected `distributed.Client`. `workers`: restrict to these worker addresses.
-    `queue_writes`: "client" (the agent's `ralphnb task done` goes to a stub queue on the worker
-    and the client applies it) or "direct" (RALPHNB_REPO left as given; needs a shared queue).
+    `queue_writes`: "client" (the agent's RALPHNB_REPO is a stub queue on the worker holding only
+    `spec.task`; its `ralphnb task done`/`reject`/`add` land there and come back as the exit's
+    `queue_marks`, for the loop to apply to the user's queue) or "direct" (RALPHNB_REPO left as
+    given; needs a shared queue). A spec without `task` or without RALPHNB_REPO in its env gets
+    no stub: RALPHNB_REPO is left as given, as with "direct".
     `workspace`: "shared" (default: the workspace, prompt and log paths of each spec are used as
     they are, so the Dask workers must see the client's filesystem: a LocalCluster, or NFS) or
     "ship" (the workspace without `.git`, the prompt and stdin files travel with the task; the
@@ -152,6 +171,7 @@ class DaskExecutor:
         self._lock = threading.Lock()
         self._inbox: _queue.SimpleQueue[tuple[DaskHandle, dict] | None] = _queue.SimpleQueue()
         self._closed = False
+        self._link = ExecutorLink(post=self._post, forget=self._forget, control=self._control)
         if register_plugin:
             client.register_plugin(RalphnbWorkerPlugin(), name=PLUGIN_NAME)
         client.subscribe_topic(self.topic, self._on_event)
@@ -201,25 +221,30 @@ class DaskExecutor:
             raise WorkerError("DaskExecutor is closed")
         sd = _spec_dict(spec)
         addr, host, full = self._pick()
-        h = DaskHandle(self, sd, callbacks, addr, tail_lines=sd["tail_lines"])
-        h.host = host
-        remote = dict(sd)
-        if self.queue_writes == "client" and sd["env"].get("RALPHNB_REPO") and h.task_id:
-            remote["stub_task"] = self._task_dict(sd["env"]["RALPHNB_REPO"], h.task_id)
+        remote = {k: v for k, v in sd.items() if k != "task"}
+        if self.queue_writes == "client" and sd["env"].get("RALPHNB_REPO") and sd["task"]:
+            remote["stub_task"] = sd["task"]
         if self.workspace == "ship":
-            from .ship import ship_spec
-
             remote = ship_spec(remote)
-            Path(sd["log_path"]).parent.mkdir(parents=True, exist_ok=True)
-            h._logf = open(sd["log_path"], "w", encoding="utf-8", buffering=1)  # noqa: SIM115
-        self._watch_worker(addr)
-        h._spawning = (
+        # wait for the start unless it queues there, or this is the dispatcher (a callback's
+        # respawn), which must go on delivering the start message
+        waits = (
             self.wait_started and not full and threading.current_thread() is not self._dispatcher
         )
+        h = DaskHandle(
+            sd,
+            callbacks,
+            address=addr,
+            host=host,
+            link=self._link,
+            log_on_client=self.workspace == "ship",
+            spawning=waits,
+        )
+        self._watch_worker(addr)
         with self._lock:
             self._handles[h.hid] = h
         h.future = self.client.submit(
-            _remote_run,
+            remote_run,
             remote,
             h.hid,
             self.topic,
@@ -232,24 +257,9 @@ class DaskExecutor:
             retries=0,
         )
         h.future.add_done_callback(lambda fut, h=h: self._on_done(h, fut))
-        if not h._spawning:
-            return h
-        h._started.wait()  # started, failed to start, or lost (worker gone / cluster closed)
-        h._spawning = False
-        if h.start_error is not None:
-            raise WorkerError(
-                f"cannot start {h.worker_id} on Dask worker {addr}: {h.start_error}",
-                task_id=h.task_id,
-            )
+        if waits:
+            h.wait_started()  # raises WorkerError if it could not start
         return h
-
-    @staticmethod
-    def _task_dict(repo: str, task_id: str) -> dict[str, Any] | None:
-        from ...queue.store import Queue
-
-        with contextlib.suppress(Exception):
-            return Queue(repo).get(task_id).to_dict()
-        return None
 
     # ------------------------------------------------------------ events
 
@@ -264,7 +274,7 @@ class DaskExecutor:
     def _kill_stray(self, msg: dict) -> None:
         with contextlib.suppress(Exception):
             self.client.run(
-                _remote_control,
+                remote_control,
                 msg["h"],
                 msg["pid"],
                 msg["create_time"],
@@ -281,7 +291,7 @@ class DaskExecutor:
                 return
             h, msg = item
             try:
-                h._apply(msg)
+                h.apply(msg)
             except Exception:
                 log.exception("applying %s to %s failed", msg.get("k"), h.worker_id)
 
@@ -302,13 +312,13 @@ class DaskExecutor:
             return
 
         def later() -> None:
-            if h._exited.wait(2.0):
+            if h.wait(2.0) is not None:
                 return
             why = f"the Dask task ended ({fut.status}) without an exit event"
             with contextlib.suppress(Exception):
                 res = fut.result(timeout=0) if fut.status == "finished" else None
                 if isinstance(res, dict) and res.get("pid"):
-                    self._inbox.put((h, {"k": "exit", "exit": res}))
+                    self._post(h, {"k": "exit", "exit": res})
                     return
                 if isinstance(res, dict):
                     why = res.get("refused") or res.get("error") or why
@@ -318,17 +328,15 @@ class DaskExecutor:
 
     def _lose(self, h: DaskHandle, why: str, *, sweep: bool = True) -> None:
         """Synthesise the exit of an agent whose Dask worker is gone, after sweeping its host."""
-        with h._lock:
-            if h._losing or not h.alive:
-                return
-            h._losing = True
+        if not h.claim_lost():
+            return
 
         def run() -> None:
             with contextlib.suppress(Exception):
                 h.future.cancel()
             if sweep:
-                self._sweep_host(getattr(h, "host", ""), exclude=h.address)
-            self._inbox.put((h, {"k": "lost", "why": why}))
+                self._sweep_host(h.host, exclude=h.address)
+            self._post(h, {"k": "lost", "why": why})
 
         threading.Thread(target=run, daemon=True).start()
 
@@ -338,7 +346,7 @@ class DaskExecutor:
             info = self.client.scheduler_info(n_workers=-1)["workers"]
             peers = [a for a, w in info.items() if w.get("host") == host and a != exclude]
             if peers:
-                self.client.run(_remote_sweep, workers=peers[:1], on_error="ignore")
+                self.client.run(remote_sweep, workers=peers[:1], on_error="ignore")
                 return
         if _local_host(host):
             with contextlib.suppress(Exception):
@@ -360,9 +368,27 @@ class DaskExecutor:
                 for h in list(self._handles.values()):
                     self._lose(h, f"lost contact with the Dask scheduler ({self.client.status})")
 
+    # ------------------------------------------------------------ what handles may ask (link)
+
+    def _post(self, h: DaskHandle, msg: dict[str, Any]) -> None:
+        self._inbox.put((h, msg))
+
     def _forget(self, h: DaskHandle) -> None:
         with self._lock:
             self._handles.pop(h.hid, None)
+
+    def _control(self, h: DaskHandle, action: str, grace: float) -> object:
+        res = self.client.run(
+            remote_control,
+            h.hid,
+            h.pid,
+            h.create_time,
+            action,
+            grace,
+            workers=[h.address],
+            on_error="return",
+        )
+        return res.get(h.address)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -373,7 +399,7 @@ class DaskExecutor:
 
     def stop_all(self, grace: float = 1.5, timeout: float = 10.0) -> None:
         """Stop every running agent (in parallel); never raises."""
-        threads = [threading.Thread(target=_quiet_kill, args=(h, grace)) for h in self.running]
+        threads = [threading.Thread(target=_stop_quietly, args=(h, grace)) for h in self.running]
         for t in threads:
             t.start()
         for t in threads:

@@ -1,9 +1,13 @@
-"""Client-side handle of one agent running on a Dask worker (see `dask_executor.py`).
+"""Client-side handle of one agent running on a Dask worker (see `executor.py`).
 
 Owns: `DaskHandle` (the executor seam's handle: stop/kill/wait/tail/resources/pid), which
 applies the messages streamed from the worker in order on the executor's dispatcher thread
-(lines, resource samples, start, exit), the user's queue updates an agent made in its stub queue,
-and a shipped workspace's way back; and `DaskExitInfo` (an `ExitInfo` with where and why).
+(lines, resource samples, start, exit; what an agent did to its stub queue rides in the exit's
+`queue_marks`) and brings a shipped workspace back; `DaskExitInfo` (an `ExitInfo` with where
+and why); and `ExecutorLink`, all a handle may ask of the executor that owns it (post a message
+to the dispatcher, forget the handle, run stop/kill on the owning Dask worker).
+Never: imports the executor or reaches into it (the executor uses the handle's public surface);
+writes the user's queue (the loop applies `queue_marks`).
 Invariants: exactly one exit per handle, after its lines; callbacks run on the dispatcher thread,
 never on the Dask client's event loop.
 """
@@ -21,35 +25,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...errors import WorkerError
-from ..process import ExitInfo
-from .remote import LOST, _remote_control
-
-if TYPE_CHECKING:
-    from .executor import DaskExecutor
+from ..exits import ExitInfo
+from .remote import LOST
+from .ship import sync_back
 
 log = logging.getLogger(__name__)
-
-# fields of a task an agent added in its stub queue that the user's queue sets itself
-_NOT_COPIED = ("id", "title", "status", "created_at", "updated_at", "started_at", "completed_at")
-
-
-def _spec_dict(spec: Any) -> dict[str, Any]:
-    get = spec.get if isinstance(spec, Mapping) else (lambda k, d=None: getattr(spec, k, d))
-    argv = list(get("argv"))
-    stdin = get("stdin_path")
-    return {
-        "argv": [str(a) for a in argv],
-        "env": dict(get("env") or {}),
-        "cwd": str(get("cwd")),
-        "log_path": str(get("log_path")),
-        "worker_id": str(get("worker_id")),
-        "task_id": get("task_id"),
-        "stdin_path": str(stdin) if stdin else None,
-        "tail_lines": int(get("tail_lines", 200) or 200),
-    }
 
 
 def _callback(callbacks: Any, name: str) -> Callable[..., Any] | None:
@@ -58,6 +41,16 @@ def _callback(callbacks: Any, name: str) -> Callable[..., Any] | None:
     if isinstance(callbacks, Mapping):
         return callbacks.get(name)
     return getattr(callbacks, name, None)
+
+
+def _json_shaped(value: Any) -> Any:
+    """`value` with every tuple made a list again: events through the scheduler come back with
+    tuples for arrays (msgpack), and queue marks must look as the queue files hold them."""
+    if isinstance(value, dict):
+        return {k: _json_shaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_shaped(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -69,18 +62,46 @@ class DaskExitInfo(ExitInfo):
     detail: str | None = None
 
 
+@dataclass(frozen=True)
+class ExecutorLink:
+    """What a handle may ask of the executor that owns it: three functions, no back reference.
+
+    `post(handle, msg)`: queue `msg` for `handle.apply` on the dispatcher thread, after every
+    message queued before it. `forget(handle)`: drop it from the executor's running agents (it
+    exited, or never started). `control(handle, action, grace)`: run "stop" (SIGINT, `grace`
+    seconds, then kill) or "kill" on the owning Dask worker; returns that worker's answer ("ok",
+    "gone", "mismatch") and raises if the worker cannot be reached.
+    """
+
+    post: Callable[[DaskHandle, dict[str, Any]], None]
+    forget: Callable[[DaskHandle], None]
+    control: Callable[[DaskHandle, str, float], object]
+
+
 class DaskHandle:
-    """One agent running on a Dask worker; same surface as a local worker handle."""
+    """One agent running on a Dask worker; same surface as a local worker handle.
+
+    `spec`: the plain spec dict (argv, env, cwd, log_path, worker_id, task_id, tail_lines).
+    `callbacks`: on_line(str), on_exit(ExitInfo), on_drained(ExitInfo), optional on_start(pid),
+    as attributes or mapping keys. `address`/`host`: the owning Dask worker and its host.
+    `log_on_client`: the client writes the log from the streamed lines (a shipped workspace,
+    whose remote log is not visible here). `spawning`: `spawn()` waits in `wait_started()`, so a
+    start failure raises there instead of ending as an exit. `future`: the Dask task's future,
+    set by the executor once it submitted the task.
+    """
 
     def __init__(
         self,
-        executor: DaskExecutor,
         spec: dict[str, Any],
         callbacks: Any,
+        *,
         address: str,
-        tail_lines: int = 200,
+        link: ExecutorLink,
+        host: str = "",
+        log_on_client: bool = False,
+        spawning: bool = False,
     ) -> None:
-        self._ex = executor
+        self._link = link
         self.hid = uuid.uuid4().hex[:12]
         self.spec = spec
         self.task_id: str | None = spec.get("task_id")
@@ -97,16 +118,19 @@ class DaskHandle:
         self._on_exit = _callback(callbacks, "on_exit")
         self._on_drained = _callback(callbacks, "on_drained")
         self._on_start = _callback(callbacks, "on_start")  # optional: a late start's pid
-        self._tail: collections.deque[str] = collections.deque(maxlen=max(1, tail_lines))
+        self._tail: collections.deque[str] = collections.deque(maxlen=max(1, spec["tail_lines"]))
         self._res: dict[str, float | int] = {"cpu_percent": 0.0, "rss_mb": 0.0, "num_procs": 0}
         self._started = threading.Event()
         self._exited = threading.Event()
         self._lock = threading.Lock()
         self._losing = False
-        self._spawning = False
-        self._logf: Any = None  # ship mode: the client writes the log from the stream
+        self._spawning = spawning
+        self._logf: Any = None
+        if log_on_client:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._logf = open(self.log_path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
         self.start_error: str | None = None
-        self.host = ""
+        self.host = host
 
     def __repr__(self) -> str:
         state = "exited" if self._exited.is_set() else "running"
@@ -114,7 +138,8 @@ class DaskHandle:
 
     # ------------------------------------------------------------ applied on the dispatcher
 
-    def _apply(self, msg: dict[str, Any]) -> None:
+    def apply(self, msg: dict[str, Any]) -> None:
+        """Apply one message streamed from the agent's Dask worker (dispatcher thread only)."""
         kind = msg.get("k")
         if self._exited.is_set():
             return
@@ -124,70 +149,67 @@ class DaskHandle:
         elif kind == "res":
             self._res = dict(msg["res"])
         elif kind == "started":
-            self.pid, self.create_time = msg["pid"], msg["create_time"]
-            if msg.get("started_at"):
-                self.started_at = datetime.fromisoformat(msg["started_at"])
-            self._started.set()
-            if self._on_start is not None and not self._spawning:  # it was queued on its worker
-                try:
-                    self._on_start(self.pid)
-                except Exception:
-                    log.exception("on_start callback of %s failed", self.worker_id)
+            self._on_started(msg)
         elif kind == "error":
-            if self._spawning:  # spawn() raises it, as the local executor does: no exit
-                self.start_error = msg["message"]
-                self._ex._forget(self)
-                self._started.set()
-                return
-            self._line(f"[ralphnb] cannot start on {self.address}: {msg['message']}")
-            self._finish(
-                self._synth(returncode=127, reason=None, detail=msg["message"]), msg["message"]
-            )
+            self._on_error(msg["message"])
         elif kind == "exit":
-            ex = msg["exit"]
-            if ex.get("shipped") or ex.get("ship_error"):
-                self._bring_back(ex)
-            if ex.get("marks"):
-                self._apply_marks(ex["marks"])
-            if ex.get("detail"):
-                self._line(f"[ralphnb] {ex['detail']}")
-            stderr = ex.get("stderr_path") if self._logf is None else None  # shipped: remote
-            info = DaskExitInfo(
-                pid=ex["pid"],
-                returncode=ex["returncode"],
-                signal=ex["signal"],
-                started_at=datetime.fromisoformat(ex["started_at"]),
-                ended_at=datetime.fromisoformat(ex["ended_at"]),
-                log_path=self.log_path,
-                reason=ex["reason"],
-                task_id=self.task_id,
-                worker_id=self.worker_id,
-                stderr_path=Path(stderr) if stderr else None,
-                address=self.address,
-                detail=ex.get("detail"),
-            )
-            self._finish(info, ex.get("detail"))
+            self._finish(self._exit_info(msg["exit"]))
         elif kind == "abort":  # never ran; a late start is killed as a stray
-            self._finish(
-                self._synth(signal_=int(signal.SIGKILL), reason=msg["reason"], detail=msg["why"]),
-                msg["why"],
-            )
+            why = msg["why"]
+            self._finish(self._synth(signal_=int(signal.SIGKILL), reason=msg["reason"], detail=why))
         elif kind == "lost":
+            why = msg["why"]
             if self._logf is None:  # shared path: the remote writer is gone, add the reason
                 with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as f:
-                    f.write(f"[ralphnb] {msg['why']}\n")
-            self._line(f"[ralphnb] {msg['why']}")
-            self._finish(
-                self._synth(signal_=int(signal.SIGKILL), reason=LOST, detail=msg["why"]), msg["why"]
-            )
+                    f.write(f"[ralphnb] {why}\n")
+            self._line(f"[ralphnb] {why}")
+            self._finish(self._synth(signal_=int(signal.SIGKILL), reason=LOST, detail=why))
 
-    def _inbox(self, msg: dict[str, Any]) -> None:
-        self._ex._inbox.put((self, msg))
+    def _on_started(self, msg: dict[str, Any]) -> None:
+        self.pid, self.create_time = msg["pid"], msg["create_time"]
+        if msg.get("started_at"):
+            self.started_at = datetime.fromisoformat(msg["started_at"])
+        self._started.set()
+        if self._on_start is not None and not self._spawning:  # it was queued on its worker
+            try:
+                self._on_start(self.pid)
+            except Exception:
+                log.exception("on_start callback of %s failed", self.worker_id)
+
+    def _on_error(self, message: str) -> None:
+        if self._spawning:  # spawn() raises it, as the local executor does: no exit
+            self.start_error = message
+            self._link.forget(self)
+            self._started.set()
+            return
+        self._line(f"[ralphnb] cannot start on {self.address}: {message}")
+        self._finish(self._synth(returncode=127, reason=None, detail=message))
+
+    def _exit_info(self, ex: dict[str, Any]) -> DaskExitInfo:
+        """The agent's own exit as its Dask worker reported it, once its results are back."""
+        if ex.get("shipped") or ex.get("ship_error"):
+            self._bring_back(ex)
+        if ex.get("detail"):
+            self._line(f"[ralphnb] {ex['detail']}")
+        stderr = ex.get("stderr_path") if self._logf is None else None  # shipped: remote
+        return DaskExitInfo(
+            pid=ex["pid"],
+            returncode=ex["returncode"],
+            signal=ex["signal"],
+            started_at=datetime.fromisoformat(ex["started_at"]),
+            ended_at=datetime.fromisoformat(ex["ended_at"]),
+            log_path=self.log_path,
+            reason=ex["reason"],
+            task_id=self.task_id,
+            worker_id=self.worker_id,
+            stderr_path=Path(stderr) if stderr else None,
+            queue_marks=_json_shaped(ex["marks"]) if ex.get("marks") else None,
+            address=self.address,
+            detail=ex.get("detail"),
+        )
 
     def _bring_back(self, ex: dict[str, Any]) -> None:
         """Mirror the shipped workspace's final tree over the client's workspace."""
-        from .ship import sync_back
-
         err = ex.get("ship_error")
         if err is None:
             try:
@@ -210,35 +232,6 @@ class DaskHandle:
             except Exception:
                 log.exception("on_line callback of %s failed", self.worker_id)
 
-    def _apply_marks(self, marks: dict[str, Any]) -> None:
-        """Apply what the agent did to its stub queue to the user's queue (client writes only):
-        done/reject of its task with its notes, and tasks it added (new ids allocated here;
-        links to other stub-only ids dropped)."""
-        repo = self.spec["env"].get("RALPHNB_REPO")
-        if not repo:
-            return
-        from ...queue.store import Queue
-
-        note = "\n".join(marks.get("notes") or []) or None
-        try:
-            q = Queue(repo)
-            for t in marks.get("added") or []:
-                fields = {k: v for k, v in t.items() if k not in _NOT_COPIED}
-                for link in ("depends_on", "blocks", "relates_to", "duplicates"):
-                    if fields.get(link):
-                        fields[link] = [i for i in fields[link] if i == self.task_id]
-                if fields.get("parent_id") and fields["parent_id"] != self.task_id:
-                    del fields["parent_id"]
-                q.add(str(t.get("title") or "untitled"), **fields)
-            if marks.get("status") == "done":
-                q.complete(self.task_id, note, archive=False)
-            elif marks.get("status") == "rejected":
-                q.reject(self.task_id, note)
-        except Exception as exc:
-            log.warning(
-                "could not apply %s's queue update for %s: %s", self.worker_id, self.task_id, exc
-            )
-
     def _synth(
         self,
         *,
@@ -246,7 +239,7 @@ class DaskHandle:
         signal_: int | None = None,
         reason: str | None,
         detail: str,
-    ) -> ExitInfo:
+    ) -> DaskExitInfo:
         return DaskExitInfo(
             pid=self.pid or 0,
             returncode=returncode,
@@ -261,14 +254,14 @@ class DaskHandle:
             detail=detail,
         )
 
-    def _finish(self, info: ExitInfo, detail: str | None = None) -> None:
+    def _finish(self, info: DaskExitInfo) -> None:
         with self._lock:
             if self._exited.is_set():
                 return
-            self.exit_info, self.detail = info, detail
+            self.exit_info, self.detail = info, info.detail
             self._exited.set()
         self._started.set()
-        self._ex._forget(self)
+        self._link.forget(self)
         if self._logf is not None:
             with contextlib.suppress(OSError):
                 self._logf.close()
@@ -280,6 +273,26 @@ class DaskHandle:
                     log.exception("exit callback of %s failed", self.worker_id)
 
     # ------------------------------------------------------------ public surface
+
+    def wait_started(self) -> None:
+        """Block until the agent runs, failed to start, or was lost (its worker or cluster gone);
+        a start failure raises `WorkerError`, as the local executor's spawn does."""
+        self._started.wait()
+        self._spawning = False
+        if self.start_error is not None:
+            raise WorkerError(
+                f"cannot start {self.worker_id} on Dask worker {self.address}: {self.start_error}",
+                task_id=self.task_id,
+            )
+
+    def claim_lost(self) -> bool:
+        """True once, for the one caller that delivers a "lost" exit; False if already claimed
+        or the agent has exited."""
+        with self._lock:
+            if self._losing or not self.alive:
+                return False
+            self._losing = True
+            return True
 
     @property
     def alive(self) -> bool:
@@ -313,20 +326,10 @@ class DaskHandle:
             with contextlib.suppress(Exception):
                 self.future.cancel()
             why = f"{action} before it started on {self.address}"
-            self._inbox({"k": "abort", "why": why, "reason": action})
+            self._link.post(self, {"k": "abort", "why": why, "reason": action})
         if self.alive and self.pid is not None:
             try:
-                res = self._ex.client.run(
-                    _remote_control,
-                    self.hid,
-                    self.pid,
-                    self.create_time,
-                    action,
-                    grace,
-                    workers=[self.address],
-                    on_error="return",
-                )
-                answer = res.get(self.address)
+                answer = self._link.control(self, action, grace)
             except Exception as exc:  # the owner is gone: the lost path delivers the exit
                 answer = exc
             if answer != "ok" and self.alive and not self._exited.wait(0.5):

@@ -119,6 +119,10 @@ def tree_pids(rec: Recorder) -> list[int]:
     return json.loads(rec.wait_line(lambda x: x.startswith('{"pids"')))["pids"]
 
 
+def queue_bytes(repo: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((repo / ".ralph").glob("*.jsonc"))}
+
+
 @pytest.fixture
 def executor(client):
     ex = DaskExecutor(client)
@@ -296,10 +300,10 @@ def test_reap_dead_workers_sweeps_agents_of_a_dead_dask_worker_process(tmp_path)
         f"""
         import os, sys, time
         from pathlib import Path
-        from ralphnb.workers.dask.remote import _proc_tag
+        from ralphnb.workers.dask.remote import proc_tag
         from ralphnb.workers.process import Worker, build_env
         from ralphnb.workers.registry import Registry
-        reg = Registry(Path({str(root)!r}) / _proc_tag(os.getpid()))
+        reg = Registry(Path({str(root)!r}) / proc_tag(os.getpid()))
         w = Worker(["sleep", "600"], cwd={str(tmp_path)!r}, env=build_env(),
                    log_path={str(tmp_path / "o.log")!r}, worker_id="o", registry=reg).start()
         import psutil
@@ -323,10 +327,13 @@ def test_reap_dead_workers_sweeps_agents_of_a_dead_dask_worker_process(tmp_path)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("queue_writes", ["client", "direct"])
-def test_demo_agent_marks_its_task_done_in_the_users_queue(client, tmp_path, queue_writes):
+def test_demo_agent_marks_its_task_done_in_a_stub_or_the_users_queue(
+    client, tmp_path, queue_writes
+):
     """The demo agent edits a copy of the repo on the Dask worker and runs `ralphnb task done`;
     its parsed stream comes back live. With queue_writes="client" the agent marks a stub queue
-    on the worker and the client applies it to the user's queue."""
+    on the worker and the marks come back in the exit for the loop to apply; with "direct" it
+    marks the user's queue itself."""
     import shutil
 
     from ralphnb.demo.sample import create_sample_repo
@@ -344,6 +351,7 @@ def test_demo_agent_marks_its_task_done_in_the_users_queue(client, tmp_path, que
     runner = get_runner("demo")
     runner.speed = 0.05
     cmd = runner.command(task, workspace=ws, prompt_file=prompt, iteration=1)
+    before = queue_bytes(repo)
     env = build_env(
         {
             **cmd.env,
@@ -368,6 +376,7 @@ def test_demo_agent_marks_its_task_done_in_the_users_queue(client, tmp_path, que
                 cwd=str(ws),
                 env=env,
                 log_path=str(tmp_path / "demo.log"),
+                task=task.to_dict(),
             ),
             cbs,
         )
@@ -379,7 +388,11 @@ def test_demo_agent_marks_its_task_done_in_the_users_queue(client, tmp_path, que
     assert {"session", "result"} <= kinds
     assert (ws / "src/greeting.py").read_text().strip().endswith('"Hello from ralphnb"')
     assert not (repo / "src/greeting.py").exists()  # the user's checkout is not touched
-    assert Queue(repo).get(task.id).status == "done"  # applied before the exit was delivered
+    if queue_writes == "client":  # marked in a stub queue; the marks come back with the exit
+        assert info.queue_marks is not None and info.queue_marks["status"] == "done"
+        assert queue_bytes(repo) == before
+    else:  # the agent wrote the user's queue itself
+        assert info.queue_marks is None and Queue(repo).get(task.id).status == "done"
 
 
 @pytest.mark.slow
@@ -490,16 +503,20 @@ def test_ship_mode_kill_leaves_no_process_and_no_remote_copy(client, tmp_path, t
 
 
 @pytest.mark.slow
-def test_agent_queue_commands_land_in_the_users_queue_through_the_client(client, tmp_path):
+def test_agent_queue_commands_come_back_as_queue_marks_and_the_users_queue_is_untouched(
+    client, tmp_path
+):
     """With queue_writes="client" an agent's `ralphnb task add` and `task done --note` go to a
-    stub queue on the Dask worker; the client applies both to the user's queue."""
-    from ralphnb.queue.store import Queue, init
+    stub queue on the Dask worker, built from `spec.task`; what the agent did comes back in the
+    exit's `queue_marks` for the loop to apply. The executor never writes the user's queue."""
+    from ralphnb.queue.store import init
 
     repo = tmp_path / "repo"
     repo.mkdir()
     q = init(repo)
     q.add("Existing")
     task = q.start(q.add("Ours").id)
+    before = queue_bytes(repo)
     script = tmp_path / "agent.py"
     script.write_text(
         textwrap.dedent(
@@ -532,6 +549,7 @@ def test_agent_queue_commands_land_in_the_users_queue_through_the_client(client,
             cwd=str(tmp_path),
             env=env,
             log_path=str(tmp_path / "a.log"),
+            task=task.to_dict(),
         ),
         rec.callbacks(),
     )
@@ -539,12 +557,12 @@ def test_agent_queue_commands_land_in_the_users_queue_through_the_client(client,
     ex.close()
     assert info is not None and info.returncode == 0, h.tail(20)
     assert rec.lines[-1] != str(repo)  # the agent saw a stub, not the user's repo
-    q = Queue(repo)
-    ours = q.get(task.id)
-    assert ours.status == "done" and "did it" in ours.notes
-    (follow,) = [t for t in q.tasks if t.title == "Follow-up found by the agent"]
-    assert follow.id == "RQ-0003" and follow.depends_on == [task.id]
-    assert follow.tags == ["followup"] and follow.status == "todo"
+    marks = info.queue_marks
+    assert marks is not None and marks["status"] == "done" and marks["notes"] == ["did it"]
+    (follow,) = marks["added"]
+    assert follow["title"] == "Follow-up found by the agent" and follow["tags"] == ["followup"]
+    assert follow["depends_on"] == [task.id] and follow["status"] == "todo"
+    assert queue_bytes(repo) == before  # byte-identical: only the loop applies the marks
 
 
 @pytest.mark.slow

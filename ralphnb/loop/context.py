@@ -1,0 +1,69 @@
+"""What a task's driver is given: the narrow, typed context a `Loop` builds once per run.
+
+Owns: `RunFlags` (the loop-wide state that drivers read or change: pause, stop, halt, tasks
+excluded from this run; every field is read and written with `cond` held, and `cond` is the one
+condition the scheduler and all drivers sleep on), `DriverSettings` (the run's fixed settings)
+and `DriverContext` (both, plus the services a task's life uses: the event sink, the queue,
+workspaces, executor, merge lock, the loop's limits and the worker table's rows).
+Invariants: the settings and the context are frozen, so a driver cannot rebind what it was
+given; the mutable parts are `RunFlags` (under its condition) and the services' own locks. A
+driver reaches the loop only through these names: nothing is inherited.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..queue.store import Queue
+from ..runners.base import Runner
+from ..workers.executors import Executor
+from ..workspace.workspaces import Workspaces
+from .check import CheckType
+from .events import Event
+
+
+@dataclass
+class RunFlags:
+    """The loop-wide state shared by the scheduler and the drivers (hold `cond` to touch it)."""
+
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    paused: bool = False  # start no new attempt until resumed
+    stopping: bool = False  # stop_all(): every driver winds down
+    halt_reason: str | None = None  # a limit was reached: no new attempt
+    excluded: set[str] = field(default_factory=set)  # tasks not picked again in this run
+
+
+@dataclass(frozen=True)
+class DriverSettings:
+    """A run's fixed settings, as a driver needs them."""
+
+    repo: Path
+    run_id: str
+    run_dir: Path
+    runner: Runner  # the loop's default; a task's `agent` field may choose another
+    max_iterations: int  # a task's `agent.iterations` wins
+    check: CheckType
+    completion_promise: str
+    prompt_template: str | None
+    grace: float  # seconds between SIGINT and SIGKILL on stop
+    target_branch: str | None  # None outside git
+    queue_files: tuple[str, ...]  # relative to the repo; kept out of merges, committed apart
+
+
+@dataclass(frozen=True)
+class DriverContext:
+    """Everything one task's driver uses, and nothing else."""
+
+    settings: DriverSettings
+    flags: RunFlags
+    emit: Callable[[Event], None]  # the loop's one event sink (table, journal, subscribers)
+    queue: Queue  # each driver wraps it in its own `gateway.TaskQueue`
+    workspaces: Workspaces
+    executor: Executor
+    merge_lock: threading.Lock  # integrations one at a time
+    attempt_ended: Callable[[bool], None]  # (failed): the loop's limits; may halt the loop
+    row: Callable[[str], dict[str, Any] | None]  # the worker table's record of a worker id
