@@ -206,7 +206,8 @@ class Codex(Runner):
         return ["-c", "model_provider=ralphnb", "-c", f"model_providers.ralphnb={{{table}}}"]
 
     def argv(self, exe: str, *, workspace: Path, session_id: str | None = None) -> list[str]:
-        argv = [exe, "exec", "--json", *STARTUP_OFF]
+        # no login shell: /etc/profile would reset PATH, and the agent must find `ralphnb`
+        argv = [exe, "exec", "--json", *STARTUP_OFF, "-c", "allow_login_shell=false"]
         argv += self._flag("--model", "model", self.model)
         if self.bypass_permissions:
             argv.append("--dangerously-bypass-approvals-and-sandbox")
