@@ -21,7 +21,7 @@ from .errors import (
 from .loop.core import Loop
 from .loop.runs import Run
 from .queue.store import Queue, Task, init
-from .runners import Claude, Codex, Command, Cursor, Demo, Gemini, Opencode
+from .runners import Claude, Codex, Command, Cursor, Demo, Gemini, Kimi, Opencode, Pi
 from .workers.executors import LocalExecutor
 
 if TYPE_CHECKING:
@@ -46,7 +46,9 @@ __all__ = [
     "Cursor",
     "Demo",
     "Gemini",
+    "Kimi",
     "Opencode",
+    "Pi",
     "IntegrationError",
     "LocalExecutor",
     "LockError",
