@@ -23,7 +23,7 @@ from .loop.runs import Run
 from .queue.config import resolve_config
 from .queue.config_model import Config
 from .queue.store import Queue, Task, init
-from .runners import Claude, Codex, Command, Cursor, Demo, Gemini, Opencode
+from .runners import Claude, Codex, Command, Cursor, Demo, Gemini, Kimi, Opencode, Pi
 from .workers.executors import LocalExecutor
 
 if TYPE_CHECKING:
@@ -80,7 +80,9 @@ __all__ = [
     "Cursor",
     "Demo",
     "Gemini",
+    "Kimi",
     "Opencode",
+    "Pi",
     "IntegrationError",
     "LocalExecutor",
     "LockError",

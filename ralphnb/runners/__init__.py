@@ -1,7 +1,8 @@
 """Runners: one adapter per agent CLI — argv, environment, prompt delivery, stream parsing.
 
 Owns: the package's public names; runner names are resolved in `names`.
-Runners: claude, codex, gemini, opencode, cursor, command, demo.
+Runners: claude, codex, gemini, opencode, pi, kimi, cursor, command, demo. Scripted model
+servers to run the real CLIs against offline are in `ralphnb.testing`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from .command import Command
 from .cursor import Cursor, CursorStreamParser
 from .demo import Demo
 from .gemini import Gemini, GeminiStreamParser
-from .names import RUNNERS, get_runner
+from .kimi import Kimi, KimiStreamParser
+from .names import RUNNERS, get_runner, runner_from_config
 from .opencode import Opencode, OpencodeStreamParser
+from .pi import Pi, PiStreamParser
 from .prompt import build_prompt, iterations_for_task, runner_for_task, task_from_prompt
 
 __all__ = [
@@ -30,8 +33,12 @@ __all__ = [
     "Demo",
     "Gemini",
     "GeminiStreamParser",
+    "Kimi",
+    "KimiStreamParser",
     "Opencode",
     "OpencodeStreamParser",
+    "Pi",
+    "PiStreamParser",
     "Runner",
     "StreamParser",
     "TextParser",
@@ -39,5 +46,6 @@ __all__ = [
     "get_runner",
     "iterations_for_task",
     "runner_for_task",
+    "runner_from_config",
     "task_from_prompt",
 ]

@@ -1,8 +1,10 @@
 """The runner interface: what every agent CLI adapter provides, and the tolerant stream parser.
 
 Owns: `CommandSpec` (argv + environment additions + optional stdin file), `Runner` (executable
-lookup, environment pass-through, argument validation), `StreamParser` (one per attempt; turns
-output lines into normalized event dicts) and `TextParser`.
+lookup, environment pass-through, argument validation, `resume_command`, `diagnose`),
+`StreamParser` (one per attempt; turns output lines into normalized event dicts; estimates a
+cost from a price table only when the CLI reports none, and marks it `cost_estimated`) and
+`TextParser`.
 Invariants: argv is always a list (never a shell string); values a task controls (model, session
 id) are validated and passed as `--flag=value`; `StreamParser.feed` never raises — a line that is
 not JSON, or JSON it does not understand, becomes a `{"type": "text"}` event or nothing.
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import RunnerError
+from .prices import Price, estimate_cost
 
 #: Longest text kept in one event (bounded memory per worker; the log file has everything).
 MAX_TEXT = 4000
@@ -113,13 +116,17 @@ class StreamParser:
 
     Events: session, message, tool, usage, result, retry, error, text (see the module contract).
     Subclasses implement `handle(obj)` for JSON objects. Totals seen so far are kept on the
-    parser (`session_id`, `turns`, `tokens_in`, `tokens_out`, `cost_usd`, `last_message`,
-    `is_error`) and returned by `summary()`.
+    parser (`session_id`, `turns`, `tokens_in`, `tokens_out`, `cost_usd`, `cost_estimated`,
+    `last_message`, `is_error`) and returned by `summary()`. `model` / `price` (USD per million
+    input and output tokens): what an estimate uses when the CLI reports no cost.
     """
 
     runner: ClassVar[str] = "text"
 
-    def __init__(self) -> None:
+    def __init__(self, *, model: str | None = None, price: Price | None = None) -> None:
+        self.model = model
+        self.price = price
+        self.cost_estimated = False
         self.session_id: str | None = None
         self.turns: int | None = None
         self.tokens_in: int | None = None
@@ -176,9 +183,20 @@ class StreamParser:
             ev["turns"] = self.turns
         if self.cost_usd is not None:
             ev["cost_usd"] = self.cost_usd
+            if self.cost_estimated:
+                ev["cost_estimated"] = True
         return ev
 
+    def _estimate(self) -> None:
+        """Fill `cost_usd` from the price table when the CLI reported none (marked estimated)."""
+        if self.cost_usd is not None and not self.cost_estimated:
+            return
+        cost = estimate_cost(self.model, self.tokens_in, self.tokens_out, price=self.price)
+        if cost is not None:
+            self.cost_usd, self.cost_estimated = cost, True
+
     def _result(self, *, is_error: bool, text: str | None = None) -> dict[str, Any]:
+        self._estimate()
         self.is_error = is_error
         if text:
             self.last_message = clip(text.strip()) or self.last_message
@@ -192,6 +210,8 @@ class StreamParser:
             "text": clip(text) if text else self.last_message,
             "session_id": self.session_id,
         }
+        if self.cost_estimated:
+            self.result["cost_estimated"] = True
         return self.result
 
     def summary(self) -> dict[str, Any]:
@@ -202,6 +222,7 @@ class StreamParser:
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "cost_usd": self.cost_usd,
+            "cost_estimated": self.cost_estimated,
             "last_message": self.last_message,
             "is_error": self.is_error,
         }
@@ -229,6 +250,8 @@ class Runner:
     install_hint: ClassVar[str] = ""
     failure_hint: ClassVar[str] = "See the worker's log for what went wrong."
     env_passthrough: ClassVar[tuple[str, ...]] = ()
+    #: Can `command(..., session_id=...)` continue an earlier session of this CLI?
+    supports_resume: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -317,6 +340,34 @@ class Runner:
         """
         raise NotImplementedError
 
+    def resume_command(
+        self,
+        task: Any,
+        *,
+        workspace: Path,
+        prompt_file: Path,
+        iteration: int,
+        session_id: str,
+    ) -> CommandSpec:
+        """The command that continues session `session_id` with the prompt in `prompt_file`
+        (e.g. a CI gate's failure report), in the same workspace and config home as before.
+        RunnerError when this runner cannot resume or the id is not a plain identifier."""
+        if not self.supports_resume:
+            raise RunnerError(
+                f"{self.name} runner cannot resume a session; run the task again instead",
+                runner=self.name,
+            )
+        if not session_id:
+            raise RunnerError(f"{self.name} runner: no session id to resume", runner=self.name)
+        check_value(self.name, "session id", session_id)
+        return self.command(
+            task,
+            workspace=workspace,
+            prompt_file=prompt_file,
+            iteration=iteration,
+            session_id=session_id,
+        )
+
     def parser(self) -> StreamParser:
         """A fresh parser for one attempt's output."""
         return TextParser()
@@ -342,6 +393,8 @@ class Runner:
         how = (
             f"killed by signal {signal}" if signal is not None else f"exited with code {returncode}"
         )
+        if not failed:  # exit 0, yet the stream says it failed (a refused write, an API error)
+            how += " but failed"
         if parser is not None and parser.is_error and parser.last_message:
             what = f"{how}: {parser.last_message}"
         elif parser is not None and parser.session_id is None and parser.result is None:
@@ -349,7 +402,7 @@ class Runner:
         else:
             what = how
         tail = " ".join(stderr.strip().splitlines()[-3:])
-        if tail:
+        if tail and not what.startswith(f"{how}: "):  # stderr only when the stream said nothing
             what += f" (stderr: {clip(tail, 300)})"
         return f"{self.name} runner: `{exe}` {what}. {self.failure_hint}"
 

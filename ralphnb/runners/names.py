@@ -1,11 +1,13 @@
 """Runner names: which adapter a name such as "claude" or a task's `agent.runner` means.
 
-Owns: `RUNNERS` (name -> adapter class) and `get_runner`. Invariant: an unknown name is a
-`RunnerError` listing the known ones, never a silent fallback.
+Owns: `RUNNERS` (name -> adapter class), `get_runner`, and `runner_from_config`, which reads
+ralph's `agent` configuration (`runner`, `model`, `<runner>_bin`). Invariant: an unknown name is
+a `RunnerError` listing the known ones, never a silent fallback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import RunnerError
@@ -15,7 +17,9 @@ from .codex import Codex
 from .cursor import Cursor
 from .demo import Demo
 from .gemini import Gemini
+from .kimi import Kimi
 from .opencode import Opencode
+from .pi import Pi
 
 RUNNERS: dict[str, type[Runner]] = {
     "claude": Claude,
@@ -24,6 +28,8 @@ RUNNERS: dict[str, type[Runner]] = {
     "opencode": Opencode,
     "cursor": Cursor,
     "cursor-agent": Cursor,
+    "pi": Pi,
+    "kimi": Kimi,
     "demo": Demo,
 }
 
@@ -45,3 +51,24 @@ def get_runner(name_or_obj: Any) -> Runner:
             runner=name_or_obj,
         )
     raise RunnerError(f"runner must be a name or a Runner object, not {type(name_or_obj).__name__}")
+
+
+def runner_from_config(agent: Mapping[str, Any] | None, default: str | None = None) -> Runner:
+    """The runner ralph's configuration names: `agent.runner` (else `default`), with
+    `agent.model` and the executable from `agent.<runner>_bin` (e.g. `pi_bin`, `kimi_bin`).
+
+    RunnerError when neither names a runner, or the name is unknown."""
+    agent = agent or {}
+    name = agent.get("runner") or default
+    if not isinstance(name, str) or not name:
+        raise RunnerError(
+            "no runner configured: pass runner= or set agent.runner in .ralph/config.jsonc"
+        )
+    runner = get_runner(name)
+    changes: dict[str, Any] = {}
+    exe = agent.get(f"{runner.name}_bin")
+    if isinstance(exe, str) and exe:
+        changes["executable"] = exe
+    if isinstance(agent.get("model"), str) and agent["model"]:
+        changes["model"] = agent["model"]
+    return runner.with_options(**changes) if changes else runner

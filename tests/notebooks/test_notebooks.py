@@ -133,17 +133,38 @@ def _claude() -> str | None:
 
 @pytest.mark.slow
 @pytest.mark.claude
-def test_real_agents_notebook_runs_claude_against_scripted_server(tmp_path: Path) -> None:
+@pytest.mark.codex
+@pytest.mark.gemini
+@pytest.mark.opencode
+@pytest.mark.pi
+@pytest.mark.kimi
+def test_real_agents_notebook_runs_every_cli_against_scripted_servers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.runners.cli_fixtures import KIMI_NOTE, KITS, cli_executable
+
     if _claude() is None:
         if os.environ.get("CI"):
             pytest.fail("RALPHNB_CLAUDE not set: `make test` installs the Claude Code CLI")
         pytest.skip("Claude Code CLI not installed (set RALPHNB_CLAUDE)")
-    nb = execute(NOTEBOOKS / "real-agents.ipynb", cwd=tmp_path)
+    found = {name: cli_executable(name) for name in KITS}
+    for name, exe in found.items():
+        if exe is not None:
+            monkeypatch.setenv(f"RALPHNB_{name.upper()}", exe)
+        elif os.environ.get("CI"):
+            note = f"; {KIMI_NOTE}" if name == "kimi" else ""
+            pytest.fail(f"the {name} CLI is not installed: `make test` installs it{note}")
+    nb = execute(NOTEBOOKS / "real-agents.ipynb", cwd=tmp_path, timeout=600)
     assert not errors_of(nb), errors_of(nb)
     s = summary_of(nb)
     assert s["status"] == "integrated", s
     assert s["file_written"] and s["runner"] == "claude", s
     assert s["turns"] >= 1 and s["session_id"], s
+    assert set(s["runners"]) == {name for name, exe in found.items() if exe}, s
+    for name, row in s["runners"].items():
+        assert row["status"] == "integrated" and row["file_written"], (name, row)
+        assert row["turns"] >= 1 and row["tokens_in"] > 0 and row["session_id"], (name, row)
+        assert row["cost_usd"] and row["cost_usd"] > 0, (name, row)
 
 
 def test_every_notebook_has_a_kernelspec_and_a_summary_cell() -> None:

@@ -3,6 +3,7 @@ task-controlled values, `Command` placeholders, prompts and a task's `agent` fie
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
@@ -19,15 +20,20 @@ from ralphnb.runners import (
     Cursor,
     Demo,
     Gemini,
+    Kimi,
     Opencode,
+    Pi,
     build_prompt,
     get_runner,
     iterations_for_task,
     runner_for_task,
+    runner_from_config,
     task_from_prompt,
 )
 from ralphnb.runners.base import path_with_ralphnb
 from ralphnb.runners.claude import DEFAULT_ALLOWED_TOOLS
+from ralphnb.runners.codex import STARTUP_OFF
+from ralphnb.runners.kimi import SHIM as KIMI_SHIM
 
 ALLOWED = "--allowedTools=" + ",".join(DEFAULT_ALLOWED_TOOLS)
 TASK = {"id": "RQ-0007", "title": "Fix the parser", "status": "todo"}
@@ -122,17 +128,22 @@ def test_codex_argv(tmp_path, ws, monkeypatch):
     spec = Codex(executable=exe, model="gpt-5.3-codex").command(
         TASK, workspace=workspace, prompt_file=prompt, iteration=1
     )
+    quiet = [*STARTUP_OFF, "-c", "allow_login_shell=false"]
     assert spec.argv == [
         exe,
         "exec",
         "--json",
+        *quiet,
         "--model=gpt-5.3-codex",
-        "--sandbox=workspace-write",
+        "-c",
+        'sandbox_mode="workspace-write"',
         "--skip-git-repo-check",
         "-",
     ]
+    assert "--disable" in quiet and "analytics.enabled=false" in quiet
     assert spec.stdin_path == prompt
     assert spec.env["OPENAI_API_KEY"] == "sk-o" and "ANTHROPIC_API_KEY" not in spec.env
+    assert "CODEX_HOME" not in spec.env  # the user's own ~/.codex unless asked
     (workspace / ".git").mkdir()
     spec = Codex(executable=exe, bypass_permissions=True, effort="high").command(
         TASK, workspace=workspace, prompt_file=prompt, iteration=2, session_id="th_1"
@@ -141,6 +152,7 @@ def test_codex_argv(tmp_path, ws, monkeypatch):
         exe,
         "exec",
         "--json",
+        *quiet,
         "--dangerously-bypass-approvals-and-sandbox",
         "-c",
         "model_reasoning_effort=high",
@@ -150,31 +162,103 @@ def test_codex_argv(tmp_path, ws, monkeypatch):
     ]
 
 
-def test_gemini_opencode_cursor_argv(tmp_path, ws, monkeypatch):
+def test_codex_endpoint_is_config_flags_and_a_private_home(tmp_path, ws, monkeypatch):
+    workspace, prompt = ws
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    exe = fake_cli(tmp_path, "codex")
+    r = Codex(
+        executable=exe,
+        model="qwen",
+        base_url="http://127.0.0.1:8000/v1",
+        api_key_env="MY_KEY",
+        max_retries=0,
+        writable_dirs=[tmp_path / "repo" / ".ralph"],
+    )
+    monkeypatch.setenv("MY_KEY", "sk-mine")
+    spec = r.command(TASK, workspace=workspace, prompt_file=prompt, iteration=1)
+    provider = spec.argv[spec.argv.index("model_provider=ralphnb") + 2]
+    assert provider == (
+        'model_providers.ralphnb={name="ralphnb", base_url="http://127.0.0.1:8000/v1", '
+        'wire_api="responses", env_key="MY_KEY", request_max_retries=0, stream_max_retries=0}'
+    )
+    roots = (
+        f"sandbox_workspace_write.writable_roots={json.dumps([str(tmp_path / 'repo' / '.ralph')])}"
+    )
+    assert roots in spec.argv
+    assert spec.env["MY_KEY"] == "sk-mine"  # passed through by name, never written anywhere
+    home = Path(spec.env["CODEX_HOME"])
+    assert home.is_dir() and not home.is_relative_to(tmp_path / "user")
+    again = r.command(TASK, workspace=workspace, prompt_file=prompt, iteration=2)
+    assert again.env["CODEX_HOME"] == str(home)  # a resume finds its session files
+    assert not (tmp_path / "user").exists()
+    with pytest.raises(RunnerError, match="variable name"):
+        Codex(api_key_env="sk-the-key-itself")
+
+
+def test_gemini_argv_auto_edit_policy_and_settings(tmp_path, ws, monkeypatch):
     workspace, prompt = ws
     monkeypatch.setenv("GEMINI_API_KEY", "g")
-    monkeypatch.setenv("CURSOR_API_KEY", "c")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     g = fake_cli(tmp_path, "gemini")
     spec = Gemini(executable=g, model="gemini-2.5-pro").command(
         TASK, workspace=workspace, prompt_file=prompt, iteration=1
     )
+    policy = next(a for a in spec.argv if a.startswith("--policy="))
     assert spec.argv == [
         g,
         "--output-format",
         "stream-json",
         "--model=gemini-2.5-pro",
+        "--approval-mode=auto_edit",
+        policy,
         "--prompt=Carry out the task described above.",
     ]
+    rules = Path(policy.split("=", 1)[1]).read_text()
+    assert '"ralphnb task done"' in rules and '"git commit"' in rules and "allow" in rules
     assert spec.stdin_path == prompt and spec.env["GEMINI_API_KEY"] == "g"
     assert spec.env["GEMINI_CLI_TRUST_WORKSPACE"] == "true"
+    settings = json.loads(Path(spec.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"]).read_text())
     assert (
-        "--approval-mode=auto_edit"
-        in Gemini(executable=g, approval_mode="auto_edit")
-        .command(TASK, workspace=workspace, prompt_file=prompt, iteration=1)
-        .argv
+        Path(spec.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"]).parent == tmp_path / "cache" / "ralphnb"
     )
-    assert "CURSOR_API_KEY" not in spec.env
+    assert settings["privacy"]["usageStatisticsEnabled"] is False
+    assert settings["telemetry"]["enabled"] is False
+    assert settings["general"]["enableAutoUpdate"] is False
+    yolo = Gemini(executable=g, bypass_permissions=True).command(
+        TASK, workspace=workspace, prompt_file=prompt, iteration=2, session_id="s-1"
+    )
+    assert "--approval-mode=yolo" in yolo.argv and "--resume=s-1" in yolo.argv
+    assert not any(a.startswith("--policy") for a in yolo.argv)
 
+
+def test_gemini_endpoint_writes_settings_into_the_private_home(tmp_path, ws, monkeypatch):
+    workspace, prompt = ws
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.setenv("MY_GEMINI", "secret-value")
+    g = fake_cli(tmp_path, "gemini")
+    r = Gemini(
+        executable=g,
+        base_url="http://127.0.0.1:9000",
+        api_key_env="MY_GEMINI",
+        home=tmp_path / "homes",
+        max_retries=0,
+    )
+    spec = r.command(TASK, workspace=workspace, prompt_file=prompt, iteration=1)
+    home = Path(spec.env["GEMINI_CLI_HOME"])
+    assert home.parent == tmp_path / "homes"
+    settings = json.loads((home / ".gemini" / "settings.json").read_text())
+    assert settings["security"]["auth"]["selectedType"] == "gemini-api-key"
+    assert settings["general"]["maxAttempts"] == 1
+    assert "secret-value" not in (home / ".gemini" / "settings.json").read_text()
+    assert spec.env["GOOGLE_GEMINI_BASE_URL"] == "http://127.0.0.1:9000"
+    assert spec.env["GEMINI_API_KEY"] == "secret-value"
+    assert "GEMINI_CLI_SYSTEM_SETTINGS_PATH" not in spec.env
+    assert not (tmp_path / "user").exists()
+
+
+def test_opencode_argv_config_in_env_and_permissions(tmp_path, ws, monkeypatch):
+    workspace, prompt = ws
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
     o = fake_cli(tmp_path, "opencode")
     spec = Opencode(executable=o, model="anthropic/claude-sonnet-4").command(
         TASK, workspace=workspace, prompt_file=prompt, iteration=1, session_id="ses_1"
@@ -184,12 +268,41 @@ def test_gemini_opencode_cursor_argv(tmp_path, ws, monkeypatch):
         "run",
         "--format",
         "json",
+        "--title=RQ-0007",
         "--model=anthropic/claude-sonnet-4",
         "--session=ses_1",
         "Carry out the task given on standard input.",
     ]
     assert spec.stdin_path == prompt
+    cfg = json.loads(spec.env["OPENCODE_CONFIG_CONTENT"])
+    assert cfg["permission"]["edit"] == "allow" and cfg["permission"]["webfetch"] == "deny"
+    assert cfg["permission"]["bash"]["*"] == "deny"
+    assert cfg["permission"]["bash"]["ralphnb task done*"] == "allow"
+    assert cfg["autoupdate"] is False and cfg["share"] == "disabled"
+    assert spec.env["OPENCODE_PURE"] == "1" and spec.env["OPENCODE_DISABLE_AUTOUPDATE"] == "1"
+    assert "XDG_CONFIG_HOME" not in spec.env
+    own = Opencode(
+        executable=o,
+        model="qwen",
+        base_url="http://127.0.0.1:8000/v1",
+        api_key_env="MY_KEY",
+        price=(0.5, 1.5),
+        bypass_permissions=True,
+        plugins=True,
+    ).command(TASK, workspace=workspace, prompt_file=prompt, iteration=1)
+    cfg = json.loads(own.env["OPENCODE_CONFIG_CONTENT"])
+    provider = cfg["provider"]["ralphnb"]
+    assert provider["options"] == {"baseURL": "http://127.0.0.1:8000/v1", "apiKey": "{env:MY_KEY}"}
+    assert provider["models"]["qwen"]["cost"] == {"input": 0.5, "output": 1.5}
+    assert cfg["model"] == "ralphnb/qwen" and cfg["permission"]["bash"] == "allow"
+    assert "OPENCODE_PURE" not in own.env and "--model=qwen" not in own.argv
+    assert Path(own.env["XDG_CONFIG_HOME"]).parent.is_dir()
+    assert not (tmp_path / "user").exists()
 
+
+def test_cursor_argv(tmp_path, ws, monkeypatch):
+    workspace, prompt = ws
+    monkeypatch.setenv("CURSOR_API_KEY", "c")
     c = fake_cli(tmp_path, "cursor-agent")
     prompt.write_text("--force is not a flag here")
     spec = Cursor(executable=c).command(TASK, workspace=workspace, prompt_file=prompt, iteration=1)
@@ -219,6 +332,113 @@ def test_gemini_opencode_cursor_argv(tmp_path, ws, monkeypatch):
     assert spec.stdin_path is None and spec.env["CURSOR_API_KEY"] == "c"
 
 
+def test_pi_argv_tools_allow_list_and_private_models_json(tmp_path, ws, monkeypatch):
+    workspace, prompt = ws
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    exe = fake_cli(tmp_path, "pi")
+    spec = Pi(executable=exe, provider="anthropic", model="claude-sonnet-4-5").command(
+        TASK, workspace=workspace, prompt_file=prompt, iteration=1
+    )
+    assert spec.argv == [
+        exe,
+        "-p",
+        "--mode",
+        "json",
+        "--no-themes",
+        "--tools",
+        "read,write,edit",
+        "--no-extensions",
+        "--provider",
+        "anthropic",
+        "--model",
+        "claude-sonnet-4-5",
+        "Carry out the task given above.",
+    ]
+    assert spec.stdin_path == prompt and spec.env["PI_OFFLINE"] == "1"
+    assert "PI_CODING_AGENT_DIR" not in spec.env
+    own = Pi(
+        executable=exe,
+        model="qwen",
+        base_url="http://127.0.0.1:8000/v1",
+        api_key_env="MY_KEY",
+        price=(1.0, 2.0),
+        max_retries=0,
+        bypass_permissions=True,
+    )
+    spec = own.resume_command(
+        TASK, workspace=workspace, prompt_file=prompt, iteration=2, session_id="01a2-b3"
+    )
+    assert spec.argv[spec.argv.index("--tools") + 1] == "read,bash,edit,write,grep,find,ls"
+    assert spec.argv[-3:] == ["--session", "01a2-b3", "Carry out the task given above."]
+    assert spec.argv[spec.argv.index("--provider") + 1] == "ralphnb"
+    agent_dir = Path(spec.env["PI_CODING_AGENT_DIR"])
+    models = json.loads((agent_dir / "models.json").read_text())["providers"]["ralphnb"]
+    assert models["baseUrl"] == "http://127.0.0.1:8000/v1" and models["apiKey"] == "MY_KEY"
+    assert models["models"][0]["cost"]["input"] == 1.0
+    retry = json.loads((agent_dir / "settings.json").read_text())["retry"]
+    assert retry["enabled"] is False
+    assert not (tmp_path / "user").exists()
+
+
+def test_kimi_argv_runs_the_shim_with_file_tools_only(tmp_path, ws, monkeypatch):
+    workspace, prompt = ws
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.setenv("MY_KEY", "sk-kimi-secret")
+    exe = fake_cli(tmp_path, "kimi")
+    spec = Kimi(executable=exe).command(TASK, workspace=workspace, prompt_file=prompt, iteration=1)
+    assert spec.argv[:8] == [
+        sys.executable,
+        str(KIMI_SHIM),
+        exe,
+        "--print",
+        "--input-format",
+        "text",
+        "--output-format",
+        "stream-json",
+    ]
+    agent = Path(spec.argv[spec.argv.index("--agent-file") + 1]).read_text()
+    assert "extend: default" in agent and "kimi_cli.tools.shell:Shell" in agent
+    assert spec.stdin_path == prompt and "KIMI_SHARE_DIR" not in spec.env
+    own = Kimi(
+        executable=exe,
+        model="kimi-k2",
+        base_url="http://127.0.0.1:8000/v1",
+        api_key_env="MY_KEY",
+        shell=True,
+        max_retries=0,
+    ).resume_command(TASK, workspace=workspace, prompt_file=prompt, iteration=2, session_id="a-1")
+    assert "--agent-file" not in own.argv
+    cfg = json.loads(own.argv[own.argv.index("--config") + 1])
+    assert cfg["telemetry"] is False
+    assert cfg["providers"]["ralphnb"] == {
+        "type": "openai_legacy",
+        "base_url": "http://127.0.0.1:8000/v1",
+        "api_key": "",
+    }
+    assert "sk-kimi-secret" not in " ".join(own.argv)
+    assert own.env["OPENAI_API_KEY"] == "sk-kimi-secret"
+    assert own.argv[-4:] == ["--max-retries-per-step", "1", "--session", "a-1"]
+    assert Path(own.env["KIMI_SHARE_DIR"]).is_dir()
+    assert Kimi().display_command() == "kimi"
+
+
+def test_resume_command_needs_a_session_and_a_runner_that_can_resume(tmp_path, ws):
+    workspace, prompt = ws
+    exe = fake_cli(tmp_path, "claude")
+    spec = Claude(executable=exe).resume_command(
+        TASK, workspace=workspace, prompt_file=prompt, iteration=2, session_id="s1"
+    )
+    assert "--resume=s1" in spec.argv
+    with pytest.raises(RunnerError, match="no session id"):
+        Claude(executable=exe).resume_command(
+            TASK, workspace=workspace, prompt_file=prompt, iteration=2, session_id=""
+        )
+    with pytest.raises(RunnerError, match="not allowed"):
+        Claude(executable=exe).resume_command(
+            TASK, workspace=workspace, prompt_file=prompt, iteration=2, session_id="--yolo"
+        )
+
+
 def test_missing_cli_names_runner_executable_and_install(tmp_path, ws, monkeypatch):
     workspace, prompt = ws
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
@@ -228,6 +448,8 @@ def test_missing_cli_names_runner_executable_and_install(tmp_path, ws, monkeypat
         (Gemini, "gemini", "@google/gemini-cli"),
         (Opencode, "opencode", "opencode-ai"),
         (Cursor, "cursor-agent", "cursor.com/install"),
+        (Pi, "pi", "@mariozechner/pi-coding-agent"),
+        (Kimi, "kimi", "kimi-cli==1.51.0"),
     ]:
         with pytest.raises(RunnerError) as ei:
             cls().command(TASK, workspace=workspace, prompt_file=prompt, iteration=1)
@@ -319,9 +541,20 @@ def test_get_runner_names_objects_and_errors():
     r = Codex(model="m")
     assert get_runner(r) is r
     assert isinstance(get_runner(Gemini), Gemini)
-    with pytest.raises(RunnerError, match="unknown runner 'kimi'.*claude.*Command"):
-        get_runner("kimi")
-    for name in ("Claude", "Codex", "Gemini", "Opencode", "Cursor", "Command", "Demo"):
+    assert isinstance(get_runner("pi"), Pi) and isinstance(get_runner("kimi"), Kimi)
+    with pytest.raises(RunnerError, match="unknown runner 'nope'.*kimi.*pi.*Command"):
+        get_runner("nope")
+    for name in (
+        "Claude",
+        "Codex",
+        "Gemini",
+        "Opencode",
+        "Pi",
+        "Kimi",
+        "Cursor",
+        "Command",
+        "Demo",
+    ):
         assert getattr(ralphnb, name).__module__.startswith("ralphnb.runners")
 
 
@@ -342,8 +575,20 @@ def test_runner_for_task_honours_agent_field():
     assert iterations_for_task(t, 5) == 4
     assert iterations_for_task(TASK, 5) == 5
     assert iterations_for_task({**TASK, "agent": {"iterations": None}}, 2) == 2
-    with pytest.raises(RunnerError, match="pi"):
-        runner_for_task(base, {**TASK, "agent": {"runner": "pi"}})
+    pi = runner_for_task(base, {**TASK, "agent": {"runner": "pi", "model": "glm-4.6"}})
+    assert isinstance(pi, Pi) and pi.model == "glm-4.6"
+    with pytest.raises(RunnerError, match="nope"):
+        runner_for_task(base, {**TASK, "agent": {"runner": "nope"}})
+
+
+def test_runner_from_ralph_config_uses_runner_model_and_bin():
+    r = runner_from_config({"runner": "pi", "model": "m1", "pi_bin": "/opt/pi/bin/pi"})
+    assert isinstance(r, Pi) and r.executable == "/opt/pi/bin/pi" and r.model == "m1"
+    k = runner_from_config({"kimi_bin": "/x/kimi"}, default="kimi")
+    assert isinstance(k, Kimi) and k.executable == "/x/kimi"
+    assert isinstance(runner_from_config({"runner": "codex", "pi_bin": "/p"}), Codex)
+    with pytest.raises(RunnerError, match="no runner configured"):
+        runner_from_config({})
 
 
 def test_build_prompt_default_has_task_json_and_instructions(tmp_path):

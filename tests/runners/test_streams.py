@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ralphnb.runners import Claude, Codex, Command, Cursor, Demo, Gemini, Opencode
+from ralphnb.runners import Claude, Codex, Command, Cursor, Demo, Gemini, Kimi, Opencode, Pi
 from ralphnb.runners.base import MAX_TEXT
 
 STREAMS = Path(__file__).resolve().parents[1] / "streams"
@@ -93,7 +93,7 @@ def test_gemini_success_joins_deltas():
     assert [e["name"] for e in kinds(events, "tool")] == ["write_file", "run_shell_command"]
     (result,) = kinds(events, "result")
     assert result["tokens_in"] == 10180 and result["tokens_out"] == 272
-    assert result["turns"] == 2 and result["is_error"] is False
+    assert result["turns"] == 3 and result["is_error"] is False  # three model calls
 
 
 def test_gemini_error_and_banner_line():
@@ -119,7 +119,7 @@ def test_opencode_success_sums_steps():
 
 def test_opencode_error():
     events, _ = parse(Opencode(), "opencode_error.jsonl")
-    assert kinds(events, "error")[0]["message"] == "opencode: Invalid API key."
+    assert kinds(events, "error")[0]["message"] == "opencode: API error 401: Invalid API key."
     assert kinds(events, "result")[0]["is_error"] is True
 
 
@@ -131,6 +131,122 @@ def test_cursor_success():
     assert result["is_error"] is False and result["turns"] == 2
     last = kinds(events, "message")[-1]["text"]
     assert last == "Created src/greeting.py and marked RQ-0001 done."
+
+
+PROMISE = "<promise>COMPLETE</promise>"
+REAL = {"codex": Codex(), "gemini": Gemini(), "opencode": Opencode(), "pi": Pi(), "kimi": Kimi()}
+
+
+@pytest.mark.parametrize("cli", sorted(REAL))
+def test_real_cli_write_stream(cli):
+    """Recorded from the real CLI run by its runner: the file written, then the promise."""
+    events, p = parse(REAL[cli], f"{cli}_real_write.jsonl")
+    (session,) = kinds(events, "session")
+    assert session["session_id"]
+    assert len(kinds(events, "tool")) == 1
+    assert PROMISE in kinds(events, "message")[-1]["text"]
+    (result,) = kinds(events, "result")
+    assert result["is_error"] is False and result["session_id"] == session["session_id"]
+    assert result["tokens_in"] == 2400 and result["tokens_out"] == 120
+    assert result["turns"] == (1 if cli == "codex" else 2)
+    assert not kinds(events, "error")
+    cost = {"codex": None, "kimi": None, "gemini": 0.00102, "opencode": 0.00264, "pi": 0.00264}
+    # opencode and pi report the cost (from the price in their config); Gemini's model is in the
+    # price table, so its cost is estimated; "mock-model" has no price: no estimate
+    assert p.summary()["cost_usd"] == pytest.approx(cost[cli])
+    assert p.summary()["cost_estimated"] is (cli == "gemini")
+
+
+@pytest.mark.parametrize("cli", sorted(REAL))
+def test_real_cli_http_400_stream_is_a_clear_error(cli):
+    events, p = parse(REAL[cli], f"{cli}_real_400.jsonl")
+    assert p.is_error is True
+    assert "scripted bad request" in p.last_message
+    assert any("scripted bad request" in e["message"] for e in kinds(events, "error"))
+    exit_code = {"codex": 1, "gemini": 144, "opencode": 1, "pi": 0, "kimi": 1}[cli]
+    why = REAL[cli].diagnose(exit_code, p, "a stack trace on stderr")
+    assert why.startswith(f"{cli} runner: `{cli}` exited with code {exit_code}")
+    assert "scripted bad request" in why and "stack trace" not in why
+    if cli == "pi":  # pi exits 0 when the model call failed
+        assert "exited with code 0 but failed: 400 scripted bad request" in why
+
+
+def test_codex_refused_write_fails_the_attempt_though_codex_exits_0():
+    events, p = parse(Codex(), "codex_real_refused.jsonl")
+    (result,) = kinds(events, "result")
+    assert result["is_error"] is True and "Read-only file system" in result["text"]
+    assert any("sandbox refused" in e["message"] for e in kinds(events, "error"))
+    assert "exited with code 0 but failed: the sandbox refused" in Codex().diagnose(0, p)
+
+
+def test_codex_refusals_of_git_and_queue_files_are_expected_not_failures():
+    p = Codex().parser()
+    item = {
+        "id": "i1",
+        "type": "command_execution",
+        "command": "git commit -m x",
+        "aggregated_output": "fatal: Unable to create '/r/.git/worktrees/a/index.lock': "
+        "Read-only file system\n",
+        "status": "failed",
+    }
+    events = p.feed(json.dumps({"type": "item.completed", "item": item}))
+    assert "expected" in kinds(events, "error")[0]["message"]
+    events = p.feed(json.dumps({"type": "turn.completed", "usage": {"input_tokens": 5}}))
+    assert kinds(events, "result")[0]["is_error"] is False
+    rejected = Codex().parser()
+    rejected.feed(json.dumps({"type": "turn.completed", "usage": {}}))
+    stderr = (
+        "ERROR codex_core::tools::router: error=patch rejected: writing is blocked by read-only"
+    )
+    assert "but failed: the sandbox refused a patch" in Codex().diagnose(0, rejected, stderr)
+
+
+def test_cost_is_estimated_only_when_the_cli_reports_none():
+    est = Codex(model="gpt-5").parser()
+    est.feed('{"type":"turn.completed","usage":{"input_tokens":1000000,"output_tokens":100000}}')
+    assert est.summary()["cost_usd"] == pytest.approx(1.25 + 1.0)
+    assert est.summary()["cost_estimated"] is True and est.result["cost_estimated"] is True
+    own = Codex(model="mine", price=(2.0, 4.0)).parser()
+    own.feed('{"type":"turn.completed","usage":{"input_tokens":500000,"output_tokens":0}}')
+    assert own.cost_usd == pytest.approx(1.0)
+    reported, _ = parse(Opencode(price=(100.0, 100.0)), "opencode_success.jsonl")
+    (result,) = kinds(reported, "result")
+    assert result["cost_usd"] == pytest.approx(0.0168) and "cost_estimated" not in result
+    unknown = Codex(model="something-new").parser()
+    unknown.feed('{"type":"turn.completed","usage":{"input_tokens":10,"output_tokens":1}}')
+    assert unknown.cost_usd is None
+
+
+def test_price_table_lookup():
+    from ralphnb.runners.prices import estimate_cost, lookup
+
+    assert lookup("gemini-2.5-flash") == (0.30, 2.50)
+    assert lookup("gemini-2.5-flash-001") == (0.30, 2.50)
+    assert lookup("gemini-2.5-flash-lite") == (0.10, 0.40)
+    assert lookup("openai/gpt-5") == (1.25, 10.0)
+    assert lookup("gpt-5x") is None and lookup(None) is None
+    assert estimate_cost("kimi-k2", 1_000_000, 1_000_000) == pytest.approx(3.10)
+    assert estimate_cost("nope", 1, 1) is None
+
+
+def test_pi_error_then_retry_success_is_not_an_error():
+    p = Pi().parser()
+    bad = {"role": "assistant", "content": [], "stopReason": "error", "errorMessage": "500 x"}
+    good = {"role": "assistant", "content": [{"type": "text", "text": "ok"}], "stopReason": "stop"}
+    p.feed(json.dumps({"type": "message_end", "message": bad}))
+    p.feed(json.dumps({"type": "auto_retry_start", "attempt": 1, "maxAttempts": 3}))
+    p.feed(json.dumps({"type": "message_end", "message": good}))
+    (result,) = kinds(p.feed('{"type":"agent_end","messages":[]}'), "result")
+    assert result["is_error"] is False and result["text"] == "ok"
+
+
+def test_kimi_error_line_and_summary():
+    p = Kimi().parser()
+    events = p.feed("Unknown error: boom\n")
+    assert kinds(events, "error")[0]["message"] == "kimi: Unknown error: boom"
+    events = p.feed('{"type":"ralphnb.kimi","session_id":"s-1","exit_code":1,"steps":1}')
+    (result,) = kinds(events, "result")
+    assert result["is_error"] is True and result["session_id"] == "s-1"
 
 
 GARBAGE = [
@@ -161,7 +277,7 @@ GARBAGE = [
 
 @pytest.mark.parametrize(
     "runner",
-    [Claude(), Codex(), Gemini(), Opencode(), Cursor(), Demo(), Command(["x"])],
+    [Claude(), Codex(), Gemini(), Opencode(), Pi(), Kimi(), Cursor(), Demo(), Command(["x"])],
     ids=lambda r: r.name,
 )
 def test_parsers_never_raise(runner):
