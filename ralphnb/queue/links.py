@@ -176,7 +176,8 @@ def link_warnings(
     a rejected task; an open task's dependency chain deeper than `max_dependency_depth`
     (queue.max_dependency_depth); an open task whose every dependency path ends at an unfinished
     or rejected task; a duplicate of a done/rejected task; a task that is its own parent; a
-    parent that does not exist."""
+    parent that does not exist. (One function, longer than most, so that ralph's order of the
+    warnings reads from top to bottom.)"""
     cat = _Catalog(open_tasks, done_tasks, qpath, dpath)
     out: list[ValidationWarning] = []
 
