@@ -69,6 +69,13 @@ def require_module(name: str):
 
 
 @pytest.fixture(autouse=True)
+def no_global_ralph_config(monkeypatch, tmp_path_factory):
+    """ralph's global config (`$XDG_CONFIG_HOME/ralph/config.jsonc`) is read by the queue and the
+    loop: a developer's own must not change what a test sees, so each test gets an empty one."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+
+
+@pytest.fixture(autouse=True)
 def git_identity(monkeypatch):
     """Every test commits as a fixed identity: never rely on the machine's global git config."""
     for who in ("AUTHOR", "COMMITTER"):
