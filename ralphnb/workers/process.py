@@ -1,10 +1,11 @@
 """Supervised worker processes: spawn, stream output, report the exit at once, stop/kill a tree.
 
 Owns: one agent process per `Worker`, run under the supervisor shim (`_shim.py`) in its own
-session, its monitor thread, the worker environment (`build_env`), and stopping this process's
-workers at exit. Does not own: reading the output into lines and a tail (`output`), what the
-output means (runners parse lines), the exit record (`exits.ExitInfo`), what an exit means (the
-loop), or the on-disk worker records and leftover reaping (`registry`).
+session, its monitor thread, and stopping this process's workers at exit. Does not own: the
+worker environment (`env.build_env`, imported from here too), reading the output into lines
+and a tail (`output`), what the output means (runners parse lines), the exit record
+(`exits.ExitInfo`), what an exit means (the loop), or the on-disk worker records and leftover
+reaping (`registry`).
 Invariants:
 - Exactly one monitor thread per worker reaps the shim (`Popen.wait`) and calls `on_exit` the
   moment the agent exits (the shim reports the agent's wait status on a pipe; no polling).
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,6 +42,7 @@ import psutil
 
 from ..errors import WorkerError
 from . import resources as _resources
+from .env import build_env  # also imported from here by callers of Worker
 from .exits import ExitInfo
 from .output import OutputReader
 from .registry import TOKEN_VAR, Registry, add_live, live_workers, sweep_token
@@ -50,40 +52,6 @@ log = logging.getLogger(__name__)
 SHIM_PATH = Path(__file__).with_name("_shim.py")
 # Held (blocked) in the shim from exec until its handlers are installed; see `_shim.py`.
 SHIM_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
-DEFAULT_ENV_ALLOW: tuple[str, ...] = (
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "LANG",
-    "LANGUAGE",
-    "LC_*",
-    "TERM",
-    "TZ",
-    "TMPDIR",
-    "SHELL",
-    "GIT_AUTHOR_*",
-    "GIT_COMMITTER_*",
-)
-
-
-def build_env(
-    extra: Mapping[str, str | None] | None = None,
-    *,
-    allow: Iterable[str] = DEFAULT_ENV_ALLOW,
-    base: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The parent's allow-listed variables (`NAME` or `PREFIX*`) plus `extra` (None deletes)."""
-    base = os.environ if base is None else base
-    exact = {a for a in allow if not a.endswith("*")}
-    prefixes = tuple(a[:-1] for a in allow if a.endswith("*"))
-    env = {k: v for k, v in base.items() if k in exact or (prefixes and k.startswith(prefixes))}
-    for k, v in (extra or {}).items():
-        if v is None:
-            env.pop(k, None)
-        else:
-            env[k] = str(v)
-    return env
 
 
 # ---------------------------------------------------------------- live-worker tracking
