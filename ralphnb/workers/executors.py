@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from .exits import ExitInfo
+from .logfile import DEFAULT_MAX_LOG_BYTES
 from .process import Worker
 from .registry import Registry
 
@@ -25,7 +26,8 @@ class WorkerSpec:
 
     `task`: the task as the queue holds it when the attempt is spawned (a `Task.to_dict()`, set
     by the loop). A local worker ignores it; the Dask executor builds the agent's stub queue from
-    it, so nothing on the worker side reads the user's queue.
+    it, so nothing on the worker side reads the user's queue. `max_log_bytes`: the cap of the
+    attempt's log file (None: none).
     """
 
     worker_id: str
@@ -39,6 +41,7 @@ class WorkerSpec:
     registry_path: str | None = None
     tail_lines: int = 200
     task: dict[str, Any] | None = None
+    max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES
 
 
 @dataclass
@@ -131,6 +134,7 @@ class LocalExecutor:
             stdin_path=spec.stdin_path,
             tail_lines=spec.tail_lines,
             registry=self._registry(spec.registry_path),
+            max_log_bytes=spec.max_log_bytes,
         )
         return LocalHandle(worker.start())
 

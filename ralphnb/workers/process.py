@@ -3,9 +3,9 @@
 Owns: one agent process per `Worker`, run under the supervisor shim (`_shim.py`) in its own
 session, its monitor thread, and stopping this process's workers at exit. Does not own: the
 worker environment (`env.build_env`, imported from here too), reading the output into lines
-and a tail (`output`), what the output means (runners parse lines), the exit record
-(`exits.ExitInfo`), what an exit means (the loop), or the on-disk worker records and leftover
-reaping (`registry`).
+and a tail (`output`), the log file (`logfile`), what the output means (runners parse lines),
+the exit record (`exits.ExitInfo`), what an exit means (the loop), or the on-disk worker records
+and leftover reaping (`registry`).
 Invariants:
 - Exactly one monitor thread per worker reaps the shim (`Popen.wait`) and calls `on_exit` the
   moment the agent exits (the shim reports the agent's wait status on a pipe; no polling).
@@ -17,7 +17,10 @@ Invariants:
   This holds from the moment `start()` returns: the shim is spawned with its signals blocked
   and unblocks them once its handlers exist, so an early SIGUSR1/SIGINT is never fatal to it
   by default (a kill still reports SIGKILL, a stop SIGINT) and start() does not wait for it.
-- Memory per worker is bounded: a tail of lines and one partial line (`output.MAX_LINE`).
+- Memory per worker is bounded: a tail of lines and one partial line (`output.MAX_LINE`); the
+  log file holds at most `max_log_bytes` per attempt (head and tail, `logfile.LogFile`).
+- A log that cannot be written (a full disk) never stops the output being read and parsed;
+  the exit then carries the reason in `ExitInfo.detail` ("<log>: no space left on device").
 - Workers get an environment built from an allow-list plus explicit additions (`build_env`).
 """
 
@@ -35,6 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,6 +48,7 @@ from ..errors import WorkerError
 from . import resources as _resources
 from .env import build_env  # also imported from here by callers of Worker
 from .exits import ExitInfo
+from .logfile import DEFAULT_MAX_LOG_BYTES, MIN_LOG_BYTES, LogFile
 from .output import OutputReader
 from .registry import TOKEN_VAR, Registry, add_live, live_workers, sweep_token
 
@@ -87,7 +92,10 @@ def stop_all(grace: float = 0.5, timeout: float = 5.0) -> None:
 
 
 class Worker:
-    """One agent process under the shim, with a monitor thread and an output reader thread."""
+    """One agent process under the shim, with a monitor thread and an output reader thread.
+
+    `max_log_bytes`: the cap of the log file (None: no cap).
+    """
 
     _pre_monitor_hook: Callable[[Worker], None] | None = None  # tests: delay the monitor
 
@@ -106,9 +114,12 @@ class Worker:
         stdin_path: str | Path | None = None,
         tail_lines: int = 200,
         registry: Registry | None = None,
+        max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES,
     ) -> None:
         if isinstance(argv, str) or not argv:
             raise WorkerError("argv must be a non-empty list of strings", task_id=task_id)
+        if max_log_bytes is not None and max_log_bytes < MIN_LOG_BYTES:
+            raise WorkerError(f"max_log_bytes must be None or >= {MIN_LOG_BYTES}", task_id=task_id)
         self.argv = [str(a) for a in argv]
         self.cwd = Path(cwd)
         self.env = dict(build_env() if env is None else env)
@@ -119,6 +130,7 @@ class Worker:
         self.on_line, self.on_exit, self.on_drained = on_line, on_exit, on_drained
         self.stdin_path = Path(stdin_path) if stdin_path is not None else None
         self.registry = registry
+        self.max_log_bytes = max_log_bytes
         self.token = f"{os.getpid()}-{secrets.token_hex(8)}"
         self.pid: int | None = None  # the supervisor shim's pid (session and group leader)
         self.agent_pid: int | None = None  # the agent's own pid, once the shim has forked it
@@ -190,9 +202,8 @@ class Worker:
         if not self.cwd.is_dir():
             raise WorkerError(f"worker cwd {self.cwd} is not a directory", task_id=self.task_id)
         self._check_executable()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        logf = self._open_log()
         status_r, status_w = os.pipe()  # the shim writes the agent's wait status here
-        logf = open(self.log_path, "wb", buffering=0)  # noqa: SIM115 - owned by the reader
         try:
             self._proc = self._popen_shim(status_w)
         except OSError as exc:
@@ -224,6 +235,17 @@ class Worker:
         )
         self._monitor.start()
         return self
+
+    def _open_log(self) -> LogFile:
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            return LogFile(self.log_path, max_bytes=self.max_log_bytes)
+        except OSError as exc:
+            raise WorkerError(
+                f"cannot start worker {self.worker_id}: cannot create its log {exc.filename}: "
+                f"{exc.strerror or exc}",
+                task_id=self.task_id,
+            ) from exc
 
     # -------------------------------------------------------------- threads
 
@@ -296,6 +318,7 @@ class Worker:
             task_id=self.task_id,
             worker_id=self.worker_id,
             stderr_path=self.stderr_path,
+            detail=self._reader.log_error if self._reader is not None else None,
         )
         self.exit_info = info
         self._exited.set()
@@ -315,6 +338,8 @@ class Worker:
             n = sweep_token(self.token)
             log.warning("worker %s: swept %d process(es) holding its output", self.worker_id, n)
             reader.join(5.0)
+        if reader.log_error and info.detail is None:  # the log failed after the exit was told
+            info = self.exit_info = replace(info, detail=reader.log_error)
         if self.registry is not None:
             self.registry.remove(self)
         self._drained.set()

@@ -15,6 +15,7 @@ import pytest
 
 from ralphnb.errors import WorkerError
 from ralphnb.workers.exits import ExitInfo
+from ralphnb.workers.logfile import DEFAULT_MAX_LOG_BYTES
 from ralphnb.workers.process import Worker, build_env, stop_all
 from ralphnb.workers.registry import TOKEN_VAR, Registry, find_leftovers, reap_leftovers
 
@@ -326,7 +327,8 @@ def test_stdin_is_closed_or_given_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_one_gigabyte_of_output_keeps_memory_bounded(tmp_path):
+def test_one_gigabyte_of_output_keeps_memory_and_the_log_bounded(tmp_path):
+    # Before the cap: the log of this attempt was 1 GiB, all of the output (1 of 1 tries).
     total, width = 1 << 30, 1024
     count = [0]
     r = Run(tmp_path, "bytes", str(total), str(width), tail_lines=100)
@@ -340,8 +342,12 @@ def test_one_gigabyte_of_output_keeps_memory_bounded(tmp_path):
     info = w.exit_info
     assert info is not None and info.returncode == 0
     assert (peak - base) / 1e6 < 64, f"parent RSS grew {(peak - base) / 1e6:.0f} MB"
-    assert (tmp_path / "logs" / "1.log").stat().st_size == total
-    assert count[0] == total // width and w.bytes_seen == total
+    log_file = tmp_path / "logs" / "1.log"
+    assert log_file.stat().st_size <= DEFAULT_MAX_LOG_BYTES  # 64 MiB: the head and the tail
+    with open(log_file, "rb") as f:
+        f.seek(DEFAULT_MAX_LOG_BYTES // 2 - 4096)
+        assert b" bytes of output dropped here" in f.read(8192)
+    assert count[0] == total // width and w.bytes_seen == total  # every line parsed
     assert len(w.tail(1000)) == 100
     r.check_clean()
 
