@@ -6,7 +6,8 @@ Owns: `LogFile` (the file, its cap, its write error) and the pure helpers that p
 (`marker_line`, `head_cut`, `tail_cut`). Does not own reading the output (`output.OutputReader`
 calls `write` for every chunk it reads) or what the output means.
 Invariants:
-- With `max_bytes` set the file never grows past it. Until it would, it holds every byte in
+- With `max_bytes` set the file never grows past it (the supervisor shim may append up to
+  `_shim.AFTER_OWNER_LOG` bytes once the log's owner died). Until it would, it holds every byte in
   order. From then on it holds: the first bytes of the output (about half the cap, cut after a
   newline when one is near), one marker line `[ralphnb: N bytes of output dropped here ...]`,
   then the latest bytes (cut after a newline when one is near), in order; N counts exactly the
@@ -17,7 +18,8 @@ Invariants:
 - `write` never raises. The first OSError (ENOSPC, EIO, ...) is kept in `error` as
   "<path>: <reason>" (e.g. "no space left on device"), logged once as a warning, and every later
   write is dropped, so a full disk never stops the reader from draining the agent's pipe.
-- The file is opened close-on-exec, never O_APPEND (compaction writes at offsets).
+- The file is opened close-on-exec, never O_APPEND (compaction writes at offsets); `fd` may be
+  handed to the supervisor shim, which appends after its owner died (`_shim.py`).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 Owns: one agent process per `Worker`, run under the supervisor shim (`_shim.py`) in its own
 session, its monitor thread, and stopping this process's workers at exit. Does not own: the
 worker environment (`env.build_env`, imported from here too), reading the output into lines
-and a tail (`output`), the log file (`logfile`), what the output means (runners parse lines),
-the exit record (`exits.ExitInfo`), what an exit means (the loop), or the on-disk worker records
-and leftover reaping (`registry`).
+and a tail (`output`), the log file (`logfile`), the lifeline pipe (`lifeline`), what the
+output means (runners parse lines), the exit record (`exits.ExitInfo`), what an exit means (the
+loop), or the on-disk worker records and leftover reaping (`registry`).
 Invariants:
 - Exactly one monitor thread per worker reaps the shim (`Popen.wait`) and calls `on_exit` the
   moment the agent exits (the shim reports the agent's wait status on a pipe; no polling).
@@ -17,6 +17,11 @@ Invariants:
   This holds from the moment `start()` returns: the shim is spawned with its signals blocked
   and unblocks them once its handlers exist, so an early SIGUSR1/SIGINT is never fatal to it
   by default (a kill still reports SIGKILL, a stop SIGINT) and start() does not wait for it.
+- A worker dies with the process that started it (`die_with_owner`, the default): the shim
+  holds the read end of a `lifeline.Lifeline` and, when this process is gone by any death,
+  stops the agent itself (SIGINT, `grace`, kill of the tree), within `grace` + a moment. The
+  write end is closed only after the shim was reaped. The agent's stdout pipe and the log's fd
+  go to the shim too, so it can drain the agent's last words into the log then.
 - Memory per worker is bounded: a tail of lines and one partial line (`output.MAX_LINE`); the
   log file holds at most `max_log_bytes` per attempt (head and tail, `logfile.LogFile`).
 - A log that cannot be written (a full disk) never stops the output being read and parsed;
@@ -48,6 +53,7 @@ from ..errors import WorkerError
 from . import resources as _resources
 from .env import build_env  # also imported from here by callers of Worker
 from .exits import ExitInfo
+from .lifeline import Lifeline
 from .logfile import DEFAULT_MAX_LOG_BYTES, MIN_LOG_BYTES, LogFile
 from .output import OutputReader
 from .registry import TOKEN_VAR, Registry, add_live, live_workers, sweep_token
@@ -94,7 +100,10 @@ def stop_all(grace: float = 0.5, timeout: float = 5.0) -> None:
 class Worker:
     """One agent process under the shim, with a monitor thread and an output reader thread.
 
-    `max_log_bytes`: the cap of the log file (None: no cap).
+    `grace`: seconds between SIGINT and the kill when the shim stops the agent because this
+    process died (`stop()` takes its own). `die_with_owner=False` lets the worker outlive this
+    process (its leftovers are then found by `registry`). `max_log_bytes`: the cap of the log
+    file (None: no cap).
     """
 
     _pre_monitor_hook: Callable[[Worker], None] | None = None  # tests: delay the monitor
@@ -114,6 +123,8 @@ class Worker:
         stdin_path: str | Path | None = None,
         tail_lines: int = 200,
         registry: Registry | None = None,
+        grace: float = 1.5,
+        die_with_owner: bool = True,
         max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES,
     ) -> None:
         if isinstance(argv, str) or not argv:
@@ -130,7 +141,7 @@ class Worker:
         self.on_line, self.on_exit, self.on_drained = on_line, on_exit, on_drained
         self.stdin_path = Path(stdin_path) if stdin_path is not None else None
         self.registry = registry
-        self.max_log_bytes = max_log_bytes
+        self.grace, self.die_with_owner, self.max_log_bytes = grace, die_with_owner, max_log_bytes
         self.token = f"{os.getpid()}-{secrets.token_hex(8)}"
         self.pid: int | None = None  # the supervisor shim's pid (session and group leader)
         self.agent_pid: int | None = None  # the agent's own pid, once the shim has forked it
@@ -147,6 +158,7 @@ class Worker:
         self._drained = threading.Event()
         self._reader: OutputReader | None = None
         self._status_fd = -1
+        self._lifeline: Lifeline | None = None
         self._monitor: threading.Thread | None = None
 
     def __repr__(self) -> str:
@@ -170,10 +182,15 @@ class Worker:
                 task_id=self.task_id,
             )
 
-    def _popen_shim(self, status_w: int) -> subprocess.Popen[bytes]:
-        """Exec the shim on our argv in a new session, stdout piped, stderr to its file."""
+    def _popen_shim(self, fds: dict[str, int], out_w: int) -> subprocess.Popen[bytes]:
+        """Exec the shim on our argv in a new session, stdout to `out_w`, stderr to its file,
+        with `fds` ({shim option: fd}) passed on."""
         env = {**self.env, TOKEN_VAR: self.token}
-        shim = [sys.executable, "-I", "-S", str(SHIM_PATH), "--status-fd", str(status_w)]
+        shim = [sys.executable, "-I", "-S", str(SHIM_PATH)]
+        for option, fd in fds.items():
+            shim += [f"--{option}", str(fd)]
+        if "lifeline-fd" in fds:
+            shim += ["--grace", repr(float(self.grace))]
         stdin = os.fspath(self.stdin_path) if self.stdin_path is not None else os.devnull
         with open(stdin, "rb") as fin, open(self.stderr_path, "wb") as ferr:
             self.started_at = datetime.now(UTC)
@@ -186,11 +203,11 @@ class Worker:
                     cwd=self.cwd,
                     env=env,
                     stdin=fin,
-                    stdout=subprocess.PIPE,
+                    stdout=out_w,
                     stderr=ferr,
                     start_new_session=True,
                     close_fds=True,
-                    pass_fds=(status_w,),
+                    pass_fds=tuple(fds.values()),
                 )
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -204,28 +221,40 @@ class Worker:
         self._check_executable()
         logf = self._open_log()
         status_r, status_w = os.pipe()  # the shim writes the agent's wait status here
+        out_r, out_w = os.pipe()  # the agent's stdout
+        fds = {"status-fd": status_w}
+        if self.die_with_owner:  # the shim reads the agent's output into the log if we die
+            self._lifeline = Lifeline()
+            fds.update(
+                {"lifeline-fd": self._lifeline.read_fd, "output-fd": out_r, "log-fd": logf.fd}
+            )
         try:
-            self._proc = self._popen_shim(status_w)
+            self._proc = self._popen_shim(fds, out_w)
         except OSError as exc:
             logf.close()
-            os.close(status_r)
+            for fd in (status_r, out_r):
+                os.close(fd)
+            if self._lifeline is not None:
+                self._lifeline.close()
             raise WorkerError(
                 f"cannot start worker {self.worker_id} ({self.argv[0]!r}): {exc}",
                 task_id=self.task_id,
             ) from exc
         finally:
             os.close(status_w)
+            os.close(out_w)
+        if self._lifeline is not None:
+            self._lifeline.release_read_end()  # the shim has it; the write end stays here
         self._status_fd = status_r
         self.pid = self._proc.pid
         _track(self)
-        assert self._proc.stdout is not None
         self._reader = OutputReader(
-            self._proc.stdout.fileno(),
+            out_r,
             logf,
             on_line=self._deliver,
             tail_lines=self.tail_lines,
             name=f"ralphnb-reader-{self.worker_id}",
-            close=self._proc.stdout.close,
+            close=lambda: os.close(out_r),
         )
         if Worker._pre_monitor_hook is not None:
             Worker._pre_monitor_hook(self)
@@ -274,6 +303,8 @@ class Worker:
         with self._lock:
             self._reaping = True  # from now on the pid may be recycled: no more signals
         rc = proc.wait()
+        if self._lifeline is not None:  # the shim is gone: nobody reads the lifeline any more
+            self._lifeline.close()
         if info is None:  # the shim died without reporting (e.g. SIGKILLed from outside)
             info = self._exited_with(rc)
         elif rc == -signal.SIGKILL and info.signal != signal.SIGKILL:

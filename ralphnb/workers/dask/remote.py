@@ -387,6 +387,7 @@ def remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval:
         stdin_path=copies.spec.get("stdin_path"),
         registry=st.registry,
         tail_lines=copies.spec.get("tail_lines", 200),
+        grace=copies.spec.get("grace", 1.5),  # the Dask worker process is the agent's owner
         max_log_bytes=copies.spec.get("max_log_bytes", DEFAULT_MAX_LOG_BYTES),
     )
     try:
