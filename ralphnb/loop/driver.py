@@ -239,6 +239,7 @@ class Driver:
             stdin_path=str(cmd.stdin_path) if cmd.stdin_path else None,
             registry_path=str(self.settings.run_dir / "workers"),
             task=self.queue.current(self.task),
+            grace=self.settings.grace,
         )
 
     def _callbacks(self, att: Attempt) -> Callbacks:

@@ -1,8 +1,8 @@
 """Per-worker supervisor shim: run one agent command and never leave a descendant behind.
 
-Run as `python -I -S _shim.py [--status-fd N] -- ARGV...` by `workers.process.Worker` in a new
-session (the shim is session and process-group leader). Owns: the agent process and every
-process it spawns. Invariants:
+Run as `python -I -S _shim.py [--status-fd N] [--lifeline-fd N --grace S [--output-fd N
+--log-fd N]] -- ARGV...` by `workers.process.Worker` in a new session (the shim is session and
+process-group leader). Owns: the agent process and every process it spawns. Invariants:
 - The shim is a child subreaper (Linux prctl), so a grandchild that calls setsid and is orphaned
   re-parents to the shim instead of PID 1 and can still be found and killed.
 - When the agent exits, every remaining descendant is SIGKILLed and reaped, then the shim exits
@@ -18,17 +18,35 @@ process it spawns. Invariants:
 - With `--status-fd N`, the agent's pid (`p<pid>` line) is written to fd N after the fork and
   its raw wait status (decimal line) the moment the agent is reaped, so the parent learns of
   the exit before any sweep or shim teardown.
-Stdlib only (os, signal, sys, time, ctypes) so it starts fast; imports nothing from ralphnb.
+- With `--lifeline-fd N`, the shim dies with its owner: fd N is the read end of a pipe whose
+  only write end the owner holds (close-on-exec, closed in its forked children), and nothing
+  is ever written to it. EOF therefore means the owner is gone, by any death (SIGKILL
+  included: the kernel closes a dead process's fds), and then a watcher thread stops the agent
+  as `Worker.stop` would: SIGINT to the group, `--grace S` seconds, then SIGKILL of every
+  descendant (setsid escapees included, through the subreaper). Chosen over
+  PR_SET_PDEATHSIG, which fires when the parent *thread* that spawned the shim exits (workers
+  are spawned from short-lived driver threads) and would not reach the agent's tree anyway.
+- After the owner is gone, the agent's stdout stays a working pipe: with `--output-fd N` (the
+  read end of the agent's stdout) the watcher drains it, appending at most `AFTER_OWNER_LOG`
+  bytes to `--log-fd N` (the attempt's log), so an agent that prints while stopping neither
+  dies of a broken pipe nor blocks, and its last words are kept. The shim never reads these
+  two fds while the owner lives.
+Stdlib only (os, signal, sys, threading, time, ctypes) so it starts fast; imports nothing from
+ralphnb.
 """
 
 import os
 import signal
 import sys
+import threading
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
 OURS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
+FD_OPTIONS = ("--status-fd", "--lifeline-fd", "--output-fd", "--log-fd")
+AFTER_OWNER_LOG = 1 << 20  # bytes of output kept after the owner died (the rest is drained)
 _state = {"agent": 0, "kill_all": False, "pending": 0}
+_agent_reaped = threading.Event()
 
 
 def _set_subreaper() -> None:
@@ -123,19 +141,23 @@ def _exit_like(status: int) -> None:
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
-def _parse(argv: list[str]) -> tuple[int, list[str]]:
-    """`[--status-fd N] [--] ARGV...` -> (N or -1, ARGV); exits 2 without a command."""
-    status_fd = -1
-    if argv[:1] == ["--status-fd"] and len(argv) > 1:
-        status_fd = int(argv[1])
-        os.set_inheritable(status_fd, False)  # the agent must not hold it
+def _parse(argv: list[str]) -> tuple[dict[str, float], list[str]]:
+    """`[--NAME VALUE]... [--] ARGV...` -> ({--NAME: VALUE}, ARGV), fds -1 when not given;
+    exits 2 without a command. The agent inherits none of the fds given."""
+    opts = {name: -1.0 for name in FD_OPTIONS}
+    opts["--grace"] = 1.5
+    while len(argv) > 1 and argv[0] in opts:
+        opts[argv[0]] = float(argv[1])
         argv = argv[2:]
+    for name in FD_OPTIONS:
+        if opts[name] >= 0:
+            os.set_inheritable(int(opts[name]), False)
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
         os.write(2, b"ralphnb shim: no command given\n")
         os._exit(2)
-    return status_fd, argv
+    return opts, argv
 
 
 def _report(status_fd: int, data: bytes) -> None:
@@ -183,6 +205,70 @@ def _pass_on_held(pid: int) -> None:
         _kill_tree()
 
 
+def _watch_owner(lifeline: int, grace: float, output: int, log: int) -> None:
+    """Block until every write end of the lifeline is closed (the owner is gone), then stop
+    the agent: SIGINT to our group, `grace` seconds, then SIGKILL of every descendant."""
+    try:
+        while os.read(lifeline, 64):  # nothing is ever written: only EOF (or an error) ends it
+            pass
+    except OSError:
+        pass
+    if _agent_reaped.is_set():  # the agent is gone already; the main thread sweeps the rest
+        return
+    if log >= 0:  # say why in the log, before whatever the agent says while stopping
+        note = "[ralphnb: the worker's owner process is gone; stopping the agent (SIGINT, "
+        _append(log, f"{note}kill after {grace:g}s)]\n".encode())
+    if output >= 0:
+        threading.Thread(target=_drain_output, args=(output, log), daemon=True).start()
+    try:
+        os.killpg(os.getpgrp(), signal.SIGINT)  # the agent's group (ours: `_forward` is a no-op)
+    except OSError:
+        pass
+    if not _agent_reaped.wait(grace):
+        _state["kill_all"] = True  # as SIGUSR1 would: the main thread then reaps everything
+        _kill_tree()
+
+
+def _start_watcher(opts: dict[str, float]) -> None:
+    """Start `_watch_owner` with our signals blocked in it (and in the thread it starts): a
+    signal caught on another thread would not interrupt the main thread's `waitpid`, so its
+    handler would wait for the agent's exit. Held here, they stay for the main thread."""
+    fds = [int(opts[n]) for n in ("--lifeline-fd", "--output-fd", "--log-fd")]
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, OURS)
+    try:
+        watch = threading.Thread(target=_watch_owner, args=(fds[0], opts["--grace"], *fds[1:]))
+        watch.daemon = True
+        watch.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _append(log: int, data: bytes) -> int:
+    """Append `data` to the log (its owner is gone: nobody else writes it); bytes written, 0 on
+    any error."""
+    try:
+        os.lseek(log, 0, os.SEEK_END)
+        return os.write(log, data)
+    except OSError:
+        return 0
+
+
+def _drain_output(output: int, log: int) -> None:
+    """Read the agent's stdout to its end once the owner is gone: the first `AFTER_OWNER_LOG`
+    bytes appended to the log (errors ignored), the rest dropped."""
+    budget = AFTER_OWNER_LOG if log >= 0 else 0
+    while True:
+        try:
+            chunk = os.read(output, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        if budget > 0:
+            written = _append(log, chunk[:budget])
+            budget = budget - written if written else 0
+
+
 def _wait_agent(pid: int, status_fd: int) -> int | None:
     """Reap children until the agent is reaped; its raw wait status, told to the parent at once
     (before any sweeping). Other children reaped meanwhile are orphans re-parented to us."""
@@ -192,6 +278,7 @@ def _wait_agent(pid: int, status_fd: int) -> int | None:
         except ChildProcessError:  # cannot happen while the agent lives; be safe
             return None
         if done == pid:
+            _agent_reaped.set()
             _report(status_fd, b"%d\n" % st)
             if status_fd >= 0:
                 try:
@@ -202,7 +289,8 @@ def _wait_agent(pid: int, status_fd: int) -> int | None:
 
 
 def main() -> None:
-    status_fd, argv = _parse(sys.argv[1:])
+    opts, argv = _parse(sys.argv[1:])
+    status_fd = int(opts["--status-fd"])
     _set_subreaper()
     signal.signal(signal.SIGINT, _forward)
     signal.signal(signal.SIGTERM, _forward)
@@ -219,6 +307,8 @@ def main() -> None:
     _state["agent"] = pid
     _report(status_fd, b"p%d\n" % pid)  # the agent's pid, for the parent's records
     _pass_on_held(pid)
+    if opts["--lifeline-fd"] >= 0:  # started after the fork: the agent never has this thread
+        _start_watcher(opts)
     status = _wait_agent(pid, status_fd)
     if _state["kill_all"]:
         _reap_all()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from .exits import ExitInfo
+from .logfile import DEFAULT_MAX_LOG_BYTES
 from .process import Worker
 from .registry import Registry
 
@@ -25,7 +26,9 @@ class WorkerSpec:
 
     `task`: the task as the queue holds it when the attempt is spawned (a `Task.to_dict()`, set
     by the loop). A local worker ignores it; the Dask executor builds the agent's stub queue from
-    it, so nothing on the worker side reads the user's queue.
+    it, so nothing on the worker side reads the user's queue. `grace`: seconds between SIGINT
+    and the kill when the worker stops its agent because its owner process died (the loop's
+    `grace`). `max_log_bytes`: the cap of the attempt's log file (None: none).
     """
 
     worker_id: str
@@ -39,6 +42,8 @@ class WorkerSpec:
     registry_path: str | None = None
     tail_lines: int = 200
     task: dict[str, Any] | None = None
+    grace: float = 1.5
+    max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES
 
 
 @dataclass
@@ -131,6 +136,8 @@ class LocalExecutor:
             stdin_path=spec.stdin_path,
             tail_lines=spec.tail_lines,
             registry=self._registry(spec.registry_path),
+            grace=spec.grace,
+            max_log_bytes=spec.max_log_bytes,
         )
         return LocalHandle(worker.start())
 

@@ -4,6 +4,9 @@ Owns: the record's fields and what follows from them alone (`duration`, `ok`). P
 process, no I/O, nothing to tear down. Does not own deciding what an exit means (the loop).
 Invariants:
 - Exactly one of `returncode` and `signal` is set (Popen's -N becomes `signal=N`).
+- `detail` is the executor's own word beside the process's exit, None when it has none: why a
+  remote agent was lost, or that its log could not be written ("<log>: no space left on
+  device"; the output was still read and parsed). The loop shows it as the attempt's error.
 - `queue_marks` is None unless the agent ran against a stub queue (the Dask executor with
   queue_writes="client"): then it is what the agent did there to its task, for the loop to
   apply to the user's queue. A worker never writes the user's queue itself.
@@ -38,6 +41,7 @@ class ExitInfo:
     worker_id: str | None = None
     stderr_path: Path | None = None
     queue_marks: dict[str, Any] | None = None
+    detail: str | None = None
 
     @property
     def duration(self) -> float:

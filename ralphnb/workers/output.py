@@ -1,12 +1,15 @@
 """A worker's output stream: read to its end, every byte to the log file, lines to a callback.
 
 Owns: `LineSplitter` (bytes in, complete lines out, pure), `decode_line`, and `OutputReader`
-(the reader thread of one pipe, its log file, a bounded tail of lines and the byte and line
-counts). Does not own what a line means (runners parse it) or the process (`process.Worker`).
+(the reader thread of one pipe, a bounded tail of lines and the byte and line counts). Does not
+own what a line means (runners parse it), the log file's cap and write errors (`logfile`), or
+the process (`process.Worker`).
 Invariants:
 - Memory is bounded: one partial line of at most `MAX_LINE` bytes and `tail_lines` lines. A line
   longer than `MAX_LINE` bytes is cut to its first `MAX_LINE` bytes; the rest of it is dropped
-  from the lines (never from the log file, which gets every byte read, in order).
+  from the lines (never from the log file, which is given every byte read, in order).
+- The pipe is read to its end whatever happens to the log file (capped, or the disk full):
+  every line is parsed and the agent is never blocked on a pipe nobody drains.
 - Lines reach the callback in stream order, from the reader thread only; an unterminated last
   line is delivered at end of stream. The reader closes the log file and the pipe when done.
 """
@@ -19,7 +22,8 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import BinaryIO
+
+from .logfile import LogFile
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,8 @@ class LineSplitter:
 class OutputReader:
     """Reads `fd` to its end on its own thread: bytes to `logf`, lines to `on_line` and a tail.
 
+    `log_error` is the log file's write error, if it had one (the reading went on).
+
     `on_line` is called on the reader thread; an exception in it is logged, never propagated.
     `close` (e.g. the pipe's file object) is closed with the log file once the stream ends.
     """
@@ -83,7 +89,7 @@ class OutputReader:
     def __init__(
         self,
         fd: int,
-        logf: BinaryIO,
+        logf: LogFile,
         *,
         on_line: Callable[[str], None],
         tail_lines: int = 200,
@@ -104,6 +110,10 @@ class OutputReader:
         """Wait for the end of the stream; True once the reader is done."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    @property
+    def log_error(self) -> str | None:
+        return self._logf.error
 
     def tail(self, n: int = 50) -> list[str]:
         """The last `n` lines (bounded by `tail_lines`)."""
@@ -141,8 +151,7 @@ class OutputReader:
         except Exception:
             log.exception("output reader %s failed", self._thread.name)
         finally:
-            with contextlib.suppress(OSError):
-                self._logf.close()
+            self._logf.close()
             if self._close is not None:
                 with contextlib.suppress(OSError):
                     self._close()

@@ -1,8 +1,9 @@
 """Supervised worker processes: spawn, stream output, report the exit at once, stop/kill a tree.
 
 Owns: one agent process per `Worker`, run under the supervisor shim (`_shim.py`) in its own
-session, its monitor thread, the worker environment (`build_env`), and stopping this process's
-workers at exit. Does not own: reading the output into lines and a tail (`output`), what the
+session, its monitor thread, and stopping this process's workers at exit. Does not own: the
+worker environment (`env.build_env`, imported from here too), reading the output into lines
+and a tail (`output`), the log file (`logfile`), the lifeline pipe (`lifeline`), what the
 output means (runners parse lines), the exit record (`exits.ExitInfo`), what an exit means (the
 loop), or the on-disk worker records and leftover reaping (`registry`).
 Invariants:
@@ -16,7 +17,15 @@ Invariants:
   This holds from the moment `start()` returns: the shim is spawned with its signals blocked
   and unblocks them once its handlers exist, so an early SIGUSR1/SIGINT is never fatal to it
   by default (a kill still reports SIGKILL, a stop SIGINT) and start() does not wait for it.
-- Memory per worker is bounded: a tail of lines and one partial line (`output.MAX_LINE`).
+- A worker dies with the process that started it (`die_with_owner`, the default): the shim
+  holds the read end of a `lifeline.Lifeline` and, when this process is gone by any death,
+  stops the agent itself (SIGINT, `grace`, kill of the tree), within `grace` + a moment. The
+  write end is closed only after the shim was reaped. The agent's stdout pipe and the log's fd
+  go to the shim too, so it can drain the agent's last words into the log then.
+- Memory per worker is bounded: a tail of lines and one partial line (`output.MAX_LINE`); the
+  log file holds at most `max_log_bytes` per attempt (head and tail, `logfile.LogFile`).
+- A log that cannot be written (a full disk) never stops the output being read and parsed;
+  the exit then carries the reason in `ExitInfo.detail` ("<log>: no space left on device").
 - Workers get an environment built from an allow-list plus explicit additions (`build_env`).
 """
 
@@ -33,7 +42,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,7 +51,10 @@ import psutil
 
 from ..errors import WorkerError
 from . import resources as _resources
+from .env import build_env  # also imported from here by callers of Worker
 from .exits import ExitInfo
+from .lifeline import Lifeline
+from .logfile import DEFAULT_MAX_LOG_BYTES, MIN_LOG_BYTES, LogFile
 from .output import OutputReader
 from .registry import TOKEN_VAR, Registry, add_live, live_workers, sweep_token
 
@@ -50,40 +63,6 @@ log = logging.getLogger(__name__)
 SHIM_PATH = Path(__file__).with_name("_shim.py")
 # Held (blocked) in the shim from exec until its handlers are installed; see `_shim.py`.
 SHIM_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
-DEFAULT_ENV_ALLOW: tuple[str, ...] = (
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "LANG",
-    "LANGUAGE",
-    "LC_*",
-    "TERM",
-    "TZ",
-    "TMPDIR",
-    "SHELL",
-    "GIT_AUTHOR_*",
-    "GIT_COMMITTER_*",
-)
-
-
-def build_env(
-    extra: Mapping[str, str | None] | None = None,
-    *,
-    allow: Iterable[str] = DEFAULT_ENV_ALLOW,
-    base: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The parent's allow-listed variables (`NAME` or `PREFIX*`) plus `extra` (None deletes)."""
-    base = os.environ if base is None else base
-    exact = {a for a in allow if not a.endswith("*")}
-    prefixes = tuple(a[:-1] for a in allow if a.endswith("*"))
-    env = {k: v for k, v in base.items() if k in exact or (prefixes and k.startswith(prefixes))}
-    for k, v in (extra or {}).items():
-        if v is None:
-            env.pop(k, None)
-        else:
-            env[k] = str(v)
-    return env
 
 
 # ---------------------------------------------------------------- live-worker tracking
@@ -119,7 +98,13 @@ def stop_all(grace: float = 0.5, timeout: float = 5.0) -> None:
 
 
 class Worker:
-    """One agent process under the shim, with a monitor thread and an output reader thread."""
+    """One agent process under the shim, with a monitor thread and an output reader thread.
+
+    `grace`: seconds between SIGINT and the kill when the shim stops the agent because this
+    process died (`stop()` takes its own). `die_with_owner=False` lets the worker outlive this
+    process (its leftovers are then found by `registry`). `max_log_bytes`: the cap of the log
+    file (None: no cap).
+    """
 
     _pre_monitor_hook: Callable[[Worker], None] | None = None  # tests: delay the monitor
 
@@ -138,9 +123,14 @@ class Worker:
         stdin_path: str | Path | None = None,
         tail_lines: int = 200,
         registry: Registry | None = None,
+        grace: float = 1.5,
+        die_with_owner: bool = True,
+        max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES,
     ) -> None:
         if isinstance(argv, str) or not argv:
             raise WorkerError("argv must be a non-empty list of strings", task_id=task_id)
+        if max_log_bytes is not None and max_log_bytes < MIN_LOG_BYTES:
+            raise WorkerError(f"max_log_bytes must be None or >= {MIN_LOG_BYTES}", task_id=task_id)
         self.argv = [str(a) for a in argv]
         self.cwd = Path(cwd)
         self.env = dict(build_env() if env is None else env)
@@ -151,6 +141,7 @@ class Worker:
         self.on_line, self.on_exit, self.on_drained = on_line, on_exit, on_drained
         self.stdin_path = Path(stdin_path) if stdin_path is not None else None
         self.registry = registry
+        self.grace, self.die_with_owner, self.max_log_bytes = grace, die_with_owner, max_log_bytes
         self.token = f"{os.getpid()}-{secrets.token_hex(8)}"
         self.pid: int | None = None  # the supervisor shim's pid (session and group leader)
         self.agent_pid: int | None = None  # the agent's own pid, once the shim has forked it
@@ -167,6 +158,7 @@ class Worker:
         self._drained = threading.Event()
         self._reader: OutputReader | None = None
         self._status_fd = -1
+        self._lifeline: Lifeline | None = None
         self._monitor: threading.Thread | None = None
 
     def __repr__(self) -> str:
@@ -190,10 +182,15 @@ class Worker:
                 task_id=self.task_id,
             )
 
-    def _popen_shim(self, status_w: int) -> subprocess.Popen[bytes]:
-        """Exec the shim on our argv in a new session, stdout piped, stderr to its file."""
+    def _popen_shim(self, fds: dict[str, int], out_w: int) -> subprocess.Popen[bytes]:
+        """Exec the shim on our argv in a new session, stdout to `out_w`, stderr to its file,
+        with `fds` ({shim option: fd}) passed on."""
         env = {**self.env, TOKEN_VAR: self.token}
-        shim = [sys.executable, "-I", "-S", str(SHIM_PATH), "--status-fd", str(status_w)]
+        shim = [sys.executable, "-I", "-S", str(SHIM_PATH)]
+        for option, fd in fds.items():
+            shim += [f"--{option}", str(fd)]
+        if "lifeline-fd" in fds:
+            shim += ["--grace", repr(float(self.grace))]
         stdin = os.fspath(self.stdin_path) if self.stdin_path is not None else os.devnull
         with open(stdin, "rb") as fin, open(self.stderr_path, "wb") as ferr:
             self.started_at = datetime.now(UTC)
@@ -206,11 +203,11 @@ class Worker:
                     cwd=self.cwd,
                     env=env,
                     stdin=fin,
-                    stdout=subprocess.PIPE,
+                    stdout=out_w,
                     stderr=ferr,
                     start_new_session=True,
                     close_fds=True,
-                    pass_fds=(status_w,),
+                    pass_fds=tuple(fds.values()),
                 )
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -222,31 +219,42 @@ class Worker:
         if not self.cwd.is_dir():
             raise WorkerError(f"worker cwd {self.cwd} is not a directory", task_id=self.task_id)
         self._check_executable()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        logf = self._open_log()
         status_r, status_w = os.pipe()  # the shim writes the agent's wait status here
-        logf = open(self.log_path, "wb", buffering=0)  # noqa: SIM115 - owned by the reader
+        out_r, out_w = os.pipe()  # the agent's stdout
+        fds = {"status-fd": status_w}
+        if self.die_with_owner:  # the shim reads the agent's output into the log if we die
+            self._lifeline = Lifeline()
+            fds.update(
+                {"lifeline-fd": self._lifeline.read_fd, "output-fd": out_r, "log-fd": logf.fd}
+            )
         try:
-            self._proc = self._popen_shim(status_w)
+            self._proc = self._popen_shim(fds, out_w)
         except OSError as exc:
             logf.close()
-            os.close(status_r)
+            for fd in (status_r, out_r):
+                os.close(fd)
+            if self._lifeline is not None:
+                self._lifeline.close()
             raise WorkerError(
                 f"cannot start worker {self.worker_id} ({self.argv[0]!r}): {exc}",
                 task_id=self.task_id,
             ) from exc
         finally:
             os.close(status_w)
+            os.close(out_w)
+        if self._lifeline is not None:
+            self._lifeline.release_read_end()  # the shim has it; the write end stays here
         self._status_fd = status_r
         self.pid = self._proc.pid
         _track(self)
-        assert self._proc.stdout is not None
         self._reader = OutputReader(
-            self._proc.stdout.fileno(),
+            out_r,
             logf,
             on_line=self._deliver,
             tail_lines=self.tail_lines,
             name=f"ralphnb-reader-{self.worker_id}",
-            close=self._proc.stdout.close,
+            close=lambda: os.close(out_r),
         )
         if Worker._pre_monitor_hook is not None:
             Worker._pre_monitor_hook(self)
@@ -256,6 +264,17 @@ class Worker:
         )
         self._monitor.start()
         return self
+
+    def _open_log(self) -> LogFile:
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            return LogFile(self.log_path, max_bytes=self.max_log_bytes)
+        except OSError as exc:
+            raise WorkerError(
+                f"cannot start worker {self.worker_id}: cannot create its log {exc.filename}: "
+                f"{exc.strerror or exc}",
+                task_id=self.task_id,
+            ) from exc
 
     # -------------------------------------------------------------- threads
 
@@ -284,6 +303,8 @@ class Worker:
         with self._lock:
             self._reaping = True  # from now on the pid may be recycled: no more signals
         rc = proc.wait()
+        if self._lifeline is not None:  # the shim is gone: nobody reads the lifeline any more
+            self._lifeline.close()
         if info is None:  # the shim died without reporting (e.g. SIGKILLed from outside)
             info = self._exited_with(rc)
         elif rc == -signal.SIGKILL and info.signal != signal.SIGKILL:
@@ -328,6 +349,7 @@ class Worker:
             task_id=self.task_id,
             worker_id=self.worker_id,
             stderr_path=self.stderr_path,
+            detail=self._reader.log_error if self._reader is not None else None,
         )
         self.exit_info = info
         self._exited.set()
@@ -347,6 +369,8 @@ class Worker:
             n = sweep_token(self.token)
             log.warning("worker %s: swept %d process(es) holding its output", self.worker_id, n)
             reader.join(5.0)
+        if reader.log_error and info.detail is None:  # the log failed after the exit was told
+            info = self.exit_info = replace(info, detail=reader.log_error)
         if self.registry is not None:
             self.registry.remove(self)
         self._drained.set()

@@ -34,6 +34,25 @@ def main() -> None:
         signal.signal(signal.SIGINT, bye)
         ready()
         time.sleep(600)
+    if mode == "int-file":  # a setsid escapee; on SIGINT, say so, write ARGS[0] and exit 0
+        r, w = os.pipe()
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.write(w, b"x")
+                sleeper()
+            os._exit(0)
+        os.read(r, 1)
+
+        def mark(signum, frame):
+            os.write(1, b"got SIGINT, stopping\n")  # a broken stdout would raise here
+            with open(args[0], "w") as f:
+                f.write("got SIGINT\n")
+            os._exit(0)
+
+        signal.signal(signal.SIGINT, mark)
+        ready()
+        time.sleep(600)
     if mode == "exit-on-term":
 
         def term(signum, frame):

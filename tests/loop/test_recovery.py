@@ -93,13 +93,12 @@ def test_sigkill_of_the_loop_process_then_recovery(tmp_path, monkeypatch):
     ]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert live_run(repo) is None
-    assert find_leftovers(old_run / "workers"), "the orphaned workers should still be alive"
+    assert live_run(repo) is None  # its workers stop themselves (tests/loop/test_owner_death.py)
 
     loop = Loop(repo, parallel=2)
     df = loop.run()
     rec = [e for e in loop.events if e.kind == "recovered"]
-    assert rec and rec[0].data["reaped"] >= 1
+    assert rec and (rec[0].data["doing"] or rec[0].data["integrate"])  # the killed loop's tasks
     assert not find_leftovers(old_run / "workers")
     assert all(not psutil.pid_exists(p) or psutil.Process(p).status() == "zombie" for p in old_pids)
     assert set(df.drop_duplicates("task_id", keep="last").status) == {"integrated"}

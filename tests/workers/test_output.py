@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ralphnb.workers.logfile import LogFile
 from ralphnb.workers.output import MAX_LINE, LineSplitter, OutputReader, decode_line
 
 CHILD = str(Path(__file__).resolve().parents[1] / "helpers" / "child.py")
@@ -19,7 +20,7 @@ def read_pipe(tmp_path: Path, write, on_line=None, **kw) -> tuple[list[str], Out
     """Run an OutputReader over a real pipe that `write(fd)` fills and closes."""
     r, w = os.pipe()
     lines: list[str] = []
-    logf = open(tmp_path / "out.log", "wb")  # noqa: SIM115 - the reader closes it
+    logf = LogFile(tmp_path / "out.log", max_bytes=None)  # the reader closes it
     reader = OutputReader(r, logf, on_line=on_line or lines.append, close=lambda: os.close(r), **kw)
     reader.start()
     write(w)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,8 +16,15 @@ import pytest
 
 from ralphnb.errors import WorkerError
 from ralphnb.workers.exits import ExitInfo
+from ralphnb.workers.logfile import DEFAULT_MAX_LOG_BYTES
 from ralphnb.workers.process import Worker, build_env, stop_all
-from ralphnb.workers.registry import TOKEN_VAR, Registry, find_leftovers, reap_leftovers
+from ralphnb.workers.registry import (
+    TOKEN_VAR,
+    Registry,
+    find_leftovers,
+    reap_leftovers,
+    sweep_token,
+)
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 CHILD = str(HELPERS / "child.py")
@@ -326,7 +334,8 @@ def test_stdin_is_closed_or_given_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_one_gigabyte_of_output_keeps_memory_bounded(tmp_path):
+def test_one_gigabyte_of_output_keeps_memory_and_the_log_bounded(tmp_path):
+    # Before the cap: the log of this attempt was 1 GiB, all of the output (1 of 1 tries).
     total, width = 1 << 30, 1024
     count = [0]
     r = Run(tmp_path, "bytes", str(total), str(width), tail_lines=100)
@@ -340,8 +349,12 @@ def test_one_gigabyte_of_output_keeps_memory_bounded(tmp_path):
     info = w.exit_info
     assert info is not None and info.returncode == 0
     assert (peak - base) / 1e6 < 64, f"parent RSS grew {(peak - base) / 1e6:.0f} MB"
-    assert (tmp_path / "logs" / "1.log").stat().st_size == total
-    assert count[0] == total // width and w.bytes_seen == total
+    log_file = tmp_path / "logs" / "1.log"
+    assert log_file.stat().st_size <= DEFAULT_MAX_LOG_BYTES  # 64 MiB: the head and the tail
+    with open(log_file, "rb") as f:
+        f.seek(DEFAULT_MAX_LOG_BYTES // 2 - 4096)
+        assert b" bytes of output dropped here" in f.read(8192)
+    assert count[0] == total // width and w.bytes_seen == total  # every line parsed
     assert len(w.tail(1000)) == 100
     r.check_clean()
 
@@ -350,7 +363,7 @@ def test_leftovers_of_a_sigkilled_parent_are_found_and_reaped(tmp_path):
     reg, logs = tmp_path / "workers", tmp_path / "logs"
     logs.mkdir()
     parent = subprocess.Popen(
-        [sys.executable, str(HELPERS / "orphaner.py"), str(reg), str(logs), "hang"],
+        [sys.executable, str(HELPERS / "orphaner.py"), str(reg), str(logs), "detached"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -362,7 +375,8 @@ def test_leftovers_of_a_sigkilled_parent_are_found_and_reaped(tmp_path):
         parent.wait(10)
     finally:
         parent.kill()
-    assert len(survivors(token)) == 3  # they outlive their parent
+    time.sleep(0.5)
+    assert len(survivors(token)) == 3  # detached from their owner: they outlive it
     found = find_leftovers(reg)
     live = {p.pid for p in survivors(token)}
     assert shim_pid in live and live <= {p.pid for p in found}
@@ -372,6 +386,88 @@ def test_leftovers_of_a_sigkilled_parent_are_found_and_reaped(tmp_path):
         time.sleep(0.02)
     assert survivors(token) == [] and find_leftovers(reg) == []
     assert list(reg.glob("*.json")) == []
+
+
+def orphan(
+    tmp_path: Path, *child: str, how: str = "hang"
+) -> tuple[subprocess.Popen[str], str, dict[str, str]]:
+    """A process owning one worker (`child.py CHILD...`): (the owner, the worker's token, what
+    the owner reported)."""
+    reg, logs = tmp_path / "workers", tmp_path / "logs"
+    logs.mkdir(exist_ok=True)
+    argv = [sys.executable, str(HELPERS / "orphaner.py"), str(reg), str(logs), how, *child]
+    owner = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    line = owner.stdout.readline()
+    assert line, "the owner never reported its worker"
+    said = dict(word.split("=", 1) for word in line.split())
+    return owner, said["token"], said
+
+
+def gone_within(token: str, seconds: float) -> tuple[list[psutil.Process], float]:
+    """(processes carrying `token` still alive after `seconds`, seconds until none were)."""
+    t0 = time.monotonic()
+    while (left := survivors(token)) and time.monotonic() - t0 < seconds:
+        time.sleep(0.02)
+    return left, time.monotonic() - t0
+
+
+# Before the lifeline: 3 of 3 processes (shim, agent, setsid escapee) and 2 of 2 (shim, agent
+# ignoring SIGINT; also with a forked child of the owner alive) outlived their killed owner, in
+# 3 of 3 tries each. After: none, in 5 of 5 tries each.
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_owner_killed_stops_the_agent_gracefully_and_sweeps_escapees(tmp_path, sig):
+    marker = tmp_path / "sigint.txt"
+    owner, token, _ = orphan(tmp_path, "int-file", str(marker))  # the agent has a setsid escapee
+    try:
+        deadline = time.monotonic() + 5  # the middle process of the double fork is on its way
+        while len(survivors(token)) != 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(survivors(token)) == 3
+        owner.send_signal(sig)
+        owner.wait(10)
+        left, _ = gone_within(token, 1.5 + 1.0)  # the Worker's default grace, + 1 s
+    finally:
+        owner.kill()
+        sweep_token(token)
+    assert left == [], f"{len(left)} of 3 worker processes outlived their owner"
+    assert marker.read_text() == "got SIGINT\n"  # stopped gracefully first: SIGINT, not a kill
+    # its stdout still worked while it stopped, and what it said then is in its log, with why
+    log_lines = (tmp_path / "logs" / "w.log").read_text().splitlines()
+    assert log_lines[0] == "ready" and log_lines[-1] == "got SIGINT, stopping", log_lines
+    assert log_lines[1].startswith("[ralphnb: the worker's owner process is gone; stopping")
+
+
+def test_owner_killed_kills_an_agent_ignoring_sigint_after_grace(tmp_path):
+    owner, token, _ = orphan(tmp_path, "ignore-int")
+    try:
+        assert len(survivors(token)) == 2
+        owner.kill()
+        owner.wait(10)
+        left, took = gone_within(token, 1.5 + 1.0)
+    finally:
+        owner.kill()
+        sweep_token(token)
+    assert left == [], f"{len(left)} of 2 worker processes outlived their owner"
+    assert took >= 1.5 - 0.1, f"killed after {took:.2f}s, before the grace of 1.5s ran out"
+
+
+def test_a_forked_child_of_the_owner_does_not_keep_its_workers_alive(tmp_path):
+    # A child forked without exec (multiprocessing's fork start method) would inherit the
+    # lifeline's write end; it closes it at fork, so the owner's death is still seen.
+    owner, token, said = orphan(tmp_path, "ignore-int", how="forked")
+    forked = int(said["forked"])
+    try:
+        assert psutil.Process(forked).status() != psutil.STATUS_ZOMBIE
+        owner.kill()
+        owner.wait(10)
+        left, _ = gone_within(token, 1.5 + 1.0)
+        assert psutil.pid_exists(forked)  # it still runs: only the lifeline told the shim
+    finally:
+        owner.kill()
+        sweep_token(token)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(forked, signal.SIGKILL)
+    assert left == [], f"{len(left)} of 2 worker processes outlived their owner"
 
 
 def test_normal_interpreter_exit_stops_workers(tmp_path):

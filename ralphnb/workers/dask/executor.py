@@ -46,6 +46,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("DaskExecutor needs Dask distributed: pip install 'ralphnb[dask]'") from exc
 
 from ...errors import WorkerError
+from ..logfile import DEFAULT_MAX_LOG_BYTES
 from .handle import DaskHandle, ExecutorLink
 from .remote import (
     PLUGIN_NAME,
@@ -75,6 +76,8 @@ def _spec_dict(spec: Any) -> dict[str, Any]:
         "stdin_path": str(stdin) if stdin else None,
         "tail_lines": int(get("tail_lines", 200) or 200),
         "task": dict(get("task")) if get("task") else None,
+        "grace": float(get("grace", 1.5)),
+        "max_log_bytes": get("max_log_bytes", DEFAULT_MAX_LOG_BYTES),
     }
 
 

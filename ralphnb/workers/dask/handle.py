@@ -22,13 +22,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ...errors import WorkerError
 from ..exits import ExitInfo
+from ..logfile import DEFAULT_MAX_LOG_BYTES, LogFile
 from .remote import LOST
 from .ship import sync_back
 
@@ -59,7 +60,6 @@ class DaskExitInfo(ExitInfo):
     died, the cluster closed, its task was cancelled) or a start failure, why."""
 
     address: str | None = None
-    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,10 +125,11 @@ class DaskHandle:
         self._lock = threading.Lock()
         self._losing = False
         self._spawning = spawning
-        self._logf: Any = None
-        if log_on_client:
+        self._logf: LogFile | None = None
+        if log_on_client:  # capped and never raising, as a local worker's log
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._logf = open(self.log_path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+            cap = spec.get("max_log_bytes", DEFAULT_MAX_LOG_BYTES)
+            self._logf = LogFile(self.log_path, max_bytes=cap)
         self.start_error: str | None = None
         self.host = host
 
@@ -223,8 +224,7 @@ class DaskHandle:
 
     def _line(self, line: str) -> None:
         if self._logf is not None:
-            with contextlib.suppress(OSError):
-                self._logf.write(line + "\n")
+            self._logf.write(line.encode("utf-8", "replace") + b"\n")
         self._tail.append(line)
         if self._on_line is not None:
             try:
@@ -258,13 +258,14 @@ class DaskHandle:
         with self._lock:
             if self._exited.is_set():
                 return
+            if self._logf is not None:
+                self._logf.close()
+                if info.detail is None and self._logf.error:  # e.g. the client's disk is full
+                    info = replace(info, detail=self._logf.error)
             self.exit_info, self.detail = info, info.detail
             self._exited.set()
         self._started.set()
         self._link.forget(self)
-        if self._logf is not None:
-            with contextlib.suppress(OSError):
-                self._logf.close()
         for cb in (self._on_exit, self._on_drained):  # remote lines are drained before exit
             if cb is not None:
                 try:

@@ -36,6 +36,7 @@ from distributed.worker import thread_state
 
 from ...errors import WorkerError
 from ..exits import ExitInfo
+from ..logfile import DEFAULT_MAX_LOG_BYTES
 from ..process import Worker
 from ..registry import Registry, find_leftovers, sweep_token
 from .ship import pack_dir, resolve
@@ -185,6 +186,7 @@ def _exit_dict(info: ExitInfo) -> dict[str, Any]:
         "log_path": str(info.log_path),
         "reason": info.reason,
         "stderr_path": str(info.stderr_path) if info.stderr_path else None,
+        "detail": info.detail,
     }
 
 
@@ -385,6 +387,8 @@ def remote_run(spec: dict[str, Any], hid: str, topic: str, owner: str, interval:
         stdin_path=copies.spec.get("stdin_path"),
         registry=st.registry,
         tail_lines=copies.spec.get("tail_lines", 200),
+        grace=copies.spec.get("grace", 1.5),  # the Dask worker process is the agent's owner
+        max_log_bytes=copies.spec.get("max_log_bytes", DEFAULT_MAX_LOG_BYTES),
     )
     try:
         with st.lock:

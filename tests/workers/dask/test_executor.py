@@ -294,7 +294,9 @@ def test_cluster_closed_while_agents_run_leaves_no_orphans(tmp_path, tree):
 
 def test_reap_dead_workers_sweeps_agents_of_a_dead_dask_worker_process(tmp_path):
     """The plugin's setup (and the client, via a surviving worker) reaps what a SIGKILLed Dask
-    worker left: here a parent that records its agent the same way, then dies by SIGKILL."""
+    worker left: here a parent that records its agent the same way, then dies by SIGKILL. (Its
+    agents stop themselves when their owner dies; a detached one shows the reaping still works
+    for whatever survives, e.g. a shim that was stopped itself.)"""
     root = tmp_path / "reg"
     code = textwrap.dedent(
         f"""
@@ -305,7 +307,8 @@ def test_reap_dead_workers_sweeps_agents_of_a_dead_dask_worker_process(tmp_path)
         from ralphnb.workers.registry import Registry
         reg = Registry(Path({str(root)!r}) / proc_tag(os.getpid()))
         w = Worker(["sleep", "600"], cwd={str(tmp_path)!r}, env=build_env(),
-                   log_path={str(tmp_path / "o.log")!r}, worker_id="o", registry=reg).start()
+                   log_path={str(tmp_path / "o.log")!r}, worker_id="o", registry=reg,
+                   die_with_owner=False).start()
         import psutil
         while not psutil.Process(w.pid).children():  # the shim has forked the agent
             time.sleep(0.01)
