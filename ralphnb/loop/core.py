@@ -27,11 +27,11 @@ from typing import Any
 from .._time import format_time, utcnow
 from ..errors import QueueError, RalphError
 from ..queue.store import Queue
-from ..runners import get_runner
 from ..workers.executors import Executor, LocalExecutor, WorkerHandle
 from ..workspace.merge import commit_bookkeeping, rev
 from ..workspace.workspaces import COPY_EXCLUDE, Workspaces
 from .check import CheckType
+from .choice import choose_runner
 from .context import DriverSettings, RunFlags
 from .events import Event
 from .report import attempts_table
@@ -53,15 +53,19 @@ class Loop:
     """Run agents over the queue of `repo`: parallel isolated workers, iterations until each
     task is complete, finished work merged back, a live table of every worker attempt.
 
-    `runner`: a name ("demo", "claude", "codex", ...) or a runner object (e.g.
-    `ralphnb.Command([...])`). `parallel`: workers at once. `max_iterations`: attempts per task
-    (a task's `agent.iterations` wins). `check`: argv list, a command string (split like a
-    shell, never run by one) or `callable(workspace_path) -> bool`, run after the agent says it
-    is done. `completion_promise`: text that counts as "done" in the agent's output.
-    `grace`: seconds between SIGINT and SIGKILL on stop. `target_branch`: where work is merged
-    (default: the checked-out branch). Limits: `max_wall_time` (s, whole loop),
-    `max_cost_usd`, `max_consecutive_failures`. `executor`: where workers run (local processes
-    by default). `workspace_mode`: auto/worktree/clone/copy. `tasks`: only these task ids.
+    `runner`: a name ("claude", "codex", "demo", ...) or a runner object (e.g.
+    `ralphnb.Command([...])`); None takes `agent.runner` from ralph's configuration
+    (`.ralph/config.jsonc`, else the user's global one), or the demo agent in the sample
+    repository only; with none of these the Loop raises before anything is written
+    (`runner_source` says where the choice came from). `parallel`: workers at once.
+    `max_iterations`: attempts per task (a task's `agent.iterations` wins). `check`: argv list,
+    a command string (split like a shell, never run by one) or `callable(workspace_path) ->
+    bool`, run after the agent says it is done. `completion_promise`: text that counts as "done"
+    in the agent's output. `grace`: seconds between SIGINT and SIGKILL on stop. `target_branch`:
+    where work is merged (default: the checked-out branch). Limits: `max_wall_time` (s, whole
+    loop), `max_cost_usd`, `max_consecutive_failures`. `executor`: where workers run (local
+    processes by default). `workspace_mode`: auto/worktree/clone/copy. `tasks`: only these task
+    ids.
 
     `start()` returns at once; `run()` blocks and returns the final `df`; `await arun()`.
     `df`, `snapshot()`, `events`, `subscribe(cb)`, `logs(task_id)`; `stop(id)`, `kill(id)`,
@@ -72,7 +76,7 @@ class Loop:
     def __init__(
         self,
         repo: str | Path = ".",
-        runner: Any = "demo",
+        runner: Any = None,
         parallel: int = 2,
         max_iterations: int = 5,
         check: CheckType = None,
@@ -96,7 +100,7 @@ class Loop:
             Path(os.path.relpath(p, self.repo)).as_posix()
             for p in (self.queue.queue_path, self.queue.done_path)
         )
-        self.runner = get_runner(runner)
+        self.runner, self.runner_source = choose_runner(self.repo, runner)
         self.parallel = max(1, int(parallel))
         self.max_iterations = max(1, int(max_iterations))
         self.check = check
@@ -408,6 +412,7 @@ class Loop:
                         "run_id": self.run_id,
                         "repo": str(self.repo),
                         "runner": self.runner.name,
+                        "runner_source": self.runner_source,
                         "parallel": self.parallel,
                         "max_iterations": self.max_iterations,
                         "target_branch": self.target_branch,

@@ -191,7 +191,7 @@ def test_queue_file_broken_mid_run_does_not_stop_running_workers(tmp_path):
         elif ev.kind == "queue_error":
             broken.set()
 
-    loop = Loop(repo, parallel=3, max_iterations=1)
+    loop = Loop(repo, runner="demo", parallel=3, max_iterations=1)
     loop.subscribe(on_event)
     loop.start()
     qfile = repo / ".ralph" / "queue.jsonc"
@@ -250,7 +250,7 @@ def test_bookkeeping_commit_blocked_by_the_users_git_does_not_fail_a_merged_task
     lock = repo / ".git" / "index.lock"
     lock.write_text("")  # the user's own `git commit` is in progress in the checkout
     try:
-        loop = Loop(repo, target_branch="integration")
+        loop = Loop(repo, runner="demo", target_branch="integration")
         loop.run()
     finally:
         lock.unlink()
@@ -315,7 +315,7 @@ def test_queue_files_moved_by_config_are_the_ones_kept_out_of_merges_and_committ
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")  # the (moved) queue files are tracked
     git(repo, "commit", "-q", "-m", "init")
-    loop = Loop(repo, parallel=2)
+    loop = Loop(repo, runner="demo", parallel=2)
     loop.run()
     assert set(loop.df.status) == {"integrated"}, loop.df[["task_id", "status", "error"]]
     assert git(repo, "status", "--porcelain", "--", "work") == ""  # bookkeeping committed

@@ -24,7 +24,7 @@ from tests.conftest import git
 SCRIPT = """
 import sys
 from ralphnb.loop.core import Loop
-Loop(sys.argv[1], parallel=2).run()
+Loop(sys.argv[1], runner="demo", parallel=2).run()
 """
 
 
@@ -96,7 +96,7 @@ def test_sigkill_of_the_loop_process_then_recovery(tmp_path, monkeypatch):
     assert live_run(repo) is None
     assert find_leftovers(old_run / "workers"), "the orphaned workers should still be alive"
 
-    loop = Loop(repo, parallel=2)
+    loop = Loop(repo, runner="demo", parallel=2)
     df = loop.run()
     rec = [e for e in loop.events if e.kind == "recovered"]
     assert rec and rec[0].data["reaped"] >= 1
@@ -119,7 +119,7 @@ def test_sigkill_of_the_loop_process_then_recovery(tmp_path, monkeypatch):
 EXIT_SCRIPT = """
 import sys, time
 from ralphnb.loop.core import Loop
-loop = Loop(sys.argv[1], grace=0.3).start()
+loop = Loop(sys.argv[1], runner="demo", grace=0.3).start()
 while not (len(loop.df) and loop.df.status.iloc[0] == "running"):
     time.sleep(0.05)
 print(int(loop.df.pid.iloc[0]), flush=True)
