@@ -128,6 +128,7 @@ class Loop:
         self._thread: threading.Thread | None = None
         self._run: LiveRun | None = None  # from start()
         self._scheduler: Scheduler | None = None  # from start()
+        self._journal_lost = False  # the journal could not be written (emit lock held)
 
     def _check_only(self, ids: set[str]) -> None:
         """`tasks=` names only open tasks: an unknown or finished id is an error up front, not
@@ -264,6 +265,12 @@ class Loop:
         """Why the loop stopped starting attempts (a limit, a loop error), or None."""
         return self._flags.halt_reason
 
+    @property
+    def error(self) -> str | None:
+        """The error that halted the loop, in one line (a file that could not be written for a
+        full disk, an unexpected loop error), or None: a limit reached is not an error."""
+        return self._flags.error
+
     # ----------------------------------------------------------------- public: control
 
     def _act(self, task_id: str, action: str, wait: bool) -> None:
@@ -388,14 +395,19 @@ class Loop:
         """The one sink: table, journal, subscribers, then wake the scheduler."""
         with self._emit_lock:
             self._table.apply(event)
-            if self._run is not None:
-                self._run.journal.append(event)
+            failed = self._run is not None and not self._run.journal.append(event)
+            lost = failed and not self._journal_lost  # the first event the journal lost
+            self._journal_lost = self._journal_lost or failed
             self._events.append(event)
             for cb in list(self._subs):
                 try:
                     cb(event)
                 except Exception:
                     pass
+        if lost and self._run is not None and self._run.journal.failure:
+            # a run that cannot be journaled cannot be rebuilt after a crash: halt it (outside
+            # the emit lock: the halt takes the flags' condition, which drivers hold to emit)
+            self._fail(self._run.journal.failure)
         if event.kind != "output":  # parsed output never changes what the scheduler does
             with self._flags.cond:
                 self._flags.cond.notify_all()
@@ -424,7 +436,18 @@ class Loop:
         finally:
             self._finish()
 
+    def _fail(self, error: str) -> None:
+        """An error of the whole run: halt it (see `Scheduler.fail`)."""
+        if self._scheduler is not None:
+            self._scheduler.fail(error)
+            return
+        with self._flags.cond:
+            self._flags.error = self._flags.error or error
+            self._flags.halt_reason = self._flags.halt_reason or error
+
     def _finish(self) -> None:
+        """Bookkeeping commit, `loop_finished`, the run's resources released: whatever fails
+        on the way (a full disk), the loop is marked finished and the repository unlocked."""
         self.ended_at = utcnow()
         try:
             if self.workspaces.is_git:
@@ -433,13 +456,18 @@ class Loop:
                 )
         except Exception:
             pass
-        reason = self._flags.halt_reason or (
-            "stopped" if self._flags.stopping else "no runnable tasks left"
-        )
-        self._emit(Event("loop_finished", data={"reason": reason}))
-        if self._run is not None:
-            self._run.close(self.ended_at)
-        self._finished.set()
+        try:
+            reason = self._flags.halt_reason or (
+                "stopped" if self._flags.stopping else "no runnable tasks left"
+            )
+            data = {"reason": reason, **({"error": self.error} if self.error else {})}
+            self._emit(Event("loop_finished", data=data))
+        finally:
+            try:
+                if self._run is not None:
+                    self._run.close(self.ended_at)
+            finally:
+                self._finished.set()
 
     def _on_control(self, req: dict[str, Any]) -> dict[str, Any]:
         op = req.get("op")

@@ -39,6 +39,7 @@ from .check import kill_check, run_check
 from .context import DriverContext
 from .decide import Decision, decide
 from .events import Event
+from .failures import NO_SPACE, describe, no_space, with_file
 from .gateway import RETRY_BLOCKED_S, TaskQueue
 from .shutdown import arm_exit_hook, quiet
 
@@ -94,8 +95,13 @@ class Driver:
             else:
                 self._work()
         except Exception as exc:
-            self._ev("failed", error=f"{type(exc).__name__}: {exc}", status="failed")
-            self._put_back(f"failed: {exc}")
+            if no_space(exc):  # the disk is full for every task: halt the run
+                error = describe(exc)
+                self.ctx.fail(error)
+            else:
+                error = f"{type(exc).__name__}: {describe(exc)}"
+            self._ev("failed", error=error, status="failed")
+            self._put_back(f"failed: {error}")
 
     def _work(self) -> None:
         max_it = iterations_for_task(self.task, self.settings.max_iterations)
@@ -222,7 +228,11 @@ class Driver:
             template=self.settings.prompt_template,
             iteration=self.iteration,
         )
-        prompt_file.write_text(prompt, encoding="utf-8")
+        try:
+            prompt_file.write_text(prompt, encoding="utf-8")
+        except OSError as exc:  # a full disk: no half prompt left, and the error names it
+            prompt_file.unlink(missing_ok=True)
+            raise with_file(exc, prompt_file) from None
         return runner.command(
             self.task, workspace=Path(ws.path), prompt_file=prompt_file, iteration=self.iteration
         )
@@ -367,7 +377,13 @@ class Driver:
             # an attempt that never got a process: its row must not stay queued forever
             status = {"kill": "killed", "timeout": "timed_out"}.get(self.action or "", "stopped")
             self._ev("status", status=status, error=why)
-        self.queue.put_back(f"ralphnb run {self.settings.run_id}: {why}")
+        error = self.queue.put_back(f"ralphnb run {self.settings.run_id}: {why}")
+        if error is not None:  # e.g. a full disk: the task stays as it is in the queue
+            self._ev(
+                "status",
+                error=f"could not put {self.task_id} back to todo: {error}; it stays as it "
+                "is in the queue, and the next run resumes it",
+            )
 
     # ------------------------------------------------------------ integration
 
@@ -397,6 +413,8 @@ class Driver:
             if res.message != last:
                 self._ev("integrating", error=res.message)
                 last = res.message
+            if NO_SPACE in res.message.lower():  # a full disk blocks every task: halt
+                self.ctx.fail(f"{self.task_id}: {res.message}")
             with self.flags.cond:
                 if self._stop_asked():
                     return  # left done-but-not-archived: the next run integrates it

@@ -4,8 +4,9 @@ Owns: `Scheduler` -- the body of the loop's scheduler thread (sleeps on the run'
 woken by events, times out only for real deadlines: a scheduled start, the wall-time limit, a
 broken queue file to re-read), the map of active tasks to their `driver.Driver`, stop/kill
 requests routed to them, the loop's limits (wall time, cost, consecutive failures: reaching one
-halts the run), and the recovery at start (workers of crashed runs reaped, tasks done but not
-archived integrated). It builds the one `DriverContext` every driver of the run gets.
+halts the run), the halt for an error of the whole run (`fail`: a full disk, a loop error), and
+the recovery at start (workers of crashed runs reaped, tasks done but not archived integrated).
+It builds the one `DriverContext` every driver of the run gets.
 Invariants: `active`, the failure count and the halt are changed with `flags.cond` held; a
 driver is in `active` from its launch until its thread ends; a queue file that stops parsing
 mid-run starts no new worker but stops none.
@@ -29,6 +30,7 @@ from .context import DriverContext, DriverSettings, RunFlags
 from .decide import next_deadline, pick_tasks
 from .driver import Driver
 from .events import Event
+from .failures import describe, no_space
 from .gateway import RETRY_BLOCKED_S
 from .runs import list_runs
 from .table import WorkerTable
@@ -74,6 +76,7 @@ class Scheduler:
             executor=executor,
             merge_lock=threading.Lock(),
             attempt_ended=self.attempt_ended,
+            fail=self.fail,
             row=table.get,
         )
         self.active: dict[str, Driver] = {}  # task id -> its driver (flags.cond held)
@@ -87,7 +90,8 @@ class Scheduler:
             self._recover()
             self._schedule()
         except Exception as exc:
-            self.flags.halt_reason = f"loop error: {type(exc).__name__}: {exc}"
+            why = describe(exc)  # a full disk is said as such; anything else is a loop error
+            self.fail(why if no_space(exc) else f"loop error: {type(exc).__name__}: {why}")
             self.stop_all()
             with self.flags.cond:
                 while self.active:
@@ -129,6 +133,15 @@ class Scheduler:
         """The live worker of a table record's attempt, if it is running now."""
         driver = self.active.get(rec["task_id"])
         return driver.live_handle(rec["worker_id"]) if driver is not None else None
+
+    def fail(self, error: str) -> None:
+        """An error of the whole run (a write that failed for a full disk, a loop error): halt
+        and stop every running worker; their tasks go back to `todo` where that can be written.
+        The first error is the loop's `error` (and, if nothing halted it before, its reason)."""
+        with self.flags.cond:
+            if self.flags.error is None:
+                self.flags.error = error
+            self._halt(error, stop_reason="stop_all")
 
     def attempt_ended(self, failed: bool) -> None:
         """A driver's attempt ended (`failed`: with an error): the limits on consecutive

@@ -520,7 +520,7 @@ def test_a_start_that_fails_leaves_the_repo_unlocked(tmp_path):
     runs.parent.mkdir(parents=True, exist_ok=True)
     runs.write_text("not a directory")  # the run directory cannot be made
     failed = Loop(repo, runner="demo")  # still referenced, as a notebook variable would be
-    with pytest.raises(OSError):
+    with pytest.raises(RalphError, match="cannot start a run in .*: Not a directory"):
         failed.start()
     runs.unlink()
     loop = Loop(repo, runner="demo").start()  # same process: not "another loop is running"

@@ -109,6 +109,7 @@ def new_driver(
         executor=executor,
         merge_lock=threading.Lock(),
         attempt_ended=lambda failed: None,
+        fail=lambda error: events.append(Event("halted", data={"reason": error})),
         row=table.get,
     )
     return Driver(ctx, queue.get("RQ-0001").to_dict()), events
