@@ -91,6 +91,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     printer.close()
     if args.json:
         print(df.to_json(orient="records", date_format="iso"))
+    if loop.halt_reason:  # why the run stopped early, as one line where errors go
+        what = "error" if loop.error else "halted"
+        print(f"ralphnb: {what}: {' '.join(loop.halt_reason.split())}", file=sys.stderr)
     bad = {"failed", "conflict", "stopped", "killed", "timed_out"}
     last = df.drop_duplicates("task_id", keep="last")
     return 1 if last.status.isin(bad).any() or loop.halt_reason else 0

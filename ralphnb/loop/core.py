@@ -95,6 +95,7 @@ class Loop:
     ) -> None:
         self.queue = Queue(repo)
         self.repo = self.queue.repo
+        self.queue.validate()  # a queue file that does not load is an error now, not mid-run
         # the queue files relative to the repo (`.ralph/config.jsonc` may move them)
         self.queue_files = tuple(
             Path(os.path.relpath(p, self.repo)).as_posix()

@@ -220,3 +220,20 @@ def test_run_without_runner_says_how_to_choose_and_writes_nothing(tmp_path):
     assert (
         subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True).stdout == head
     )
+
+
+def test_run_on_a_broken_queue_says_why_on_stderr(tmp_path, env):
+    repo = make_repo(tmp_path, [{}])
+    (repo / ".ralph" / "queue.jsonc").write_text('{"version": 1,\n "tasks": [,]}')
+    r = ralphnb("run", "--repo", str(repo), "--runner", "demo", env=env)
+    assert r.returncode == 1
+    assert r.stderr.startswith("ralphnb: error:") and r.stderr.count("\n") == 1, r.stderr
+    assert "queue.jsonc:2:" in r.stderr
+    assert "queue.jsonc" not in r.stdout
+
+
+def test_a_halted_run_says_why_on_stderr(tmp_path, env):
+    repo = make_repo(tmp_path, [{"demo.hang": "1"}])
+    r = ralphnb("run", "--repo", str(repo), "--runner", "demo", "--max-wall-time", "0.5", env=env)
+    assert r.returncode == 1
+    assert r.stderr == "ralphnb: halted: max_wall_time reached\n"

@@ -130,3 +130,11 @@ def test_a_tasks_own_agent_runner_still_overrides(tmp_path, home, monkeypatch):
     df = Loop(repo).run()  # codex is not installed here: only the task's demo agent can run
     assert list(df.status) == ["integrated"], df.error.tolist()
     assert os.path.exists(repo / "a.txt")
+
+
+def test_a_broken_queue_is_an_error_of_the_constructor_not_of_the_run(tmp_path, home):
+    repo = make_repo(tmp_path, [{"title": "a"}])
+    (repo / ".ralph" / "queue.jsonc").write_text('{"version": 1,\n "tasks": [,]}')
+    with pytest.raises(QueueError, match=r"queue\.jsonc:2:"):
+        Loop(repo, runner="demo")
+    assert not (repo / ".ralph" / "cache").exists()
