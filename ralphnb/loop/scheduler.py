@@ -5,8 +5,9 @@ woken by events, times out only for real deadlines: a scheduled start, the wall-
 broken queue file to re-read), the map of active tasks to their `driver.Driver`, stop/kill
 requests routed to them, the loop's limits (wall time, cost, consecutive failures: reaching one
 halts the run), the halt for an error of the whole run (`fail`: a full disk, a loop error), and
-the recovery at start (workers of crashed runs reaped, tasks done but not archived integrated).
-It builds the one `DriverContext` every driver of the run gets.
+the recovery at start (workers of crashed runs reaped, workspaces and branches left for archived
+tasks removed, tasks done but not archived integrated). It builds the one `DriverContext` every
+driver of the run gets.
 Invariants: `active`, the failure count and the halt are changed with `flags.cond` held; a
 driver is in `active` from its launch until its thread ends; a queue file that stops parsing
 mid-run starts no new worker but stops none.
@@ -263,8 +264,21 @@ class Scheduler:
                 ).start()
         self.flags.cond.notify_all()
 
+    def _remove_archived(self) -> list[str]:
+        """Remove the workspaces and the branches ralphnb made for tasks already archived (a
+        crash between archiving and removing leaves them); a branch it did not make stays
+        (`Workspaces.remove`). The ids whose leftovers were removed."""
+        ws = self.ctx.workspaces
+        archived = {t.id for t in self.queue.done}
+        left = {w.task_id for w in ws.existing()} | set(ws.created_branches())
+        gone = sorted(left & archived)
+        for task_id in gone:
+            ws.remove(task_id, delete_branch=True)
+        return gone
+
     def _recover(self) -> None:
-        """Reap workers of crashed runs; integrate tasks done but not archived."""
+        """Reap workers of crashed runs; remove what was left for archived tasks; integrate
+        tasks done but not archived."""
         repo, run_dir = self.ctx.settings.repo, self.ctx.settings.run_dir
         regs = [
             d / "workers"
@@ -275,9 +289,10 @@ class Scheduler:
         reaped = reap_leftovers(regs) if regs else 0
         pending = [t.to_dict() for t in self.queue.tasks if t.status == "done"]
         doing = [t.id for t in self.queue.tasks if t.status == "doing"]
-        if found or pending or doing:
+        removed = self._remove_archived()
+        if found or pending or doing or removed:
             data = {"reaped": reaped, "integrate": [t["id"] for t in pending], "doing": doing}
-            self.emit(Event("recovered", data=data))
+            self.emit(Event("recovered", data={**data, "removed": removed}))
         with self.flags.cond:
             for t in pending:
                 if self.limits.only is None or t["id"] in self.limits.only:
