@@ -32,10 +32,11 @@ from ..workers.executors import Callbacks, WorkerHandle, WorkerSpec
 from ..workers.exits import ExitInfo
 from ..workers.process import build_env
 from ..workspace.integrate import integrate_workspace
-from ..workspace.merge import commit_bookkeeping
+from ..workspace.merge import MergeResult, commit_bookkeeping
 from ..workspace.workspaces import Workspace
 from .attempt import Attempt, diagnose, exit_data
 from .check import kill_check, run_check
+from .configwatch import ConfigWatch, held_message, watched
 from .context import DriverContext
 from .decide import Decision, decide
 from .events import Event
@@ -64,6 +65,8 @@ class Driver:
         self.handle: WorkerHandle | None = None  # the live attempt's worker
         self.action: str | None = None  # "stop" | "kill" | "stop_all" | "timeout", from outside
         self.check_proc: subprocess.Popen | None = None  # the user's check, while it runs
+        self.config: ConfigWatch | None = None  # the git configs its agent could change
+        self.config_noted: str | None = None  # the change last put on a row
         self.queue = TaskQueue(
             ctx.queue,
             self.task_id,
@@ -109,14 +112,17 @@ class Driver:
         self.iteration = 1
         self._ev("queued", title=self.title, iteration=1)
         ws = self.ctx.workspaces.create(self.task_id, reuse=True)
+        self.config = ConfigWatch(watched(Path(self.ctx.workspaces.repo), ws))
         if self.task.get("status") != "doing":
             self.queue.start()
         while True:
             if not self._wait_unpaused():
                 return self._put_back(self._why_not_continued())
+            self.config.arm()
             info, att = self._attempt(runner, ws)
             if info is None or att is None:
                 return  # never started: already put back
+            self._note_config_change()
             if self._stop_asked():
                 return self._put_back(self._why_not_continued())
             judged = self._judge(runner, info, att, ws, max_it)
@@ -321,6 +327,13 @@ class Driver:
         if stopping:  # asked to stop just before the check began
             kill_check(proc)
 
+    def _note_config_change(self) -> None:
+        """After an attempt: a git config its agent changed goes on the attempt's row (once)."""
+        change = self.config.changed() if self.config is not None else None
+        if change is not None and change != self.config_noted:
+            self.config_noted = change
+            self._ev("status", error=f"{change} while the agent ran; the merge waits until undone")
+
     # ------------------------------------------------------------ stop, pause, put back
 
     def request(self, action: str, *, wait: bool) -> None:
@@ -388,37 +401,54 @@ class Driver:
     # ------------------------------------------------------------ integration
 
     def _integrate(self, ws: Workspace | None) -> None:
+        """Merge (serialised with other tasks), retrying while it is blocked or while a git
+        config the agent changed holds it (`configwatch`); a stop then leaves a merely blocked
+        task done-but-not-archived for the next run, and puts a held one back unmerged."""
         if not self.iteration:
             self.iteration = 1
             self._ev("queued", title=self.title, iteration=1)
         self._ev("integrating", target=self.settings.target_branch)
         last = ""
         while True:
-            with self.ctx.merge_lock:
-                res = integrate_workspace(
-                    self.ctx.workspaces,
-                    ws,
-                    task_id=self.task_id,
-                    title=self.title,
-                    target=self.settings.target_branch or "",
-                    queue_files=self.settings.queue_files,
-                )
+            held = self.config.changed() if self.config is not None else None
+            if held is not None:
+                message = held_message(held, self.task_id)
+            else:
+                with self.ctx.merge_lock:
+                    res = self._merge(ws)
+                    if res.status in ("integrated", "noop"):
+                        return self._archive(ws, res.commit, res.message, res.paths)
                 if res.status == "conflict":
-                    where = f"; workspace kept at {ws.path}" if ws is not None else ""
-                    what = f"merge conflict in {', '.join(res.paths)}" if res.paths else res.message
-                    self._ev("conflict", error=f"{what}{where}", paths=res.paths)
-                    return self._put_back(f"{what}{where}")
-                if res.status in ("integrated", "noop"):
-                    return self._archive(ws, res.commit, res.message, res.paths)
-            if res.message != last:
-                self._ev("integrating", error=res.message)
-                last = res.message
-            if NO_SPACE in res.message.lower():  # a full disk blocks every task: halt
-                self.ctx.fail(f"{self.task_id}: {res.message}")
+                    return None  # put back by _merge
+                message = res.message
+                if NO_SPACE in message.lower():  # a full disk blocks every task: halt
+                    self.ctx.fail(f"{self.task_id}: {message}")
+            if message != last:
+                self._ev("integrating", error=message)
+                last = message
             with self.flags.cond:
                 if self._stop_asked():
-                    return  # left done-but-not-archived: the next run integrates it
+                    if held is not None:  # never merged: back to todo, and why
+                        return self._put_back(f"{self._why_not_continued()}; not merged: {held}")
+                    return None  # left done-but-not-archived: the next run integrates it
                 self.flags.cond.wait(RETRY_BLOCKED_S)
+
+    def _merge(self, ws: Workspace | None) -> MergeResult:
+        """One integration attempt (merge lock held); a conflict puts the task back."""
+        res = integrate_workspace(
+            self.ctx.workspaces,
+            ws,
+            task_id=self.task_id,
+            title=self.title,
+            target=self.settings.target_branch or "",
+            queue_files=self.settings.queue_files,
+        )
+        if res.status == "conflict":
+            where = f"; workspace kept at {ws.path}" if ws is not None else ""
+            what = f"merge conflict in {', '.join(res.paths)}" if res.paths else res.message
+            self._ev("conflict", error=f"{what}{where}", paths=res.paths)
+            self._put_back(f"{what}{where}")
+        return res
 
     def _archive(
         self, ws: Workspace | None, commit: str | None, message: str, paths: list[str]
