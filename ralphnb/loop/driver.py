@@ -417,7 +417,7 @@ class Driver:
                 with self.ctx.merge_lock:
                     res = self._merge(ws)
                     if res.status in ("integrated", "noop"):
-                        return self._archive(ws, res.commit, res.message, res.paths)
+                        return self._archive(ws, res)
                 if res.status == "conflict":
                     return None  # put back by _merge
                 message = res.message
@@ -450,11 +450,9 @@ class Driver:
             self._put_back(f"{what}{where}")
         return res
 
-    def _archive(
-        self, ws: Workspace | None, commit: str | None, message: str, paths: list[str]
-    ) -> None:
+    def _archive(self, ws: Workspace | None, res: MergeResult) -> None:
         """After the merge (merge lock held): archive the task, commit the queue files, remove
-        the workspace and its branch."""
+        the workspace and its branch. The row's message names what the merge left out."""
         if self.marked_done:
             self.queue.archive()
         else:  # recovered done task: one write
@@ -465,8 +463,12 @@ class Driver:
                 f"{self.task_id}: archive ({self.title})",
                 paths=self.settings.queue_files,
             )
-        extra: dict[str, Any] = {"message": message, "paths": paths} if paths else {}
-        self._ev("integrated", commit=commit, **extra)
+        extra: dict[str, Any] = {"message": res.message, "paths": res.paths} if res.paths else {}
+        if res.dropped:  # an agent's edit under .ralph/ or of the queue files: never merged
+            note = f"dropped from the merge: {', '.join(res.dropped)}"
+            extra["message"] = "; ".join(m for m in (extra.get("message"), note) if m)
+            extra["dropped"] = res.dropped
+        self._ev("integrated", commit=res.commit, **extra)
         self.ctx.workspaces.remove(ws if ws is not None else self.task_id, delete_branch=True)
 
     def _ev(self, kind: str, *, wid: str | None = None, **data: Any) -> None:

@@ -351,3 +351,24 @@ def test_a_missing_agent_cli_counts_towards_consecutive_failures(tmp_path):
     assert "2 consecutive failed attempts" in (loop.halt_reason or ""), df[["task_id", "error"]]
     assert list(df.task_id) == ["RQ-0001", "RQ-0002"]
     assert "no-such-claude' not found" in df.error.iloc[0]
+
+
+DROPPER = """
+import os
+os.makedirs(".ralph", exist_ok=True)
+with open(".ralph/config.jsonc", "w") as fh:
+    fh.write('{"queue": {"file": ".ralph/evil_queue.jsonc"}}\\n')
+with open("work.txt", "w") as fh:
+    fh.write("kept\\n")
+print("<promise>COMPLETE</promise>")
+"""
+
+
+def test_the_row_notes_the_paths_dropped_from_the_merge(tmp_path):
+    repo = make_repo(tmp_path, [{"title": "edit the config"}], track_queue=True)
+    df = Loop(repo, runner=Command([sys.executable, "-c", DROPPER]), max_iterations=1).run()
+    row = df.iloc[-1]
+    assert row.status == "integrated", row.error
+    assert "dropped from the merge: .ralph/config.jsonc" in row.last_message, row.last_message
+    assert git(repo, "show", "main:work.txt") == "kept\n"
+    assert not (repo / ".ralph" / "config.jsonc").exists()
