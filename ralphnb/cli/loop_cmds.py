@@ -21,7 +21,6 @@ from ..loop.core import Loop
 from ..loop.report import attempts_table
 from ..loop.runs import Run
 from ..queue.ids import validate_task_id
-from ..runners import get_runner
 from ..view.console import Printer
 from .common import find_repo
 
@@ -30,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     """Add the loop subcommands to the `ralphnb` parser."""
     sp = subparsers.add_parser("run", parents=[common], help="run agents over the queue")
     sp.add_argument(
-        "--runner", default="demo", help="claude, codex, gemini, opencode, cursor, demo (default)"
+        "--runner",
+        help="claude, codex, gemini, opencode, cursor or demo (default: agent.runner of "
+        ".ralph/config.jsonc or of your global ralph config; none set is an error)",
     )
     sp.add_argument("--parallel", type=int, default=2, metavar="N")
     sp.add_argument("--max-iterations", type=int, default=5, metavar="N")
@@ -63,13 +64,10 @@ def _repo(args: argparse.Namespace) -> Path:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    runner = get_runner(args.runner)
-    if args.model:
-        runner = runner.with_options(model=args.model)
     check = shlex.split(args.check) if args.check else None
     loop = Loop(
         _repo(args),
-        runner=runner,
+        runner=args.runner,
         parallel=args.parallel,
         max_iterations=args.max_iterations,
         check=check,
@@ -78,6 +76,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_cost_usd=args.max_cost,
         tasks=args.task,
     )
+    if args.model:  # on whichever runner was chosen (the argument, ralph's config, ...)
+        loop.runner = loop.runner.with_options(model=args.model)
     printer = Printer(loop, sys.stdout)
     if not args.json:
         loop.subscribe(printer)
@@ -91,6 +91,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     printer.close()
     if args.json:
         print(df.to_json(orient="records", date_format="iso"))
+    if loop.halt_reason:  # why the run stopped early, as one line where errors go
+        what = "error" if loop.error else "halted"
+        print(f"ralphnb: {what}: {' '.join(loop.halt_reason.split())}", file=sys.stderr)
     bad = {"failed", "conflict", "stopped", "killed", "timed_out"}
     last = df.drop_duplicates("task_id", keep="last")
     return 1 if last.status.isin(bad).any() or loop.halt_reason else 0

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._time import format_time, utcnow
+from ..loop.choice import SAMPLE_MARK
 from ..queue.ids import format_task_id
 from ..queue.jsonio import atomic_write_bytes, dumps_pretty
 from ..queue.store import init
@@ -71,9 +72,9 @@ TASKS: list[tuple[str, dict[str, str], list[int]]] = [
 ]
 
 
-#: Written into every sample repo (git-ignored): what lets `python -m ralphnb.demo` replace a
-#: previous demo repo without ever deleting a user's own repository that merely uses ralph.
-SAMPLE_MARK = Path(".ralph") / "cache" / "ralphnb" / "sample-repo"
+# SAMPLE_MARK, written into every sample repo (git-ignored), lets `python -m ralphnb.demo`
+# replace a previous demo repo without ever deleting a user's own repository that merely uses
+# ralph, and lets a Loop there run the demo agent when no runner is named (loop.choice).
 
 
 def is_sample_repo(path: str | os.PathLike[str]) -> bool:

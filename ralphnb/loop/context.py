@@ -1,13 +1,13 @@
 """What a task's driver is given: the narrow, typed context a `Loop` builds once per run.
 
-Owns: `RunFlags` (the loop-wide state that drivers read or change: pause, stop, halt, tasks
-excluded from this run; every field is read and written with `cond` held, and `cond` is the one
-condition the scheduler and all drivers sleep on), `DriverSettings` (the run's fixed settings)
-and `DriverContext` (both, plus the services a task's life uses: the event sink, the queue,
-workspaces, executor, merge lock, the loop's limits and the worker table's rows).
-Invariants: the settings and the context are frozen, so a driver cannot rebind what it was
-given; the mutable parts are `RunFlags` (under its condition) and the services' own locks. A
-driver reaches the loop only through these names: nothing is inherited.
+Owns: `RunFlags` (the loop-wide state that drivers read or change: pause, stop, halt and the
+error that halted it, tasks excluded from this run; every field is read and written with `cond`
+held, and `cond` is the one condition the scheduler and all drivers sleep on), `DriverSettings`
+(the run's fixed settings) and `DriverContext` (both, plus the services a task's life uses: the
+event sink, the queue, workspaces, executor, merge lock, the loop's limits and the worker
+table's rows). Invariants: the settings and the context are frozen, so a driver cannot rebind
+what it was given; the mutable parts are `RunFlags` (under its condition) and the services' own
+locks. A driver reaches the loop only through these names: nothing is inherited.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class RunFlags:
     paused: bool = False  # start no new attempt until resumed
     stopping: bool = False  # stop_all(): every driver winds down
     halt_reason: str | None = None  # a limit was reached: no new attempt
+    error: str | None = None  # the first error that halted the run (a failed write, a bug)
     excluded: set[str] = field(default_factory=set)  # tasks not picked again in this run
 
 
@@ -66,4 +67,5 @@ class DriverContext:
     executor: Executor
     merge_lock: threading.Lock  # integrations one at a time
     attempt_ended: Callable[[bool], None]  # (failed): the loop's limits; may halt the loop
+    fail: Callable[[str], None]  # (one line): an error of the whole run (a full disk): halt it
     row: Callable[[str], dict[str, Any] | None]  # the worker table's record of a worker id

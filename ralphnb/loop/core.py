@@ -27,11 +27,11 @@ from typing import Any
 from .._time import format_time, utcnow
 from ..errors import QueueError, RalphError
 from ..queue.store import Queue
-from ..runners import get_runner
 from ..workers.executors import Executor, LocalExecutor, WorkerHandle
 from ..workspace.merge import commit_bookkeeping, rev
 from ..workspace.workspaces import COPY_EXCLUDE, Workspaces
 from .check import CheckType
+from .choice import choose_runner
 from .context import DriverSettings, RunFlags
 from .events import Event
 from .report import attempts_table
@@ -53,15 +53,19 @@ class Loop:
     """Run agents over the queue of `repo`: parallel isolated workers, iterations until each
     task is complete, finished work merged back, a live table of every worker attempt.
 
-    `runner`: a name ("demo", "claude", "codex", ...) or a runner object (e.g.
-    `ralphnb.Command([...])`). `parallel`: workers at once. `max_iterations`: attempts per task
-    (a task's `agent.iterations` wins). `check`: argv list, a command string (split like a
-    shell, never run by one) or `callable(workspace_path) -> bool`, run after the agent says it
-    is done. `completion_promise`: text that counts as "done" in the agent's output.
-    `grace`: seconds between SIGINT and SIGKILL on stop. `target_branch`: where work is merged
-    (default: the checked-out branch). Limits: `max_wall_time` (s, whole loop),
-    `max_cost_usd`, `max_consecutive_failures`. `executor`: where workers run (local processes
-    by default). `workspace_mode`: auto/worktree/clone/copy. `tasks`: only these task ids.
+    `runner`: a name ("claude", "codex", "demo", ...) or a runner object (e.g.
+    `ralphnb.Command([...])`); None takes `agent.runner` from ralph's configuration
+    (`.ralph/config.jsonc`, else the user's global one), or the demo agent in the sample
+    repository only; with none of these the Loop raises before anything is written
+    (`runner_source` says where the choice came from). `parallel`: workers at once.
+    `max_iterations`: attempts per task (a task's `agent.iterations` wins). `check`: argv list,
+    a command string (split like a shell, never run by one) or `callable(workspace_path) ->
+    bool`, run after the agent says it is done. `completion_promise`: text that counts as "done"
+    in the agent's output. `grace`: seconds between SIGINT and SIGKILL on stop. `target_branch`:
+    where work is merged (default: the checked-out branch). Limits: `max_wall_time` (s, whole
+    loop), `max_cost_usd`, `max_consecutive_failures`. `executor`: where workers run (local
+    processes by default). `workspace_mode`: auto/worktree/clone/copy. `tasks`: only these task
+    ids.
 
     `start()` returns at once; `run()` blocks and returns the final `df`; `await arun()`.
     `df`, `snapshot()`, `events`, `subscribe(cb)`, `logs(task_id)`; `stop(id)`, `kill(id)`,
@@ -72,7 +76,7 @@ class Loop:
     def __init__(
         self,
         repo: str | Path = ".",
-        runner: Any = "demo",
+        runner: Any = None,
         parallel: int = 2,
         max_iterations: int = 5,
         check: CheckType = None,
@@ -91,12 +95,13 @@ class Loop:
     ) -> None:
         self.queue = Queue(repo)
         self.repo = self.queue.repo
+        self.queue.validate()  # a queue file that does not load is an error now, not mid-run
         # the queue files relative to the repo (`.ralph/config.jsonc` may move them)
         self.queue_files = tuple(
             Path(os.path.relpath(p, self.repo)).as_posix()
             for p in (self.queue.queue_path, self.queue.done_path)
         )
-        self.runner = get_runner(runner)
+        self.runner, self.runner_source = choose_runner(self.repo, runner)
         self.parallel = max(1, int(parallel))
         self.max_iterations = max(1, int(max_iterations))
         self.check = check
@@ -124,6 +129,7 @@ class Loop:
         self._thread: threading.Thread | None = None
         self._run: LiveRun | None = None  # from start()
         self._scheduler: Scheduler | None = None  # from start()
+        self._journal_lost = False  # the journal could not be written (emit lock held)
 
     def _check_only(self, ids: set[str]) -> None:
         """`tasks=` names only open tasks: an unknown or finished id is an error up front, not
@@ -260,6 +266,12 @@ class Loop:
         """Why the loop stopped starting attempts (a limit, a loop error), or None."""
         return self._flags.halt_reason
 
+    @property
+    def error(self) -> str | None:
+        """The error that halted the loop, in one line (a file that could not be written for a
+        full disk, an unexpected loop error), or None: a limit reached is not an error."""
+        return self._flags.error
+
     # ----------------------------------------------------------------- public: control
 
     def _act(self, task_id: str, action: str, wait: bool) -> None:
@@ -384,14 +396,19 @@ class Loop:
         """The one sink: table, journal, subscribers, then wake the scheduler."""
         with self._emit_lock:
             self._table.apply(event)
-            if self._run is not None:
-                self._run.journal.append(event)
+            failed = self._run is not None and not self._run.journal.append(event)
+            lost = failed and not self._journal_lost  # the first event the journal lost
+            self._journal_lost = self._journal_lost or failed
             self._events.append(event)
             for cb in list(self._subs):
                 try:
                     cb(event)
                 except Exception:
                     pass
+        if lost and self._run is not None and self._run.journal.failure:
+            # a run that cannot be journaled cannot be rebuilt after a crash: halt it (outside
+            # the emit lock: the halt takes the flags' condition, which drivers hold to emit)
+            self._fail(self._run.journal.failure)
         if event.kind != "output":  # parsed output never changes what the scheduler does
             with self._flags.cond:
                 self._flags.cond.notify_all()
@@ -408,6 +425,7 @@ class Loop:
                         "run_id": self.run_id,
                         "repo": str(self.repo),
                         "runner": self.runner.name,
+                        "runner_source": self.runner_source,
                         "parallel": self.parallel,
                         "max_iterations": self.max_iterations,
                         "target_branch": self.target_branch,
@@ -419,7 +437,18 @@ class Loop:
         finally:
             self._finish()
 
+    def _fail(self, error: str) -> None:
+        """An error of the whole run: halt it (see `Scheduler.fail`)."""
+        if self._scheduler is not None:
+            self._scheduler.fail(error)
+            return
+        with self._flags.cond:
+            self._flags.error = self._flags.error or error
+            self._flags.halt_reason = self._flags.halt_reason or error
+
     def _finish(self) -> None:
+        """Bookkeeping commit, `loop_finished`, the run's resources released: whatever fails
+        on the way (a full disk), the loop is marked finished and the repository unlocked."""
         self.ended_at = utcnow()
         try:
             if self.workspaces.is_git:
@@ -428,13 +457,18 @@ class Loop:
                 )
         except Exception:
             pass
-        reason = self._flags.halt_reason or (
-            "stopped" if self._flags.stopping else "no runnable tasks left"
-        )
-        self._emit(Event("loop_finished", data={"reason": reason}))
-        if self._run is not None:
-            self._run.close(self.ended_at)
-        self._finished.set()
+        try:
+            reason = self._flags.halt_reason or (
+                "stopped" if self._flags.stopping else "no runnable tasks left"
+            )
+            data = {"reason": reason, **({"error": self.error} if self.error else {})}
+            self._emit(Event("loop_finished", data=data))
+        finally:
+            try:
+                if self._run is not None:
+                    self._run.close(self.ended_at)
+            finally:
+                self._finished.set()
 
     def _on_control(self, req: dict[str, Any]) -> dict[str, Any]:
         op = req.get("op")

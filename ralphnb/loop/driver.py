@@ -32,13 +32,15 @@ from ..workers.executors import Callbacks, WorkerHandle, WorkerSpec
 from ..workers.exits import ExitInfo
 from ..workers.process import build_env
 from ..workspace.integrate import integrate_workspace
-from ..workspace.merge import commit_bookkeeping
+from ..workspace.merge import MergeResult, commit_bookkeeping
 from ..workspace.workspaces import Workspace
 from .attempt import Attempt, diagnose, exit_data
 from .check import kill_check, run_check
+from .configwatch import ConfigWatch, held_message, watched
 from .context import DriverContext
 from .decide import Decision, decide
 from .events import Event
+from .failures import NO_SPACE, describe, no_space, with_file
 from .gateway import RETRY_BLOCKED_S, TaskQueue
 from .shutdown import arm_exit_hook, quiet
 
@@ -63,6 +65,8 @@ class Driver:
         self.handle: WorkerHandle | None = None  # the live attempt's worker
         self.action: str | None = None  # "stop" | "kill" | "stop_all" | "timeout", from outside
         self.check_proc: subprocess.Popen | None = None  # the user's check, while it runs
+        self.config: ConfigWatch | None = None  # the git configs its agent could change
+        self.config_noted: str | None = None  # the change last put on a row
         self.queue = TaskQueue(
             ctx.queue,
             self.task_id,
@@ -94,8 +98,13 @@ class Driver:
             else:
                 self._work()
         except Exception as exc:
-            self._ev("failed", error=f"{type(exc).__name__}: {exc}", status="failed")
-            self._put_back(f"failed: {exc}")
+            if no_space(exc):  # the disk is full for every task: halt the run
+                error = describe(exc)
+                self.ctx.fail(error)
+            else:
+                error = f"{type(exc).__name__}: {describe(exc)}"
+            self._ev("failed", error=error, status="failed")
+            self._put_back(f"failed: {error}")
 
     def _work(self) -> None:
         max_it = iterations_for_task(self.task, self.settings.max_iterations)
@@ -103,14 +112,17 @@ class Driver:
         self.iteration = 1
         self._ev("queued", title=self.title, iteration=1)
         ws = self.ctx.workspaces.create(self.task_id, reuse=True)
+        self.config = ConfigWatch(watched(Path(self.ctx.workspaces.repo), ws))
         if self.task.get("status") != "doing":
             self.queue.start()
         while True:
             if not self._wait_unpaused():
                 return self._put_back(self._why_not_continued())
+            self.config.arm()
             info, att = self._attempt(runner, ws)
             if info is None or att is None:
                 return  # never started: already put back
+            self._note_config_change()
             if self._stop_asked():
                 return self._put_back(self._why_not_continued())
             judged = self._judge(runner, info, att, ws, max_it)
@@ -222,7 +234,11 @@ class Driver:
             template=self.settings.prompt_template,
             iteration=self.iteration,
         )
-        prompt_file.write_text(prompt, encoding="utf-8")
+        try:
+            prompt_file.write_text(prompt, encoding="utf-8")
+        except OSError as exc:  # a full disk: no half prompt left, and the error names it
+            prompt_file.unlink(missing_ok=True)
+            raise with_file(exc, prompt_file) from None
         return runner.command(
             self.task, workspace=Path(ws.path), prompt_file=prompt_file, iteration=self.iteration
         )
@@ -312,6 +328,13 @@ class Driver:
         if stopping:  # asked to stop just before the check began
             kill_check(proc)
 
+    def _note_config_change(self) -> None:
+        """After an attempt: a git config its agent changed goes on the attempt's row (once)."""
+        change = self.config.changed() if self.config is not None else None
+        if change is not None and change != self.config_noted:
+            self.config_noted = change
+            self._ev("status", error=f"{change} while the agent ran; the merge waits until undone")
+
     # ------------------------------------------------------------ stop, pause, put back
 
     def request(self, action: str, *, wait: bool) -> None:
@@ -368,46 +391,69 @@ class Driver:
             # an attempt that never got a process: its row must not stay queued forever
             status = {"kill": "killed", "timeout": "timed_out"}.get(self.action or "", "stopped")
             self._ev("status", status=status, error=why)
-        self.queue.put_back(f"ralphnb run {self.settings.run_id}: {why}")
+        error = self.queue.put_back(f"ralphnb run {self.settings.run_id}: {why}")
+        if error is not None:  # e.g. a full disk: the task stays as it is in the queue
+            self._ev(
+                "status",
+                error=f"could not put {self.task_id} back to todo: {error}; it stays as it "
+                "is in the queue, and the next run resumes it",
+            )
 
     # ------------------------------------------------------------ integration
 
     def _integrate(self, ws: Workspace | None) -> None:
+        """Merge (serialised with other tasks), retrying while it is blocked or while a git
+        config the agent changed holds it (`configwatch`); a stop then leaves a merely blocked
+        task done-but-not-archived for the next run, and puts a held one back unmerged."""
         if not self.iteration:
             self.iteration = 1
             self._ev("queued", title=self.title, iteration=1)
         self._ev("integrating", target=self.settings.target_branch)
         last = ""
         while True:
-            with self.ctx.merge_lock:
-                res = integrate_workspace(
-                    self.ctx.workspaces,
-                    ws,
-                    task_id=self.task_id,
-                    title=self.title,
-                    target=self.settings.target_branch or "",
-                    queue_files=self.settings.queue_files,
-                )
+            held = self.config.changed() if self.config is not None else None
+            if held is not None:
+                message = held_message(held, self.task_id)
+            else:
+                with self.ctx.merge_lock:
+                    res = self._merge(ws)
+                    if res.status in ("integrated", "noop"):
+                        return self._archive(ws, res)
                 if res.status == "conflict":
-                    where = f"; workspace kept at {ws.path}" if ws is not None else ""
-                    what = f"merge conflict in {', '.join(res.paths)}" if res.paths else res.message
-                    self._ev("conflict", error=f"{what}{where}", paths=res.paths)
-                    return self._put_back(f"{what}{where}")
-                if res.status in ("integrated", "noop"):
-                    return self._archive(ws, res.commit, res.message, res.paths)
-            if res.message != last:
-                self._ev("integrating", error=res.message)
-                last = res.message
+                    return None  # put back by _merge
+                message = res.message
+                if NO_SPACE in message.lower():  # a full disk blocks every task: halt
+                    self.ctx.fail(f"{self.task_id}: {message}")
+            if message != last:
+                self._ev("integrating", error=message)
+                last = message
             with self.flags.cond:
                 if self._stop_asked():
-                    return  # left done-but-not-archived: the next run integrates it
+                    if held is not None:  # never merged: back to todo, and why
+                        return self._put_back(f"{self._why_not_continued()}; not merged: {held}")
+                    return None  # left done-but-not-archived: the next run integrates it
                 self.flags.cond.wait(RETRY_BLOCKED_S)
 
-    def _archive(
-        self, ws: Workspace | None, commit: str | None, message: str, paths: list[str]
-    ) -> None:
+    def _merge(self, ws: Workspace | None) -> MergeResult:
+        """One integration attempt (merge lock held); a conflict puts the task back."""
+        res = integrate_workspace(
+            self.ctx.workspaces,
+            ws,
+            task_id=self.task_id,
+            title=self.title,
+            target=self.settings.target_branch or "",
+            queue_files=self.settings.queue_files,
+        )
+        if res.status == "conflict":
+            where = f"; workspace kept at {ws.path}" if ws is not None else ""
+            what = f"merge conflict in {', '.join(res.paths)}" if res.paths else res.message
+            self._ev("conflict", error=f"{what}{where}", paths=res.paths)
+            self._put_back(f"{what}{where}")
+        return res
+
+    def _archive(self, ws: Workspace | None, res: MergeResult) -> None:
         """After the merge (merge lock held): archive the task, commit the queue files, remove
-        the workspace and its branch."""
+        the workspace and its branch. The row's message names what the merge left out."""
         if self.marked_done:
             self.queue.archive()
         else:  # recovered done task: one write
@@ -418,8 +464,12 @@ class Driver:
                 f"{self.task_id}: archive ({self.title})",
                 paths=self.settings.queue_files,
             )
-        extra: dict[str, Any] = {"message": message, "paths": paths} if paths else {}
-        self._ev("integrated", commit=commit, **extra)
+        extra: dict[str, Any] = {"message": res.message, "paths": res.paths} if res.paths else {}
+        if res.dropped:  # an agent's edit under .ralph/ or of the queue files: never merged
+            note = f"dropped from the merge: {', '.join(res.dropped)}"
+            extra["message"] = "; ".join(m for m in (extra.get("message"), note) if m)
+            extra["dropped"] = res.dropped
+        self._ev("integrated", commit=res.commit, **extra)
         self.ctx.workspaces.remove(ws if ws is not None else self.task_id, delete_branch=True)
 
     def _ev(self, kind: str, *, wid: str | None = None, **data: Any) -> None:

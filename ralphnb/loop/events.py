@@ -2,12 +2,14 @@
 
 Owns: the `Event` record every worker state change travels as, its JSON form, and `Journal`,
 the `events.jsonl` file of a run. Invariants: events are immutable; the journal is only ever
-appended to, one JSON object per line, flushed per event, so a crash loses at most the line
-being written (a torn last line is skipped on read).
+appended to, one JSON object per line, written per event, so a crash loses at most the line
+being written (a torn last line is skipped on read); a failed write ends the journal's writing
+(`Journal.failure`) and never raises into the thread that emitted the event.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._time import format_time, parse_time, utcnow  # noqa: F401
+from .failures import describe
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,33 +57,48 @@ class Event:
 
 
 class Journal:
-    """Append-only `events.jsonl`. Thread-safe; each event is one flushed line."""
+    """Append-only `events.jsonl`. Thread-safe; each event is one line, written unbuffered.
+
+    A write that fails (a full disk) is undone (the torn line truncated away) and ends the
+    journal's writing: `append` returns False and `failure` says, in one line, which file could
+    not be written and why. It never raises, so no thread that emits an event dies of it."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - owned, closed in close()
+        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - owned, closed in close()
+        self._size = os.fstat(self._fh.fileno()).st_size
+        self.failure: str | None = None
 
-    def append(self, event: Event) -> None:
-        line = json.dumps(event.to_json(), ensure_ascii=False, default=str)
+    def append(self, event: Event) -> bool:
+        """Write one event; False once writing failed (see `failure`), or after `close`."""
+        raw = (json.dumps(event.to_json(), ensure_ascii=False, default=str) + "\n").encode()
+        data = memoryview(raw)
         with self._lock:
-            if self._fh.closed:
-                return
-            self._fh.write(line + "\n")
-            self._fh.flush()
+            if self._fh.closed or self.failure is not None:
+                return self.failure is None
+            try:
+                while data:
+                    data = data[self._fh.write(data) or 0 :]
+                self._size += len(raw)
+            except OSError as exc:
+                if not exc.filename:
+                    exc.filename = str(self.path)
+                self.failure = describe(exc)
+                with contextlib.suppress(OSError):  # no torn line for a reader to trip on
+                    os.ftruncate(self._fh.fileno(), self._size)
+                return False
+            return True
 
     def close(self) -> None:
-        """Flush, fsync and close; safe to call twice, never raises."""
+        """Fsync and close; safe to call twice, never raises."""
         with self._lock:
             if self._fh.closed:
                 return
-            try:
-                self._fh.flush()
+            with contextlib.suppress(OSError):
                 os.fsync(self._fh.fileno())
-            except OSError:
-                pass
-            finally:
+            with contextlib.suppress(OSError):
                 self._fh.close()
 
     @staticmethod

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import QueueError, RalphError
 from ..queue.store import Queue, Task
 from .context import RunFlags
+from .failures import describe, with_file
 from .marks import apply_queue_marks
 
 #: seconds between two reads of a queue file that does not parse (or a merge that is blocked)
@@ -51,6 +52,10 @@ class TaskQueue:
         while True:
             try:
                 return fn(*args, **kwargs)
+            except OSError as exc:  # e.g. a full disk: say which file
+                archiving = fn == self.queue.archive or kwargs.get("archive")
+                path = self.queue.done_path if archiving else self.queue.queue_path
+                raise with_file(exc, path) from None
             except QueueError as exc:
                 if exc.line is None:  # not a syntax error: retrying will not help
                     raise
@@ -103,9 +108,10 @@ class TaskQueue:
             return f"{type(exc).__name__}: {exc}"
         return None
 
-    def put_back(self, note: str) -> None:
+    def put_back(self, note: str) -> str | None:
         """Back to `todo` with `note` (a user's reject or draft stands: only the note is added).
-        Never raises: a task the loop cannot put back stays as it is, and the next run sees it."""
+        Never raises: a task the loop cannot put back (its file unreadable, a full disk) stays
+        as it is, the next run sees it; returns why, in one line, or None when it is back."""
         try:
             task = self.queue.get(self.task_id)
             notes = [*task.notes, note]
@@ -113,5 +119,6 @@ class TaskQueue:
                 self.queue.update(self.task_id, notes=notes)
             else:
                 self.queue.update(self.task_id, status="todo", completed_at=None, notes=notes)
-        except RalphError:
-            pass
+        except (RalphError, OSError) as exc:
+            return describe(exc, self.queue.queue_path)  # (a failed write names no file)
+        return None

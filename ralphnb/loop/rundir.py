@@ -4,7 +4,10 @@ Owns: the repository's loop lock (`.ralph/cache/ralphnb/loop.lock`, an flock hel
 one loop per repository), the run directory (see `runs` for its layout), its event journal, the
 control socket other processes use, and `loop.json`, which says who runs it and how to reach it.
 Invariants: `LiveRun.open` either returns with every resource taken or releases all it took and
-raises (a failed start never leaves the repository locked); `close` never raises.
+raises (a failed start never leaves the repository locked, nor its empty run directory, and says
+which file could not be written); `loop.json` is written atomically, no temp file of it is ever
+left, and one that cannot be marked finished is removed (it would say "running"); `close` never
+raises and always releases the lock.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,8 +25,10 @@ from typing import IO, Any
 
 from .._time import format_time, utcnow
 from ..errors import RalphError
+from ..queue.jsonio import atomic_write_bytes
 from .control import ControlServer
 from .events import Journal
+from .failures import describe, with_file
 from .runs import LOOP_INFO, new_run_id, pid_create_time, runs_root
 
 
@@ -41,10 +47,12 @@ def take_repo_lock(repo: Path) -> IO[str]:
             f"another loop is running on {repo} ({owner or 'unknown'}); "
             "stop it first (`ralphnb status`, `ralphnb stop`)"
         ) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"pid {os.getpid()}\n")
-    fh.flush()
+    try:  # unbuffered: a failed write leaves nothing for a later close to flush again
+        os.ftruncate(fh.fileno(), 0)
+        os.write(fh.fileno(), f"pid {os.getpid()}\n".encode())
+    except OSError as exc:  # e.g. a full disk: let go of the lock, say which file
+        fh.close()
+        raise RalphError(f"cannot start a run in {repo}: {describe(with_file(exc, path))}") from exc
     return fh
 
 
@@ -67,6 +75,7 @@ class LiveRun:
         lockfile = take_repo_lock(repo)
         journal: Journal | None = None
         control: ControlServer | None = None
+        run_dir: Path | None = None
         try:
             started_at = utcnow()
             run_id = new_run_id(started_at)
@@ -77,11 +86,15 @@ class LiveRun:
                 control = ControlServer(f"{run_id}-{os.getpid()}", on_control)
             run = cls(repo, run_id, run_dir, started_at, journal, control, lockfile)
             run.write_info()
-        except BaseException:  # nothing started: release what was taken, or the repo stays
-            for res in (control, journal, lockfile):  # locked to this process
+        except BaseException as exc:  # nothing started: release what was taken, or the repo
+            for res in (control, journal, lockfile):  # stays locked to this process
                 if res is not None:
                     with contextlib.suppress(Exception):
                         res.close()
+            if run_dir is not None:  # made just now, and holding nothing yet
+                shutil.rmtree(run_dir, ignore_errors=True)
+            if isinstance(exc, OSError):  # e.g. a full disk: say which file, in one line
+                raise RalphError(f"cannot start a run in {repo}: {describe(exc)}") from exc
             raise
         return run
 
@@ -97,17 +110,27 @@ class LiveRun:
             "finished_at": None,
             **extra,
         }
-        tmp = self.run_dir / (LOOP_INFO + ".tmp")
-        tmp.write_text(json.dumps(info))
-        os.replace(tmp, self.run_dir / LOOP_INFO)
+        path = self.run_dir / LOOP_INFO
+        try:
+            atomic_write_bytes(path, json.dumps(info).encode())  # leaves no temp file
+        except OSError as exc:
+            raise with_file(exc, path) from None
 
     def close(self, ended_at: datetime) -> None:
         """Close the socket and the journal, mark the run finished, release the lock."""
         if self.control is not None:
             with contextlib.suppress(Exception):
                 self.control.close()
-        self.journal.close()
-        with contextlib.suppress(OSError):
-            self.write_info(finished_at=format_time(ended_at))
-        with contextlib.suppress(OSError):
-            self.lockfile.close()
+        try:
+            self.journal.close()
+            for tmp in self.run_dir.rglob("*.tmp"):  # a write in the run dir that failed
+                with contextlib.suppress(OSError):  # midway (a full disk) left its temp
+                    tmp.unlink()
+            try:
+                self.write_info(finished_at=format_time(ended_at))
+            except OSError:  # a full disk: no loop.json rather than one saying "running"
+                with contextlib.suppress(OSError):
+                    (self.run_dir / LOOP_INFO).unlink()
+        finally:
+            with contextlib.suppress(OSError):
+                self.lockfile.close()

@@ -4,8 +4,10 @@ Owns: `Scheduler` -- the body of the loop's scheduler thread (sleeps on the run'
 woken by events, times out only for real deadlines: a scheduled start, the wall-time limit, a
 broken queue file to re-read), the map of active tasks to their `driver.Driver`, stop/kill
 requests routed to them, the loop's limits (wall time, cost, consecutive failures: reaching one
-halts the run), and the recovery at start (workers of crashed runs reaped, tasks done but not
-archived integrated). It builds the one `DriverContext` every driver of the run gets.
+halts the run), the halt for an error of the whole run (`fail`: a full disk, a loop error), and
+the recovery at start (workers of crashed runs reaped, workspaces and branches left for archived
+tasks removed, tasks done but not archived integrated). It builds the one `DriverContext` every
+driver of the run gets.
 Invariants: `active`, the failure count and the halt are changed with `flags.cond` held; a
 driver is in `active` from its launch until its thread ends; a queue file that stops parsing
 mid-run starts no new worker but stops none.
@@ -29,6 +31,7 @@ from .context import DriverContext, DriverSettings, RunFlags
 from .decide import next_deadline, pick_tasks
 from .driver import Driver
 from .events import Event
+from .failures import describe, no_space
 from .gateway import RETRY_BLOCKED_S
 from .runs import list_runs
 from .table import WorkerTable
@@ -74,6 +77,7 @@ class Scheduler:
             executor=executor,
             merge_lock=threading.Lock(),
             attempt_ended=self.attempt_ended,
+            fail=self.fail,
             row=table.get,
         )
         self.active: dict[str, Driver] = {}  # task id -> its driver (flags.cond held)
@@ -87,7 +91,8 @@ class Scheduler:
             self._recover()
             self._schedule()
         except Exception as exc:
-            self.flags.halt_reason = f"loop error: {type(exc).__name__}: {exc}"
+            why = describe(exc)  # a full disk is said as such; anything else is a loop error
+            self.fail(why if no_space(exc) else f"loop error: {type(exc).__name__}: {why}")
             self.stop_all()
             with self.flags.cond:
                 while self.active:
@@ -129,6 +134,15 @@ class Scheduler:
         """The live worker of a table record's attempt, if it is running now."""
         driver = self.active.get(rec["task_id"])
         return driver.live_handle(rec["worker_id"]) if driver is not None else None
+
+    def fail(self, error: str) -> None:
+        """An error of the whole run (a write that failed for a full disk, a loop error): halt
+        and stop every running worker; their tasks go back to `todo` where that can be written.
+        The first error is the loop's `error` (and, if nothing halted it before, its reason)."""
+        with self.flags.cond:
+            if self.flags.error is None:
+                self.flags.error = error
+            self._halt(error, stop_reason="stop_all")
 
     def attempt_ended(self, failed: bool) -> None:
         """A driver's attempt ended (`failed`: with an error): the limits on consecutive
@@ -250,8 +264,21 @@ class Scheduler:
                 ).start()
         self.flags.cond.notify_all()
 
+    def _remove_archived(self) -> list[str]:
+        """Remove the workspaces and the branches ralphnb made for tasks already archived (a
+        crash between archiving and removing leaves them); a branch it did not make stays
+        (`Workspaces.remove`). The ids whose leftovers were removed."""
+        ws = self.ctx.workspaces
+        archived = {t.id for t in self.queue.done}
+        left = {w.task_id for w in ws.existing()} | set(ws.created_branches())
+        gone = sorted(left & archived)
+        for task_id in gone:
+            ws.remove(task_id, delete_branch=True)
+        return gone
+
     def _recover(self) -> None:
-        """Reap workers of crashed runs; integrate tasks done but not archived."""
+        """Reap workers of crashed runs; remove what was left for archived tasks; integrate
+        tasks done but not archived."""
         repo, run_dir = self.ctx.settings.repo, self.ctx.settings.run_dir
         regs = [
             d / "workers"
@@ -262,9 +289,10 @@ class Scheduler:
         reaped = reap_leftovers(regs) if regs else 0
         pending = [t.to_dict() for t in self.queue.tasks if t.status == "done"]
         doing = [t.id for t in self.queue.tasks if t.status == "doing"]
-        if found or pending or doing:
+        removed = self._remove_archived()
+        if found or pending or doing or removed:
             data = {"reaped": reaped, "integrate": [t["id"] for t in pending], "doing": doing}
-            self.emit(Event("recovered", data=data))
+            self.emit(Event("recovered", data={**data, "removed": removed}))
         with self.flags.cond:
             for t in pending:
                 if self.limits.only is None or t["id"] in self.limits.only:

@@ -18,6 +18,7 @@ from ralphnb.cli.main import main
 from ralphnb.loop.control import live_run
 from ralphnb.loop.runs import Run, list_runs
 from ralphnb.queue.store import Queue, init
+from tests.cli.ralphnb_process import run_cli
 
 
 @pytest.fixture
@@ -58,6 +59,8 @@ def test_run_prints_a_line_per_change_and_exits_0(tmp_path, env):
     repo = make_repo(tmp_path, [{}, {}])
     r = ralphnb(
         "run",
+        "--runner",
+        "demo",
         "--repo",
         str(repo),
         "--parallel",
@@ -88,7 +91,7 @@ def test_run_prints_a_line_per_change_and_exits_0(tmp_path, env):
 
 def test_run_exit_code_1_when_a_task_fails(tmp_path, env):
     repo = make_repo(tmp_path, [{"demo.finish": "none"}])
-    r = ralphnb("run", "--repo", str(repo), "--max-iterations", "1", env=env)
+    r = ralphnb("run", "--runner", "demo", "--repo", str(repo), "--max-iterations", "1", env=env)
     assert r.returncode == 1
     assert "failed" in r.stdout
 
@@ -97,7 +100,18 @@ def test_run_exit_code_1_when_a_task_fails(tmp_path, env):
 def test_status_stop_kill_act_on_a_loop_in_another_process(tmp_path, env):
     repo = make_repo(tmp_path, [{"demo.hang": "1"}, {"demo.hang": "1"}, {}])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ralphnb", "run", "--repo", str(repo), "--parallel", "3"],
+        [
+            sys.executable,
+            "-m",
+            "ralphnb",
+            "run",
+            "--runner",
+            "demo",
+            "--repo",
+            str(repo),
+            "--parallel",
+            "3",
+        ],
         env=env,
         text=True,
         stdout=subprocess.PIPE,
@@ -132,7 +146,7 @@ def test_status_stop_kill_act_on_a_loop_in_another_process(tmp_path, env):
 
 def test_run_in_process_with_main(tmp_path, env, capsys):
     repo = make_repo(tmp_path, [{}])
-    assert main(["run", "--repo", str(repo), "--json"]) == 0
+    assert main(["run", "--runner", "demo", "--repo", str(repo), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[-1]["status"] == "integrated"
 
@@ -141,7 +155,7 @@ def test_run_in_process_with_main(tmp_path, env, capsys):
 def test_ctrl_c_stops_the_workers_cleanly(tmp_path, env):
     repo = make_repo(tmp_path, [{"demo.hang": "1", "demo.children": "2"}])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ralphnb", "run", "--repo", str(repo)],
+        [sys.executable, "-m", "ralphnb", "run", "--runner", "demo", "--repo", str(repo)],
         env=env,
         text=True,
         stdout=subprocess.PIPE,
@@ -172,7 +186,9 @@ def test_run_on_a_tty_redraws_the_table_in_place(tmp_path, env):
     pid, fd = pty.fork()
     if pid == 0:  # the child: `ralphnb run` with a terminal as stdout
         os.execve(
-            sys.executable, [sys.executable, "-m", "ralphnb", "run", "--repo", str(repo)], env
+            sys.executable,
+            [sys.executable, "-m", "ralphnb", "run", "--runner", "demo", "--repo", str(repo)],
+            env,
         )
     out = b""
     while True:
@@ -187,3 +203,37 @@ def test_run_on_a_tty_redraws_the_table_in_place(tmp_path, env):
     assert os.waitstatus_to_exitcode(status) == 0, out
     assert out.count(b"\x1b[J") >= 1  # cursor up + clear: the table is rewritten, not appended
     assert b"integrated 1" in out
+
+
+def test_run_without_runner_says_how_to_choose_and_writes_nothing(tmp_path):
+    repo = make_repo(tmp_path, [{}])
+    home = tmp_path / "home"
+    home.mkdir()
+    queue = (repo / ".ralph" / "queue.jsonc").read_bytes()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True).stdout
+    r = run_cli(["run"], repo, {"HOME": str(home), "XDG_CONFIG_HOME": ""})
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("ralphnb: error:") and r.stderr.count("\n") == 1, r.stderr
+    assert "--runner claude" in r.stderr and "agent.runner" in r.stderr
+    assert (repo / ".ralph" / "queue.jsonc").read_bytes() == queue
+    assert not (repo / ".ralph" / "cache").exists() and list_runs(repo) == []
+    assert (
+        subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True).stdout == head
+    )
+
+
+def test_run_on_a_broken_queue_says_why_on_stderr(tmp_path, env):
+    repo = make_repo(tmp_path, [{}])
+    (repo / ".ralph" / "queue.jsonc").write_text('{"version": 1,\n "tasks": [,]}')
+    r = ralphnb("run", "--repo", str(repo), "--runner", "demo", env=env)
+    assert r.returncode == 1
+    assert r.stderr.startswith("ralphnb: error:") and r.stderr.count("\n") == 1, r.stderr
+    assert "queue.jsonc:2:" in r.stderr
+    assert "queue.jsonc" not in r.stdout
+
+
+def test_a_halted_run_says_why_on_stderr(tmp_path, env):
+    repo = make_repo(tmp_path, [{"demo.hang": "1"}])
+    r = ralphnb("run", "--repo", str(repo), "--runner", "demo", "--max-wall-time", "0.5", env=env)
+    assert r.returncode == 1
+    assert r.stderr == "ralphnb: halted: max_wall_time reached\n"

@@ -27,7 +27,7 @@ def test_stop_reaches_a_hanging_check(tmp_path):
         "import os, sys, time\n"
         f"open({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)",
     ]
-    loop = Loop(repo, check=check).start()
+    loop = Loop(repo, runner="demo", check=check).start()
     for _ in range(600):  # the check writes its pid once it runs
         if marker.exists() and marker.read_text():
             break

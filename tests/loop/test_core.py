@@ -64,7 +64,7 @@ def test_six_tasks_with_deps_parallel_3_tracked_queue(tmp_path):
     (repo / "scratch.txt").write_text("untracked\n")
     mine = git(repo, "status", "--porcelain"), git(repo, "diff"), git(repo, "diff", "--cached")
     seen: list = []
-    loop = Loop(repo, parallel=3)
+    loop = Loop(repo, runner="demo", parallel=3)
     unsub = loop.subscribe(seen.append)
     df = loop.run()
     unsub()
@@ -101,7 +101,7 @@ def test_six_tasks_with_deps_parallel_3_tracked_queue(tmp_path):
 
 def test_never_completing_task_stops_at_max_iterations(tmp_path):
     repo = make_repo(tmp_path, [demo("Never", finish="none")])
-    loop = Loop(repo, parallel=1, max_iterations=2)
+    loop = Loop(repo, runner="demo", parallel=1, max_iterations=2)
     df = loop.run()
     assert list(df.worker_id) == ["RQ-0001#1", "RQ-0001#2"]
     assert df.status.iloc[-1] == "failed"
@@ -115,7 +115,7 @@ def test_task_agent_iterations_override(tmp_path):
     task = demo("Once", finish="none")
     task["agent"] = {"iterations": 1}
     repo = make_repo(tmp_path, [task])
-    df = Loop(repo, max_iterations=5).run()
+    df = Loop(repo, runner="demo", max_iterations=5).run()
     assert list(df.worker_id) == ["RQ-0001#1"] and df.status.iloc[0] == "failed"
 
 
@@ -128,7 +128,9 @@ def test_check_fails_then_passes(tmp_path):
         "n = int(p.read_text()) if p.exists() else 0; p.write_text(str(n + 1)); "
         "print('checked', n); sys.exit(0 if n >= 1 else 3)"
     )
-    loop = Loop(repo, check=[sys.executable, "-c", script, str(counter)], max_iterations=3)
+    loop = Loop(
+        repo, runner="demo", check=[sys.executable, "-c", script, str(counter)], max_iterations=3
+    )
     df = loop.run()
     assert list(df.status) == ["succeeded", "integrated"]
     ends = [e for e in loop.events if e.kind == "iteration_end"]
@@ -146,7 +148,7 @@ def test_callable_check_gets_the_workspace(tmp_path):
         seen.append(ws)
         return (ws / "Callable.txt").exists()
 
-    df = Loop(repo, check=check).run()
+    df = Loop(repo, runner="demo", check=check).run()
     assert df.status.iloc[-1] == "integrated" and seen[0].name == "RQ-0001"
 
 
@@ -165,7 +167,7 @@ def test_same_line_one_integrates_other_conflicts(tmp_path):
             },
         ],
     )
-    loop = Loop(repo, parallel=2)
+    loop = Loop(repo, runner="demo", parallel=2)
     df = loop.run()
     st = dict(zip(df.task_id, df.status, strict=True))
     assert sorted(st.values()) == ["conflict", "integrated"]
@@ -191,7 +193,7 @@ def test_stop_and_kill_single_workers_while_others_continue(tmp_path):
             demo("Fine two", duration="10"),
         ],
     )
-    loop = Loop(repo, parallel=4, grace=0.3).start()
+    loop = Loop(repo, runner="demo", parallel=4, grace=0.3).start()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         df = loop.df  # one snapshot: two may differ by a row that started in between
@@ -231,7 +233,7 @@ def test_dirty_checkout_untouched_and_blocked_merge_waits(tmp_path):
     git(repo, "add", "staged.txt")
     (repo / "f.txt").write_text("line one\nuser edit\n")  # in the way of task 2
     before = git(repo, "diff"), git(repo, "diff", "--cached")
-    loop = Loop(repo, parallel=2).start()
+    loop = Loop(repo, runner="demo", parallel=2).start()
     deadline = time.monotonic() + 20
     row = None
     while time.monotonic() < deadline:
@@ -274,7 +276,7 @@ def test_missing_executable_is_a_row_error_and_the_loop_goes_on(tmp_path):
 
 def test_consecutive_failures_halt_the_loop(tmp_path):
     repo = make_repo(tmp_path, [demo(f"F{i}", fail="2") for i in range(4)])
-    loop = Loop(repo, parallel=1, max_iterations=1, max_consecutive_failures=2)
+    loop = Loop(repo, runner="demo", parallel=1, max_iterations=1, max_consecutive_failures=2)
     df = loop.run()
     assert len(df) == 2 and "consecutive" in loop.halt_reason
     assert df.status.tolist() == ["failed", "failed"] and (df.exit_code == 2).all()
@@ -285,7 +287,7 @@ def test_consecutive_failures_halt_the_loop(tmp_path):
 def test_wall_time_limit_times_out_workers(tmp_path):
     repo = make_repo(tmp_path, [demo("Slow", hang="1")])
     t0 = time.monotonic()
-    df = Loop(repo, max_wall_time=0.8, grace=0.2).run()
+    df = Loop(repo, runner="demo", max_wall_time=0.8, grace=0.2).run()
     assert time.monotonic() - t0 < 10
     assert df.status.iloc[-1] == "timed_out"
     assert Queue(repo).get("RQ-0001").status == "todo"
@@ -294,22 +296,22 @@ def test_wall_time_limit_times_out_workers(tmp_path):
 @pytest.mark.slow
 def test_pause_resume_and_one_loop_per_repo(tmp_path):
     repo = make_repo(tmp_path, [demo("P1"), demo("P2")])
-    loop = Loop(repo, parallel=1)
+    loop = Loop(repo, runner="demo", parallel=1)
     loop.pause()
     loop.start()
     with pytest.raises(RalphError, match="another loop"):
-        Loop(repo).start()
+        Loop(repo, runner="demo").start()
     time.sleep(0.3)
     assert len(loop.df) == 0 and not loop.finished
     loop.resume()
     assert loop.wait(20)
     assert list(loop.df.status) == ["integrated", "integrated"]
-    assert Loop(repo).run().empty  # the lock is released; nothing left to do
+    assert Loop(repo, runner="demo").run().empty  # the lock is released; nothing left to do
 
 
 def test_blocking_run_interrupted_stops_workers(tmp_path):
     repo = make_repo(tmp_path, [demo("Hang", hang="1")])
-    loop = Loop(repo, grace=0.2)
+    loop = Loop(repo, runner="demo", grace=0.2)
     main = threading.get_ident()
 
     def interrupt() -> None:
@@ -329,13 +331,13 @@ def test_arun_from_asyncio(tmp_path):
     import asyncio
 
     repo = make_repo(tmp_path, [demo("Async")])
-    df = asyncio.run(Loop(repo).arun())
+    df = asyncio.run(Loop(repo, runner="demo").arun())
     assert df.status.iloc[-1] == "integrated"
 
 
 def test_repr_and_mimebundle_without_a_kernel(tmp_path):
     repo = make_repo(tmp_path, [demo("R")])
-    loop = Loop(repo)
+    loop = Loop(repo, runner="demo")
     assert "not started" in repr(loop) and loop.df.empty
     loop.run()
     bundle = loop._repr_mimebundle_()
@@ -355,7 +357,7 @@ def test_importing_the_loop_imports_no_widgets_and_patches_no_asyncio():
 
 def test_cost_limit_halts_before_the_next_attempt(tmp_path):
     repo = make_repo(tmp_path, [demo("C1"), demo("C2"), demo("C3")])
-    loop = Loop(repo, parallel=1, max_cost_usd=0.001)
+    loop = Loop(repo, runner="demo", parallel=1, max_cost_usd=0.001)
     df = loop.run()
     assert len(df) == 1 and df.cost_usd.iloc[0] > 0.001
     assert "max_cost_usd" in loop.halt_reason
@@ -372,7 +374,7 @@ def test_scheduled_start_is_a_deadline_not_a_poll(tmp_path):
     task = demo("Later")
     task["scheduled_start"] = format_time(at)
     repo = make_repo(tmp_path, [task])
-    df = Loop(repo).run()
+    df = Loop(repo, runner="demo").run()
     assert df.status.iloc[-1] == "integrated"
     assert df.started_at.iloc[0] >= pd.Timestamp(at)
 
@@ -380,7 +382,7 @@ def test_scheduled_start_is_a_deadline_not_a_poll(tmp_path):
 @pytest.mark.slow
 def test_clone_workspaces_integrate_through_the_users_repo(tmp_path):
     repo = make_repo(tmp_path, [demo("Cloned")])
-    df = Loop(repo, workspace_mode="clone").run()
+    df = Loop(repo, runner="demo", workspace_mode="clone").run()
     assert df.status.iloc[-1] == "integrated", df[["status", "error"]].to_string()
     assert git(repo, "show", "main:Cloned.txt").strip() == "Cloned"
     assert "ralph/RQ-0001" not in git(repo, "branch")
@@ -396,7 +398,7 @@ def test_recovered_done_task_without_workspace_merges_its_branch(tmp_path):
     git(wt, "commit", "-q", "-m", "RQ-0001: work")
     git(repo, "worktree", "remove", str(wt))
     Queue(repo).complete("RQ-0001", archive=False)  # the agent said done, then the loop died
-    loop = Loop(repo)
+    loop = Loop(repo, runner="demo")
     df = loop.run()
     assert df.status.tolist() == ["integrated"]
     assert git(repo, "show", "main:orphan.txt") == "work\n"
@@ -474,10 +476,10 @@ def test_unknown_or_finished_task_id_is_an_error_not_an_empty_run(tmp_path):
     q = Queue(repo)
     q.complete("RQ-0002")
     with pytest.raises(QueueError, match=r"queue\.jsonc: cannot run RQ-0099: no such task"):
-        Loop(repo, tasks=["RQ-0001", "RQ-0099"])
+        Loop(repo, runner="demo", tasks=["RQ-0001", "RQ-0099"])
     with pytest.raises(QueueError, match=r"RQ-0002: it is already done \(in done\.jsonc\)"):
-        Loop(repo, tasks=["RQ-0002"])
-    Loop(repo, tasks=["RQ-0001"])  # an open task is fine
+        Loop(repo, runner="demo", tasks=["RQ-0002"])
+    Loop(repo, runner="demo", tasks=["RQ-0001"])  # an open task is fine
 
 
 def test_stop_between_attempts_of_a_paused_loop_acts_now_and_closes_the_row(tmp_path):
@@ -492,7 +494,7 @@ def test_stop_between_attempts_of_a_paused_loop_acts_now_and_closes_the_row(tmp_
         elif ev.kind == "status" and ev.worker_id == "RQ-0001#2":
             closed2.set()
 
-    loop = Loop(repo, max_iterations=3)
+    loop = Loop(repo, runner="demo", max_iterations=3)
     loop.subscribe(on_event)
     loop.start()
     assert started1.wait(30)
@@ -517,11 +519,11 @@ def test_a_start_that_fails_leaves_the_repo_unlocked(tmp_path):
     runs = runs_root(repo)
     runs.parent.mkdir(parents=True, exist_ok=True)
     runs.write_text("not a directory")  # the run directory cannot be made
-    failed = Loop(repo)  # still referenced, as a notebook variable would be
-    with pytest.raises(OSError):
+    failed = Loop(repo, runner="demo")  # still referenced, as a notebook variable would be
+    with pytest.raises(RalphError, match="cannot start a run in .*: Not a directory"):
         failed.start()
     runs.unlink()
-    loop = Loop(repo).start()  # same process: not "another loop is running"
+    loop = Loop(repo, runner="demo").start()  # same process: not "another loop is running"
     assert loop.wait(60)
     assert loop.df.status.iloc[-1] == "integrated"
 
@@ -536,5 +538,5 @@ def test_a_repo_without_commits_is_refused_up_front_and_the_queue_left_alone(tmp
     q.add("one")
     before = (repo / ".ralph" / "queue.jsonc").read_bytes()
     with pytest.raises(RalphError, match=r"branch 'main' has no commit yet; commit something"):
-        Loop(repo).run()
+        Loop(repo, runner="demo").run()
     assert (repo / ".ralph" / "queue.jsonc").read_bytes() == before

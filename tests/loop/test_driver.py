@@ -109,6 +109,7 @@ def new_driver(
         executor=executor,
         merge_lock=threading.Lock(),
         attempt_ended=lambda failed: None,
+        fail=lambda error: events.append(Event("halted", data={"reason": error})),
         row=table.get,
     )
     return Driver(ctx, queue.get("RQ-0001").to_dict()), events
@@ -191,7 +192,7 @@ def test_queue_file_broken_mid_run_does_not_stop_running_workers(tmp_path):
         elif ev.kind == "queue_error":
             broken.set()
 
-    loop = Loop(repo, parallel=3, max_iterations=1)
+    loop = Loop(repo, runner="demo", parallel=3, max_iterations=1)
     loop.subscribe(on_event)
     loop.start()
     qfile = repo / ".ralph" / "queue.jsonc"
@@ -250,7 +251,7 @@ def test_bookkeeping_commit_blocked_by_the_users_git_does_not_fail_a_merged_task
     lock = repo / ".git" / "index.lock"
     lock.write_text("")  # the user's own `git commit` is in progress in the checkout
     try:
-        loop = Loop(repo, target_branch="integration")
+        loop = Loop(repo, runner="demo", target_branch="integration")
         loop.run()
     finally:
         lock.unlink()
@@ -315,7 +316,7 @@ def test_queue_files_moved_by_config_are_the_ones_kept_out_of_merges_and_committ
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")  # the (moved) queue files are tracked
     git(repo, "commit", "-q", "-m", "init")
-    loop = Loop(repo, parallel=2)
+    loop = Loop(repo, runner="demo", parallel=2)
     loop.run()
     assert set(loop.df.status) == {"integrated"}, loop.df[["task_id", "status", "error"]]
     assert git(repo, "status", "--porcelain", "--", "work") == ""  # bookkeeping committed
@@ -350,3 +351,24 @@ def test_a_missing_agent_cli_counts_towards_consecutive_failures(tmp_path):
     assert "2 consecutive failed attempts" in (loop.halt_reason or ""), df[["task_id", "error"]]
     assert list(df.task_id) == ["RQ-0001", "RQ-0002"]
     assert "no-such-claude' not found" in df.error.iloc[0]
+
+
+DROPPER = """
+import os
+os.makedirs(".ralph", exist_ok=True)
+with open(".ralph/config.jsonc", "w") as fh:
+    fh.write('{"queue": {"file": ".ralph/evil_queue.jsonc"}}\\n')
+with open("work.txt", "w") as fh:
+    fh.write("kept\\n")
+print("<promise>COMPLETE</promise>")
+"""
+
+
+def test_the_row_notes_the_paths_dropped_from_the_merge(tmp_path):
+    repo = make_repo(tmp_path, [{"title": "edit the config"}], track_queue=True)
+    df = Loop(repo, runner=Command([sys.executable, "-c", DROPPER]), max_iterations=1).run()
+    row = df.iloc[-1]
+    assert row.status == "integrated", row.error
+    assert "dropped from the merge: .ralph/config.jsonc" in row.last_message, row.last_message
+    assert git(repo, "show", "main:work.txt") == "kept\n"
+    assert not (repo / ".ralph" / "config.jsonc").exists()

@@ -19,12 +19,13 @@ from ralphnb.loop.runs import list_runs
 from ralphnb.queue.jsonio import read_jsonc
 from ralphnb.queue.store import Queue, init
 from ralphnb.workers.registry import find_leftovers
-from tests.conftest import git
+from ralphnb.workspace.workspaces import Workspaces
+from tests.conftest import git, make_repo
 
 SCRIPT = """
 import sys
 from ralphnb.loop.core import Loop
-Loop(sys.argv[1], parallel=2).run()
+Loop(sys.argv[1], runner="demo", parallel=2).run()
 """
 
 
@@ -95,7 +96,7 @@ def test_sigkill_of_the_loop_process_then_recovery(tmp_path, monkeypatch):
     proc.wait()
     assert live_run(repo) is None  # its workers stop themselves (tests/loop/test_owner_death.py)
 
-    loop = Loop(repo, parallel=2)
+    loop = Loop(repo, runner="demo", parallel=2)
     df = loop.run()
     rec = [e for e in loop.events if e.kind == "recovered"]
     assert rec and (rec[0].data["doing"] or rec[0].data["integrate"])  # the killed loop's tasks
@@ -118,7 +119,7 @@ def test_sigkill_of_the_loop_process_then_recovery(tmp_path, monkeypatch):
 EXIT_SCRIPT = """
 import sys, time
 from ralphnb.loop.core import Loop
-loop = Loop(sys.argv[1], grace=0.3).start()
+loop = Loop(sys.argv[1], runner="demo", grace=0.3).start()
 while not (len(loop.df) and loop.df.status.iloc[0] == "running"):
     time.sleep(0.05)
 print(int(loop.df.pid.iloc[0]), flush=True)
@@ -160,3 +161,29 @@ def test_interpreter_exit_stops_a_background_loop(tmp_path):
     assert t.status == "todo" and "interpreter exit" in t.notes[-1]
     evs = journal(run_dir)
     assert evs[-1]["kind"] == "loop_finished"
+
+
+def test_recovery_removes_the_workspaces_and_branches_left_for_archived_tasks(tmp_path):
+    """The crash between archiving a task and removing its workspace: the next loop removes
+    what ralphnb made for archived tasks, and nothing else (seen before: 2 of 5 crash rounds
+    left a worktree and its branch forever)."""
+    repo = make_repo(tmp_path, [{"title": t} for t in ("done", "rejected", "theirs", "draft")])
+    workspaces = Workspaces(repo)
+    for tid in ("RQ-0001", "RQ-0002", "RQ-0004"):
+        workspaces.create(tid)
+    git(repo, "branch", "ralph/RQ-0003")  # the user's own branch of that name: never ralphnb's
+    q = Queue(repo)
+    q.complete("RQ-0001", archive=True)  # merged and archived, then the crash
+    q.reject("RQ-0002")
+    q.complete("RQ-0003", archive=True)
+    q.update("RQ-0004", status="draft")  # open: its workspace is not the recovery's to remove
+    loop = Loop(repo, runner="demo")
+    loop.run()
+    [rec] = [e for e in loop.events if e.kind == "recovered"]
+    assert sorted(rec.data["removed"]) == ["RQ-0001", "RQ-0002"]
+    branches = git(repo, "branch", "--list", "--format=%(refname:short)", "ralph/*").split()
+    assert branches == ["ralph/RQ-0003", "ralph/RQ-0004"]
+    assert [w.task_id for w in workspaces.existing()] == ["RQ-0004"]
+    worktrees = git(repo, "worktree", "list", "--porcelain").count("worktree ")
+    assert worktrees == 2  # the checkout and RQ-0004's
+    assert set(workspaces.created_branches()) == {"RQ-0004"}

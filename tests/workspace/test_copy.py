@@ -200,7 +200,7 @@ def test_loop_copy_edit_lands_in_the_users_directory(tmp_path):
             {"title": "Add", "custom_fields": {"demo.file": "sub/new.txt", "demo.content": "new"}},
         ],
     )
-    loop = Loop(d, parallel=2)
+    loop = Loop(d, runner="demo", parallel=2)
     assert not loop.workspaces.is_git and loop.workspaces.mode == "copy"
     df = loop.run()
     last = df.drop_duplicates("task_id", keep="last").set_index("task_id")
@@ -216,7 +216,7 @@ def test_loop_copy_edit_lands_in_the_users_directory(tmp_path):
 
 def test_loop_copy_user_edit_during_the_run_is_a_conflict(tmp_path):
     d = plain_queue(tmp_path, [line1("Edit", "by agent")])
-    loop = Loop(d)
+    loop = Loop(d, runner="demo")
 
     def user_edits(ev) -> None:
         if ev.kind == "started":
@@ -255,7 +255,7 @@ def test_loop_recovers_a_copy_task_done_but_not_copied_back(tmp_path):
     ws = Workspaces(d, copy_exclude=(".ralph",)).create("RQ-0001")
     (ws.path / "f.txt").write_text("recovered\n")
     Queue(d).complete("RQ-0001", archive=False)  # the agent said done; the loop then died
-    df = Loop(d).run()
+    df = Loop(d, runner="demo").run()
     assert df.status.iloc[-1] == "integrated", df[["status", "error"]]
     assert (d / "f.txt").read_text() == "recovered\n"
     assert [t.id for t in Queue(d).done] == ["RQ-0001"] and not ws.path.exists()
