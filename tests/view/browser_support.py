@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,7 +78,12 @@ class Lab:
     def wait_kernel_idle(self, timeout: float = 60.0) -> dict[str, Any]:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            ks = self.kernels()
+            try:
+                ks = self.kernels()
+            except urllib.error.HTTPError as exc:  # the server may answer 500 while a kernel
+                if exc.code < 500:  # is still starting (seen once on a loaded machine)
+                    raise
+                ks = []
             if ks and all(k.get("execution_state") == "idle" for k in ks):
                 return ks[0]
             time.sleep(0.25)
