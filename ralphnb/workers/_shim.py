@@ -31,14 +31,13 @@ process-group leader). Owns: the agent process and every process it spawns. Inva
   bytes to `--log-fd N` (the attempt's log), so an agent that prints while stopping neither
   dies of a broken pipe nor blocks, and its last words are kept. The shim never reads these
   two fds while the owner lives.
-Stdlib only (os, signal, sys, threading, time, ctypes) so it starts fast; imports nothing from
-ralphnb.
+Stdlib only (os, signal, sys, time, ctypes; threading only with a lifeline, after the agent was
+forked) so the agent starts fast; imports nothing from ralphnb.
 """
 
 import os
 import signal
 import sys
-import threading
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -46,7 +45,7 @@ OURS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
 FD_OPTIONS = ("--status-fd", "--lifeline-fd", "--output-fd", "--log-fd")
 AFTER_OWNER_LOG = 1 << 20  # bytes of output kept after the owner died (the rest is drained)
 _state = {"agent": 0, "kill_all": False, "pending": 0}
-_agent_reaped = threading.Event()
+_reaped: list = []  # the watcher's threading.Event, set once the agent was reaped
 
 
 def _set_subreaper() -> None:
@@ -213,18 +212,21 @@ def _watch_owner(lifeline: int, grace: float, output: int, log: int) -> None:
             pass
     except OSError:
         pass
-    if _agent_reaped.is_set():  # the agent is gone already; the main thread sweeps the rest
+    reaped = _reaped[0]
+    if reaped.is_set():  # the agent is gone already; the main thread sweeps the rest
         return
     if log >= 0:  # say why in the log, before whatever the agent says while stopping
         note = "[ralphnb: the worker's owner process is gone; stopping the agent (SIGINT, "
         _append(log, f"{note}kill after {grace:g}s)]\n".encode())
     if output >= 0:
+        import threading  # loaded already by `_start_watcher`
+
         threading.Thread(target=_drain_output, args=(output, log), daemon=True).start()
     try:
         os.killpg(os.getpgrp(), signal.SIGINT)  # the agent's group (ours: `_forward` is a no-op)
     except OSError:
         pass
-    if not _agent_reaped.wait(grace):
+    if not reaped.wait(grace):
         _state["kill_all"] = True  # as SIGUSR1 would: the main thread then reaps everything
         _kill_tree()
 
@@ -233,6 +235,9 @@ def _start_watcher(opts: dict[str, float]) -> None:
     """Start `_watch_owner` with our signals blocked in it (and in the thread it starts): a
     signal caught on another thread would not interrupt the main thread's `waitpid`, so its
     handler would wait for the agent's exit. Held here, they stay for the main thread."""
+    import threading  # here, not at the top: the agent's start does not wait for it
+
+    _reaped.append(threading.Event())
     fds = [int(opts[n]) for n in ("--lifeline-fd", "--output-fd", "--log-fd")]
     old = signal.pthread_sigmask(signal.SIG_BLOCK, OURS)
     try:
@@ -278,7 +283,8 @@ def _wait_agent(pid: int, status_fd: int) -> int | None:
         except ChildProcessError:  # cannot happen while the agent lives; be safe
             return None
         if done == pid:
-            _agent_reaped.set()
+            for event in _reaped:  # the watcher's, when there is one
+                event.set()
             _report(status_fd, b"%d\n" % st)
             if status_fd >= 0:
                 try:
