@@ -5,8 +5,10 @@ limits (scheduler), one task's driver, an object per task (driver), what a drive
 (context) and its view of the queue (gateway), one attempt's parsing and diagnosis (attempt), a
 remote agent's queue marks applied to the user's queue (marks), the pure decisions (decide), the
 check command (check), events and the run journal (events), the worker table and its DataFrame
-(table), worker records as text (report), a started run's lock, directory and socket (rundir),
-past runs (runs), the control socket other processes use to reach a running loop (control) and
-the stop of running loops at interpreter exit (shutdown).
+(table), worker records as text (report), which runner a loop runs when none is named (choice),
+what a failed write means for a run (failures), the git configs an agent could change
+(configwatch), a started run's lock, directory and socket (rundir), past runs (runs), the
+control socket other processes use to reach a running loop (control) and the stop of running
+loops at interpreter exit (shutdown).
 Never: imports the view, except the one lazy hook that gives `Loop` its notebook display.
 """

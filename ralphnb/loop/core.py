@@ -1,14 +1,16 @@
 """The Loop: the public API of a run, its event sink and its live worker table.
 
-Owns: `Loop` -- construction and checks up front, start/run/arun/wait, stop/kill/pause/resume,
-the event sink (`_emit`: table -> journal -> subscribers -> wake), `df`/`snapshot`/`logs`, and
-the thread that runs a `scheduler.Scheduler` (which starts one `driver.Driver` per task and
-gives each the narrow `context.DriverContext`; a driver never sees the Loop). The run's
-resources (repo lock, run directory, journal, control socket) are one `rundir.LiveRun`.
+Owns: `Loop` -- construction and checks up front (the queue loads, a runner is chosen:
+`choice`), start/run/arun/wait, stop/kill/pause/resume, the event sink (`_emit`: table ->
+journal -> subscribers -> wake), `df`/`snapshot`/`logs`, and the thread that runs a
+`scheduler.Scheduler` (which starts one `driver.Driver` per task and gives each the narrow
+`context.DriverContext`; a driver never sees the Loop). The run's resources (repo lock, run
+directory, journal, control socket) are one `rundir.LiveRun`.
 Imports: the view only through `_widgets()`, the one lazy hook (for `_repr_mimebundle_` and
 `dashboard`), so importing the loop imports no widget library.
-Invariants: every state change is an Event applied in order under one lock; a worker's exit is
-applied by its monitor thread at once; only this process writes the queue files while it runs;
+Invariants: every state change is an Event applied in order under one lock, and emitting never
+raises (a journal write that fails halts the run instead: `error`); a worker's exit is applied
+by its monitor thread at once; only this process writes the queue files while it runs;
 integrations are serialised; a task a user stopped/killed, failed or conflicted goes back to
 `todo` with a note and is not picked again in this run.
 """
@@ -405,10 +407,10 @@ class Loop:
                     cb(event)
                 except Exception:
                     pass
-        if lost and self._run is not None and self._run.journal.failure:
+        if lost and self._scheduler is not None and self._run is not None:
             # a run that cannot be journaled cannot be rebuilt after a crash: halt it (outside
             # the emit lock: the halt takes the flags' condition, which drivers hold to emit)
-            self._fail(self._run.journal.failure)
+            self._scheduler.fail(self._run.journal.failure or "the run journal failed")
         if event.kind != "output":  # parsed output never changes what the scheduler does
             with self._flags.cond:
                 self._flags.cond.notify_all()
@@ -436,15 +438,6 @@ class Loop:
             self._scheduler.run()
         finally:
             self._finish()
-
-    def _fail(self, error: str) -> None:
-        """An error of the whole run: halt it (see `Scheduler.fail`)."""
-        if self._scheduler is not None:
-            self._scheduler.fail(error)
-            return
-        with self._flags.cond:
-            self._flags.error = self._flags.error or error
-            self._flags.halt_reason = self._flags.halt_reason or error
 
     def _finish(self) -> None:
         """Bookkeeping commit, `loop_finished`, the run's resources released: whatever fails

@@ -6,11 +6,14 @@ live handle, pending stop or kill, running check, done mark) is then plain attri
 driver, and the loop reaches a task by id through the driver it keeps in its active map. What a
 driver is given is its `DriverContext` (context.py): the event sink, the queue (wrapped in a
 `gateway.TaskQueue`), workspaces, executor, settings, limits, the shared `RunFlags` and their
-condition, the merge lock. It never sees the `Loop` itself.
+condition, the merge lock, the run's `fail` (a full disk halts the run, not one task). It never
+sees the `Loop` itself. The git configs its agent could change are watched around each attempt
+(`configwatch`): a change holds the merge until it is undone.
 Invariants: a task leaves a driver integrated, or back in `todo` with a note saying why (stopped,
-killed, failed, conflict, halted), or -- only when an integration was interrupted --
-done-but-not-archived, which the next Loop integrates; never silently dropped. A driver's
-`handle`, `action` and `check_proc` are read and written with `flags.cond` held.
+killed, failed, conflict, halted, held by a changed git config), or -- only when an integration
+was interrupted -- done-but-not-archived, which the next Loop integrates; never silently
+dropped; where the queue cannot be written (a full disk) the row says the task stays as it is.
+A driver's `handle`, `action` and `check_proc` are read and written with `flags.cond` held.
 """
 
 from __future__ import annotations

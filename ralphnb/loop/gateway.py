@@ -4,9 +4,10 @@ Owns: `TaskQueue`, bound to one task of one run. The operations a task's outcome
 (start, read its status, complete, archive, reopen) wait and retry while the queue file does not
 parse (a user saving it half-edited) rather than fail a task whose work is done and leave it
 `doing`; the row's error says what they wait for, and they give up when the task or the loop is
-asked to stop. The rest are best effort by design: the note of a task put back (the loop's
-bookkeeping must never take a driver down), the queue marks of a remote agent (applied once;
-see `marks`) and the copy of the task given to an executor.
+asked to stop; a write that fails (a full disk) raises naming the file. The rest are best effort
+by design: the note of a task put back (the loop's bookkeeping must never take a driver down;
+`put_back` returns what it could not write instead), the queue marks of a remote agent (applied
+once; see `marks`) and the copy of the task given to an executor.
 Invariants: one locked read-modify-write per operation (the `Queue` does that); never holds the
 flags' condition while the queue lock is held.
 """

@@ -25,7 +25,12 @@ from ralphnb.queue.store import Queue
 from ralphnb.runners import Command
 from tests.conftest import demo, make_repo
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fast_demo")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("fast_demo"),
+    # a driver thread that dies with a traceback is a failure, not a warning
+    pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning"),
+]
 
 NO_SPACE = "no space left on device"
 
