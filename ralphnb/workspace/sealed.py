@@ -29,6 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from .git import git_env, run_git
 
 # Keys copied into the sealed config: layout only, none of them names a program (not the
@@ -232,17 +234,59 @@ class Sealed:
         return self.out([*args, "-m", message], extra_env=identity)
 
 
+_LOCK_MARK = "ralphnb index lock"
+
+
+def _owner_mark() -> str:
+    me = psutil.Process()
+    return f"{_LOCK_MARK} pid={me.pid} start={me.create_time()}\n"
+
+
+def _stale_ralphnb_lock(lock: Path) -> bool:
+    """Is `lock` one a ralphnb process took and died holding (killed mid-merge)? Git's own
+    locks hold index data, never this mark, so they are never judged."""
+    try:
+        text = lock.read_bytes()[:200].decode("ascii")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not text.startswith(_LOCK_MARK):
+        return False
+    fields = dict(f.split("=", 1) for f in text.split()[3:] if "=" in f)
+    try:
+        pid, start = int(fields["pid"]), float(fields["start"])
+        return abs(psutil.Process(pid).create_time() - start) > 0.01
+    except (KeyError, ValueError):
+        return False
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
 @contextlib.contextmanager
 def index_lock(index: Path) -> Iterator[bool]:
     """Hold `<index>.lock` as git does (create-exclusive; removed on exit). Yields False when
-    another git process holds it: the caller must then not touch the index."""
+    another git process holds it: the caller must then not touch the index. The lock names its
+    owner (pid and start time), so one left by a ralphnb process that was killed holding it is
+    cleared instead of blocking the checkout for ever."""
     lock = index.with_name(index.name + ".lock")
-    try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            break
+        except FileExistsError:
+            if not _stale_ralphnb_lock(lock):
+                yield False
+                return
+            with contextlib.suppress(OSError):
+                lock.unlink()
+    else:
         yield False
         return
-    os.close(fd)
+    try:
+        os.write(fd, _owner_mark().encode())
+    finally:
+        os.close(fd)
     try:
         yield True
     finally:
