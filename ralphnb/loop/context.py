@@ -51,6 +51,7 @@ class DriverSettings:
     completion_promise: str
     prompt_template: str | None
     grace: float  # seconds between SIGINT and SIGKILL on stop
+    max_log_bytes: int | None  # cap of each attempt's log file (head + tail kept)
     target_branch: str | None  # None outside git
     queue_files: tuple[str, ...]  # relative to the repo; kept out of merges, committed apart
 

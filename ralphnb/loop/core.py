@@ -30,6 +30,7 @@ from .._time import format_time, utcnow
 from ..errors import QueueError, RalphError
 from ..queue.store import Queue
 from ..workers.executors import Executor, LocalExecutor, WorkerHandle
+from ..workers.logfile import DEFAULT_MAX_LOG_BYTES
 from ..workspace.merge import commit_bookkeeping, rev
 from ..workspace.workspaces import COPY_EXCLUDE, Workspaces
 from .check import CheckType
@@ -67,7 +68,7 @@ class Loop:
     where work is merged (default: the checked-out branch). Limits: `max_wall_time` (s, whole
     loop), `max_cost_usd`, `max_consecutive_failures`. `executor`: where workers run (local
     processes by default). `workspace_mode`: auto/worktree/clone/copy. `tasks`: only these task
-    ids.
+    ids. `max_log_bytes`: cap of each attempt's log file (head and tail kept; None: no cap).
 
     `start()` returns at once; `run()` blocks and returns the final `df`; `await arun()`.
     `df`, `snapshot()`, `events`, `subscribe(cb)`, `logs(task_id)`; `stop(id)`, `kill(id)`,
@@ -94,6 +95,7 @@ class Loop:
         workspace_root: str | Path | None = None,
         prompt_template: str | None = None,
         tasks: Iterable[str] | None = None,
+        max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES,
     ) -> None:
         self.queue = Queue(repo)
         self.repo = self.queue.repo
@@ -109,6 +111,7 @@ class Loop:
         self.check = check
         self.completion_promise = completion_promise
         self.grace = grace
+        self.max_log_bytes = max_log_bytes
         self.max_wall_time, self.max_cost_usd = max_wall_time, max_cost_usd
         self.max_consecutive_failures = max_consecutive_failures
         self.prompt_template = prompt_template
@@ -201,6 +204,7 @@ class Loop:
             completion_promise=self.completion_promise,
             prompt_template=self.prompt_template,
             grace=self.grace,
+            max_log_bytes=self.max_log_bytes,
             target_branch=self.target_branch,
             queue_files=self.queue_files,
         )

@@ -259,6 +259,7 @@ class Driver:
             registry_path=str(self.settings.run_dir / "workers"),
             task=self.queue.current(self.task),
             grace=self.settings.grace,
+            max_log_bytes=self.settings.max_log_bytes,
         )
 
     def _callbacks(self, att: Attempt) -> Callbacks:

@@ -540,3 +540,22 @@ def test_a_repo_without_commits_is_refused_up_front_and_the_queue_left_alone(tmp
     with pytest.raises(RalphError, match=r"branch 'main' has no commit yet; commit something"):
         Loop(repo, runner="demo").run()
     assert (repo / ".ralph" / "queue.jsonc").read_bytes() == before
+
+
+def test_max_log_bytes_caps_each_attempts_log_and_the_work_still_completes(tmp_path):
+    from ralphnb.runners import Command
+
+    repo = make_repo(tmp_path, [demo("Loud")])
+    script = (
+        "import sys\n"
+        "for i in range(200_000): print(f'line {i:06d} ' + 'x' * 40)\n"
+        "print('<promise>COMPLETE</promise>')\n"
+    )
+    loop = Loop(repo, runner=Command([sys.executable, "-c", script]), max_log_bytes=64 * 1024)
+    df = loop.run()
+    assert df.status.iloc[-1] == "integrated"
+    log = next((loop.run_dir / "logs" / "RQ-0001").glob("*.log"))
+    text = log.read_text()
+    assert log.stat().st_size < 80 * 1024  # ~10 MB of output, capped
+    assert "line 000000" in text and "<promise>COMPLETE</promise>" in text  # head and tail
+    assert "dropped" in text

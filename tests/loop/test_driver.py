@@ -97,6 +97,7 @@ def new_driver(
         completion_promise=PROMISE,
         prompt_template=None,
         grace=0.5,
+        max_log_bytes=None,
         target_branch=workspaces.target_branch,
         queue_files=(".ralph/queue.jsonc", ".ralph/done.jsonc"),
     )
