@@ -188,8 +188,7 @@ class Codex(Runner):
         )
 
     def passthrough_patterns(self) -> tuple[str, ...]:
-        key = (self.endpoint.api_key_env,) if self.endpoint.api_key_env else ()
-        return (*self.env_passthrough, *key)
+        return self.endpoint.passthrough(tuple(self.env_passthrough))
 
     def provider_args(self) -> list[str]:
         """`-c` overrides that define and select the user's endpoint (empty without one)."""

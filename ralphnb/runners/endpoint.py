@@ -87,6 +87,10 @@ class Endpoint:
         """Does the runner give its CLI a private config home?"""
         return self.base_url is not None or self.home is not None
 
+    def passthrough(self, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        """A runner's passed-through variable patterns plus this endpoint's API-key variable."""
+        return (*patterns, self.api_key_env) if self.api_key_env else patterns
+
     def api_key(self, extra: Mapping[str, str] | None = None) -> str | None:
         """The key's value: from `extra` (a runner's `env=`), else the environment; None when no
         variable is named or it is unset."""

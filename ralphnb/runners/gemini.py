@@ -213,8 +213,7 @@ class Gemini(Runner):
         )
 
     def passthrough_patterns(self) -> tuple[str, ...]:
-        key = (self.endpoint.api_key_env,) if self.endpoint.api_key_env else ()
-        return (*self.env_passthrough, *key)
+        return self.endpoint.passthrough(tuple(self.env_passthrough))
 
     def argv(self, exe: str, *, session_id: str | None = None) -> list[str]:
         argv = [exe, "--output-format", "stream-json"]

@@ -187,8 +187,7 @@ class Opencode(Runner):
         )
 
     def passthrough_patterns(self) -> tuple[str, ...]:
-        key = (self.endpoint.api_key_env,) if self.endpoint.api_key_env else ()
-        return (*self.env_passthrough, *key)
+        return self.endpoint.passthrough(tuple(self.env_passthrough))
 
     def config(self) -> dict[str, Any]:
         """What goes in `OPENCODE_CONFIG_CONTENT`."""

@@ -184,8 +184,7 @@ class Pi(Runner):
         )
 
     def passthrough_patterns(self) -> tuple[str, ...]:
-        key = (self.endpoint.api_key_env,) if self.endpoint.api_key_env else ()
-        return (*self.env_passthrough, *key)
+        return self.endpoint.passthrough(tuple(self.env_passthrough))
 
     def models_json(self) -> dict[str, Any]:
         """The private `models.json` defining the user's endpoint as provider `ralphnb`."""
