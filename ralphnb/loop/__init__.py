@@ -8,7 +8,8 @@ check command (check), events and the run journal (events), the worker table and
 (table), worker records as text (report), which runner a loop runs when none is named (choice),
 what a failed write means for a run (failures), the git configs an agent could change
 (configwatch), a started run's lock, directory and socket (rundir), past runs (runs), the
-control socket other processes use to reach a running loop (control) and the stop of running
+control socket other processes use to reach a running loop (control) and what it answers
+(requests), the checks before a run writes anything (setup) and the stop of running
 loops at interpreter exit (shutdown).
 Never: imports the view, except the one lazy hook that gives `Loop` its notebook display.
 """

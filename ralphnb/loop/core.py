@@ -1,11 +1,12 @@
 """The Loop: the public API of a run, its event sink and its live worker table.
 
 Owns: `Loop` -- construction and checks up front (the queue loads, a runner is chosen:
-`choice`), start/run/arun/wait, stop/kill/pause/resume, the event sink (`_emit`: table ->
-journal -> subscribers -> wake), `df`/`snapshot`/`logs`, and the thread that runs a
-`scheduler.Scheduler` (which starts one `driver.Driver` per task and gives each the narrow
-`context.DriverContext`; a driver never sees the Loop). The run's resources (repo lock, run
-directory, journal, control socket) are one `rundir.LiveRun`.
+`choice`; tasks and workspaces: `setup`), start/run/arun/wait, stop/kill/pause/resume, the
+event sink (`_emit`: table -> journal -> subscribers -> wake), `df`/`snapshot`/`logs`, and
+the thread that runs a `scheduler.Scheduler` (which starts one `driver.Driver` per task and
+gives each the narrow `context.DriverContext`; a driver never sees the Loop). The run's
+resources (repo lock, run directory, journal, control socket) are one `rundir.LiveRun`; what
+the socket answers is `requests.answer`.
 Imports: the view only through `_widgets()`, the one lazy hook (for `_repr_mimebundle_` and
 `dashboard`), so importing the loop imports no widget library.
 Invariants: every state change is an Event applied in order under one lock, and emitting never
@@ -26,20 +27,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .._time import format_time, utcnow
-from ..errors import QueueError, RalphError
+from .._time import utcnow
+from ..errors import RalphError
 from ..queue.store import Queue
 from ..workers.executors import Executor, LocalExecutor, WorkerHandle
-from ..workers.logfile import DEFAULT_MAX_LOG_BYTES
-from ..workspace.merge import commit_bookkeeping, rev
-from ..workspace.workspaces import COPY_EXCLUDE, Workspaces
+from ..workers.logfile import DEFAULT_MAX_LOG_BYTES, tail_lines
+from ..workspace.merge import commit_bookkeeping
 from .check import CheckType
 from .choice import choose_runner
 from .context import DriverSettings, RunFlags
 from .events import Event
 from .report import attempts_table
+from .requests import answer
 from .rundir import LiveRun
 from .scheduler import Limits, Scheduler
+from .setup import check_only, open_workspaces
 from .shutdown import track
 from .table import WorkerTable, fill_live
 
@@ -117,9 +119,9 @@ class Loop:
         self.prompt_template = prompt_template
         self.only = set(tasks) if tasks is not None else None
         if self.only is not None:
-            self._check_only(self.only)
+            check_only(self.queue, self.only)
         self.executor: Executor = executor or LocalExecutor()
-        self.workspaces = self._workspaces(workspace_root, workspace_mode, target_branch)
+        self.workspaces = open_workspaces(self.repo, workspace_root, workspace_mode, target_branch)
         self.target_branch = self.workspaces.target_branch
         self.run_id: str | None = None
         self.run_dir: Path | None = None
@@ -135,49 +137,6 @@ class Loop:
         self._run: LiveRun | None = None  # from start()
         self._scheduler: Scheduler | None = None  # from start()
         self._journal_lost = False  # the journal could not be written (emit lock held)
-
-    def _check_only(self, ids: set[str]) -> None:
-        """`tasks=` names only open tasks: an unknown or finished id is an error up front, not
-        a run that silently does nothing."""
-        open_ids = {t.id for t in self.queue.tasks}
-        for tid in sorted(ids - open_ids):
-            closed = {t.id: t.status for t in self.queue.done}
-            why = (
-                f"it is already {closed[tid]} (in {self.queue.done_path.name})"
-                if tid in closed
-                else "no such task"
-            )
-            raise QueueError(
-                f"{self.queue.queue_path}: cannot run {tid}: {why}; "
-                "`ralphnb queue list` shows the open tasks",
-                path=self.queue.queue_path,
-                task_id=tid,
-            )
-
-    def _workspaces(self, root: str | Path | None, mode: str, target: str | None) -> Workspaces:
-        """The run's workspaces; in git, a target branch that exists, checked up front (not
-        one failed task, and one note in the queue, per task)."""
-        # copies never take `.ralph/` (the run's own logs and lock live there; the agent
-        # reaches the queue through RALPHNB_REPO)
-        ws = Workspaces(
-            self.repo,
-            root=root,
-            mode=mode,
-            target_branch=target,
-            copy_exclude=(*COPY_EXCLUDE, ".ralph"),
-        )
-        if ws.is_git and not ws.target_branch:
-            raise RalphError(
-                f"{self.repo}: HEAD is detached; check out a branch or pass "
-                "target_branch='main' (`ralphnb run --target-branch main`) so "
-                "finished work has somewhere to go"
-            )
-        if ws.is_git and rev(self.repo, f"refs/heads/{ws.target_branch}") is None:
-            raise RalphError(
-                f"{self.repo}: branch {ws.target_branch!r} has no commit yet; "
-                "commit something first, or pass an existing target_branch"
-            )
-        return ws
 
     # ----------------------------------------------------------------- public: lifecycle
 
@@ -375,15 +334,7 @@ class Loop:
         if not recs:
             raise RalphError(f"no attempt of {task_id} in this run yet")
         h = self._live_handle(recs[-1])
-        if h is not None:
-            return h.tail(n)
-        path = recs[-1]["log_path"]
-        if not path or not Path(path).exists():
-            return []
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 256 * 1024))
-            return fh.read().decode("utf-8", "replace").splitlines()[-n:]
+        return h.tail(n) if h is not None else tail_lines(recs[-1]["log_path"], n)
 
     def __repr__(self) -> str:
         state = "finished" if self.finished else ("running" if self.running else "not started")
@@ -468,29 +419,7 @@ class Loop:
                 self._finished.set()
 
     def _on_control(self, req: dict[str, Any]) -> dict[str, Any]:
-        op = req.get("op")
-        if op == "status":
-            recs = [
-                {k: (format_time(v) if isinstance(v, datetime) else v) for k, v in r.items()}
-                for r in self.snapshot()
-            ]
-            return {
-                "run_id": self.run_id,
-                "records": recs,
-                "finished": self.finished,
-                "paused": self._flags.paused,
-                "halt_reason": self._flags.halt_reason,
-            }
-        try:
-            if op in ("stop", "kill"):
-                getattr(self, op)(str(req.get("task_id")))
-            elif op in ("stop_all", "pause", "resume"):
-                getattr(self, op)()
-            else:
-                return {"error": f"unknown request {op!r}"}
-        except RalphError as exc:
-            return {"error": str(exc)}
-        return {"ok": True}
+        return answer(self, req)
 
 
 __all__ = ["Loop"]

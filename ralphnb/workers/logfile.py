@@ -2,9 +2,10 @@
 tail around one line saying how much was dropped; a failing write stops the writing, never the
 reading.
 
-Owns: `LogFile` (the file, its cap, its write error) and the pure helpers that place the cut
-(`marker_line`, `head_cut`, `tail_cut`). Does not own reading the output (`output.OutputReader`
-calls `write` for every chunk it reads) or what the output means.
+Owns: `LogFile` (the file, its cap, its write error), the pure helpers that place the cut
+(`marker_line`, `head_cut`, `tail_cut`) and `tail_lines` (the last lines of a finished log).
+Does not own reading the output (`output.OutputReader` calls `write` for every chunk it reads)
+or what the output means.
 Invariants:
 - With `max_bytes` set the file never grows past it (the supervisor shim may append up to
   `_shim.AFTER_OWNER_LOG` bytes once the log's owner died). Until it would, it holds every byte in
@@ -58,6 +59,17 @@ def tail_cut(window: bytes, start: int) -> int:
     offset `start`), else at `start`."""
     nl = window.find(b"\n")
     return start if nl < 0 else start + nl + 1
+
+
+def tail_lines(path: str | Path | None, n: int = 50, window: int = 256 * 1024) -> list[str]:
+    """The last `n` lines of the log at `path` (reading at most its last `window` bytes); []
+    when there is no such file."""
+    if not path or not Path(path).exists():
+        return []
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - window))
+        return fh.read().decode("utf-8", "replace").splitlines()[-n:]
 
 
 class LogFile:
