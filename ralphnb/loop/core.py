@@ -36,7 +36,7 @@ from ..workspace.merge import commit_bookkeeping
 from .check import CheckType
 from .choice import choose_runner
 from .context import DriverSettings, RunFlags
-from .events import Event
+from .events import EVENTS_WINDOW, Event, EventWindow
 from .report import attempts_table
 from .requests import answer
 from .rundir import LiveRun
@@ -71,6 +71,7 @@ class Loop:
     loop), `max_cost_usd`, `max_consecutive_failures`. `executor`: where workers run (local
     processes by default). `workspace_mode`: auto/worktree/clone/copy. `tasks`: only these task
     ids. `max_log_bytes`: cap of each attempt's log file (head and tail kept; None: no cap).
+    `events_window`: events kept in memory (`events` reads older ones back from the journal).
 
     `start()` returns at once; `run()` blocks and returns the final `df`; `await arun()`.
     `df`, `snapshot()`, `events`, `subscribe(cb)`, `logs(task_id)`; `stop(id)`, `kill(id)`,
@@ -98,6 +99,7 @@ class Loop:
         prompt_template: str | None = None,
         tasks: Iterable[str] | None = None,
         max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES,
+        events_window: int = EVENTS_WINDOW,
     ) -> None:
         self.queue = Queue(repo)
         self.repo = self.queue.repo
@@ -129,7 +131,7 @@ class Loop:
         self.ended_at: datetime | None = None
         self._flags = RunFlags()  # pause/stop/halt/excluded, shared with the drivers
         self._table = WorkerTable()
-        self._events: list[Event] = []
+        self._events = EventWindow(events_window)  # older events are read from the journal
         self._subs: list[Callable[[Event], None]] = []
         self._emit_lock = threading.RLock()
         self._finished = threading.Event()
@@ -281,8 +283,8 @@ class Loop:
 
     @property
     def events(self) -> list[Event]:
-        with self._emit_lock:
-            return list(self._events)
+        """Every event of this run, in order (the older ones read back from the journal)."""
+        return self._events.events(self._run.journal.path if self._run is not None else None)
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call `callback(event)` for every event from now on (from the emitting thread; keep
@@ -356,7 +358,7 @@ class Loop:
             failed = self._run is not None and not self._run.journal.append(event)
             lost = failed and not self._journal_lost  # the first event the journal lost
             self._journal_lost = self._journal_lost or failed
-            self._events.append(event)
+            self._events.append(event, self._run is not None and not failed)
             for cb in list(self._subs):
                 try:
                     cb(event)

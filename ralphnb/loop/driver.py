@@ -45,6 +45,7 @@ from .decide import Decision, decide
 from .events import Event
 from .failures import NO_SPACE, describe, no_space, with_file
 from .gateway import RETRY_BLOCKED_S, TaskQueue
+from .outflow import wait_flushing
 from .shutdown import arm_exit_hook, quiet
 
 
@@ -265,9 +266,10 @@ class Driver:
     def _callbacks(self, att: Attempt) -> Callbacks:
         wid = att.worker_id
 
+        gate = att.open_gate(lambda ev: self.ctx.emit(Event("output", self.task_id, wid, data=ev)))
+
         def on_line(line: str) -> None:
-            for ev in att.feed(line):
-                self.ctx.emit(Event("output", self.task_id, wid, data=ev))
+            gate.offer(att.feed(line))
 
         def on_exit(info: ExitInfo) -> None:
             self._announce_start(att, info.pid, info.started_at)
@@ -285,7 +287,7 @@ class Driver:
         if action is not None:  # asked while spawning, when there was no handle to stop
             self.request(action, wait=True)
         arm_exit_hook()
-        info = handle.wait()
+        info = wait_flushing(handle, att.gate) if att.gate is not None else handle.wait()
         with self.flags.cond:
             self.handle = None
         return info
