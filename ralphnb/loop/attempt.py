@@ -42,20 +42,23 @@ class Attempt:
         return cls(worker_id, runner.parser(), promise, Redactor(secret_values(env)))
 
     def feed(self, line: str) -> list[dict[str, Any]]:
-        """Parse one output line: the parsed events worth a row update (redacted, plain text
-        left out); notes the completion promise in text, messages and results."""
+        """Parse one output line: the parsed events worth a row update (plain text left out;
+        not yet redacted: the gate redacts what it sends); notes the completion promise in
+        text, messages and results."""
         out: list[dict[str, Any]] = []
         for ev in self.parser.feed(line):
             typ = ev.get("type")
             if typ in ("text", "message", "result") and self.promise in (ev.get("text") or ""):
                 self.promise_seen = True
             if typ != "text":
-                out.append(self.redact(ev))
+                out.append(ev)
         return out
 
     def open_gate(self, send: Send) -> OutputGate:
-        """The gate this attempt's parsed events go through to `send` (see `outflow`)."""
-        self.gate = OutputGate(send)
+        """The gate this attempt's parsed events go through, redacted, to `send` (see
+        `outflow`): only what is sent is redacted, not every event a flood coalesces away."""
+        redact = self.redact
+        self.gate = OutputGate(lambda ev: send(redact(ev)))
         return self.gate
 
     def first_start(self) -> bool:
