@@ -139,7 +139,8 @@ def push_target(
         )
         if r.returncode == 0:
             return PushResult("pushed", f"pushed {target} to {where}", attempt, remote, branch)
-        last = _first_lines(r.stderr or r.stdout)
+        refs = [ln for ln in r.stdout.splitlines() if ln.startswith("!")]  # --porcelain
+        last = _first_lines("\n".join([*refs, r.stderr]))
         if not remote_moved(r.stderr + r.stdout):
             return PushResult(
                 "failed", f"push of {target} to {where} refused: {last}", attempt, remote, branch
