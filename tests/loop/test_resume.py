@@ -7,7 +7,7 @@ import json
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from ralphnb.loop.resume import PastAttempt, pick_resume
 from ralphnb.runners.command import Command
 from tests.conftest import git, make_repo
 
-NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 WS = "/ws/RQ-0001"
 
 
@@ -176,10 +176,10 @@ def test_resume_false_starts_a_fresh_session(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_session_older_than_the_timeout_starts_fresh(tmp_path, monkeypatch):
+def test_a_loop_whose_killed_session_is_older_than_the_timeout_starts_fresh(tmp_path, monkeypatch):
     repo, runner, log, sid = first_run_killed(tmp_path)
     (repo / ".ralph" / "config.jsonc").write_text('{"agent": {"session_timeout_hours": 2}}')
-    later = datetime.now(timezone.utc) + timedelta(hours=3)
+    later = datetime.now(UTC) + timedelta(hours=3)
     monkeypatch.setattr(resume_mod, "utcnow", lambda: later)
     loop = Loop(repo, runner=runner, parallel=1)
     assert loop.resume_hours == 2.0
