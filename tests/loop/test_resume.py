@@ -4,6 +4,9 @@ agent was killed mid-run (or start it fresh: resume off, or the session too old)
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -185,3 +188,42 @@ def test_a_loop_whose_killed_session_is_older_than_the_timeout_starts_fresh(tmp_
     assert loop.resume_hours == 2.0
     loop.run()
     assert calls(log)[-1]["argv"] == ["--session", ""]
+
+
+LOOP_SCRIPT = """
+import sys
+from ralphnb.loop.core import Loop
+from ralphnb.runners.command import Command
+argv = [sys.executable, sys.argv[2], "--session", "{session_id}"]
+Loop(sys.argv[1], runner=Command(argv, parser="claude", env={"AGENT_LOG": sys.argv[3]})).run()
+"""
+
+
+@pytest.mark.slow
+def test_a_task_lost_with_its_loop_process_resumes_in_the_next_loop(tmp_path):
+    repo = make_repo(tmp_path, [{"title": "Resumable"}])
+    runner, log = agent(tmp_path)
+    ws = repo.parent / ".workspaces" / "repo" / "RQ-0001"
+    script = tmp_path / "agent.py"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOOP_SCRIPT, str(repo), str(script), str(log)],
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (ws / "first.txt").exists():
+        time.sleep(0.1)
+    time.sleep(0.5)  # the agent's session line reaches the journal
+    proc.send_signal(signal.SIGKILL)  # the loop dies; its agent hangs on in its own session
+    proc.wait(10)
+    first = calls(log)[0]
+    assert first["argv"] == ["--session", ""]
+    loop = Loop(repo, runner=runner, parallel=1)
+    loop.run()
+    second = calls(log)[-1]
+    assert second["argv"][0] == "--session" and second["argv"][1].startswith("sess-")
+    assert second["first_there"]
+    resumed = [e for e in loop.events if e.data.get("resumed")]
+    assert resumed and "(lost, run" in resumed[0].data["message"]
+    assert (repo / "second.txt").exists()
