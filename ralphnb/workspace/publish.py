@@ -52,13 +52,6 @@ class PushResult:
     branch: str | None = None
 
 
-def check_mode(mode: str, where: str = "publish") -> str:
-    """`mode` if it is one of PUBLISH_MODES, else a ValueError naming `where` it came from."""
-    if mode not in PUBLISH_MODES:
-        raise ValueError(f"{where}={mode!r}: use one of {', '.join(PUBLISH_MODES)}")
-    return mode
-
-
 def backoff_s(policy: PushPolicy, retry: int) -> float:
     """Seconds to wait before retry number `retry` (0 = the first retry). Pure."""
     if not policy.backoff_ms:
