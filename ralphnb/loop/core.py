@@ -37,8 +37,10 @@ from .check import CheckType
 from .choice import choose_runner
 from .context import DriverSettings, RunFlags
 from .events import EVENTS_WINDOW, Event, EventWindow
+from .publishing import choose_publish
 from .report import attempts_table
 from .requests import answer
+from .resume import session_timeout_hours
 from .rundir import LiveRun
 from .scheduler import Limits, Scheduler
 from .setup import check_only, open_workspaces
@@ -72,6 +74,10 @@ class Loop:
     processes by default). `workspace_mode`: auto/worktree/clone/copy. `tasks`: only these task
     ids. `max_log_bytes`: cap of each attempt's log file (head and tail kept; None: no cap).
     `events_window`: events kept in memory (`events` reads older ones back from the journal).
+    `publish`: ralph's git_publish_mode -- "off" (work left on branch `ralph/<ID>`), "commit"
+    (merge; the default) or "commit_and_push" (merge, then push the target to its upstream);
+    None takes `agent.git_publish_mode` when configuration sets it. `resume`: an interrupted
+    attempt's agent session is resumed in its kept workspace (`agent.session_timeout_hours`).
 
     `start()` returns at once; `run()` blocks and returns the final `df`; `await arun()`.
     `df`, `snapshot()`, `events`, `subscribe(cb)`, `logs(task_id)`; `stop(id)`, `kill(id)`,
@@ -100,6 +106,8 @@ class Loop:
         tasks: Iterable[str] | None = None,
         max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES,
         events_window: int = EVENTS_WINDOW,
+        publish: str | None = None,
+        resume: bool = True,
     ) -> None:
         self.queue = Queue(repo)
         self.repo = self.queue.repo
@@ -125,6 +133,9 @@ class Loop:
         self.executor: Executor = executor or LocalExecutor()
         self.workspaces = open_workspaces(self.repo, workspace_root, workspace_mode, target_branch)
         self.target_branch = self.workspaces.target_branch
+        git = self.workspaces.is_git
+        self.publish, self.push_policy = choose_publish(self.repo, publish, is_git=git)
+        self.resume_hours = session_timeout_hours(self.repo) if resume else None
         self.run_id: str | None = None
         self.run_dir: Path | None = None
         self.started_at: datetime | None = None
@@ -168,6 +179,9 @@ class Loop:
             max_log_bytes=self.max_log_bytes,
             target_branch=self.target_branch,
             queue_files=self.queue_files,
+            publish=self.publish,
+            push=self.push_policy,
+            resume_hours=self.resume_hours,
         )
         wall = None
         if self.max_wall_time is not None:
