@@ -46,14 +46,16 @@ class DriverSettings:
     run_id: str
     run_dir: Path
     runner: Runner  # the loop's default; a task's `agent` field may choose another
-    max_iterations: int  # a task's `agent.iterations` wins
-    check: CheckType
+    max_iterations: int  # attempts until done (a failed gate or an unfinished pass counts one)
+    check: CheckType  # the CI gate: `check=`, else the configured `agent.ci_gate`
     completion_promise: str
     prompt_template: str | None
     grace: float  # seconds between SIGINT and SIGKILL on stop
     max_log_bytes: int | None  # cap of each attempt's log file (head + tail kept)
     target_branch: str | None  # None outside git
     queue_files: tuple[str, ...]  # relative to the repo; kept out of merges, committed apart
+    phases: int | None = None  # 1-3 (`phases.py`); None: a task's or the config's, else 1
+    passes: int | None = None  # ralph's `iterations`; None: a task's or the config's, else 1
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any
 
 from .._time import utcnow
 from ..errors import RalphError
+from ..queue.config import resolve_config
 from ..queue.store import Queue
 from ..workers.executors import Executor, LocalExecutor, WorkerHandle
 from ..workers.logfile import DEFAULT_MAX_LOG_BYTES, tail_lines
@@ -37,6 +38,7 @@ from .check import CheckType
 from .choice import choose_runner
 from .context import DriverSettings, RunFlags
 from .events import Event
+from .gate import gate_check
 from .report import attempts_table
 from .requests import answer
 from .rundir import LiveRun
@@ -63,9 +65,15 @@ class Loop:
     (`.ralph/config.jsonc`, else the user's global one), or the demo agent in the sample
     repository only; with none of these the Loop raises before anything is written
     (`runner_source` says where the choice came from). `parallel`: workers at once.
-    `max_iterations`: attempts per task (a task's `agent.iterations` wins). `check`: argv list,
-    a command string (split like a shell, never run by one) or `callable(workspace_path) ->
-    bool`, run after the agent says it is done. `completion_promise`: text that counts as "done"
+    `max_iterations`: attempts per task until it is done (a retry after an unfinished attempt or
+    a failed check counts one). `phases`: 1 implement, 2 plan then implement, 3 plan, implement,
+    review (a task's `agent.phases` wins; None: `agent.phases` of the configuration, else 1).
+    `passes`: ralph's `iterations`, N fixed passes over a task of which only the last may
+    complete it (a task's `agent.iterations` wins; None: the configuration's, else 1). `check`:
+    the CI gate, an argv list, a command string (split like a shell, never run by one) or
+    `callable(workspace_path) -> bool`, run after the agent says it is done; its failure goes
+    back to the agent, resuming the same session where the runner can (None: the configured
+    `agent.ci_gate`, unless it is disabled). `completion_promise`: text that counts as "done"
     in the agent's output. `grace`: seconds between SIGINT and SIGKILL on stop. `target_branch`:
     where work is merged (default: the checked-out branch). Limits: `max_wall_time` (s, whole
     loop), `max_cost_usd`, `max_consecutive_failures`. `executor`: where workers run (local
@@ -98,6 +106,8 @@ class Loop:
         prompt_template: str | None = None,
         tasks: Iterable[str] | None = None,
         max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES,
+        phases: int | None = None,
+        passes: int | None = None,
     ) -> None:
         self.queue = Queue(repo)
         self.repo = self.queue.repo
@@ -110,7 +120,10 @@ class Loop:
         self.runner, self.runner_source = choose_runner(self.repo, runner)
         self.parallel = max(1, int(parallel))
         self.max_iterations = max(1, int(max_iterations))
-        self.check = check
+        self.check = gate_check(check, resolve_config(self.repo, warn=False))
+        if phases not in (None, 1, 2, 3) or (passes is not None and not 1 <= passes <= 255):
+            raise RalphError(f"phases must be 1, 2 or 3 and passes 1..255, not {phases}/{passes}")
+        self.phases, self.passes = phases, passes
         self.completion_promise = completion_promise
         self.grace = grace
         self.max_log_bytes = max_log_bytes
@@ -166,6 +179,8 @@ class Loop:
             max_log_bytes=self.max_log_bytes,
             target_branch=self.target_branch,
             queue_files=self.queue_files,
+            phases=self.phases,
+            passes=self.passes,
         )
         wall = None
         if self.max_wall_time is not None:
