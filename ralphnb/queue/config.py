@@ -63,6 +63,11 @@ HONOURED = frozenset(
         "queue.id_prefix",
         "queue.id_width",
         "queue.max_dependency_depth",
+        # the loop's runner, phases, passes and CI gate (loop/choice.py, phases.py, gate.py)
+        *("agent.runner", "agent.model", "agent.phases", "agent.iterations", "agent.ci_gate"),
+        *("agent.phase_overrides", "agent.instruction_files"),
+        *(f"agent.{r}_bin" for r in ("claude", "codex", "gemini", "opencode", "cursor", "pi")),
+        "agent.kimi_bin",
     }
 )
 

@@ -329,9 +329,9 @@ def test_unhonoured_keys_are_warned_once_each_and_honoured_ones_never(tmp_path: 
     _global(home, {"agent": {"webhook": {"secret": "s", "retry_count": 2}}})
     repo = _repo(tmp_path, {"queue": {"id_width": 3}, "loop": {"wait_when_empty": True}})
     with pytest.warns(ConfigWarning) as caught:
-        cfg = ralphnb.config(repo, model="m")
+        cfg = ralphnb.config(repo, reasoning_effort="high", model="m")
     keys = [w.split()[0] for w in cfg.warnings]  # in the model's order
-    assert keys == ["agent.model", "agent.webhook", "loop.wait_when_empty"]
+    assert keys == ["agent.reasoning_effort", "agent.webhook", "loop.wait_when_empty"]
     assert "(argument: " in cfg.warnings[0] and "(global: " in cfg.warnings[1]
     assert len(caught) == 3 and not any("queue.id_width" in str(w.message) for w in caught)
 
