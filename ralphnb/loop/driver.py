@@ -1,4 +1,4 @@
-"""One task's life in a run: workspace -> attempts -> judgement -> integrate -> bookkeeping.
+"""One task's life in a run: workspace -> phase runs -> judgement -> integrate -> bookkeeping.
 
 Owns: `Driver`, one object per task a `Loop` starts (or integrates after a crash), whose `run()`
 is the body of that task's thread. One per task, not one per loop: a task's state (its iteration,
@@ -8,7 +8,9 @@ driver is given is its `DriverContext` (context.py): the event sink, the queue (
 `gateway.TaskQueue`), workspaces, executor, settings, limits, the shared `RunFlags` and their
 condition, the merge lock, the run's `fail` (a full disk halts the run, not one task). It never
 sees the `Loop` itself. The git configs its agent could change are watched around each attempt
-(`configwatch`): a change holds the merge until it is undone.
+(`configwatch`): a change holds the merge until it is undone. Its phase runs (`phases.steps`:
+plan, implement, review, per pass) are rows `<ID>#1`, `#2`, ...; only the last one is judged
+(the gate, completion) and repeated on a retry, resuming its session after a failed gate.
 Invariants: a task leaves a driver integrated, or back in `todo` with a note saying why (stopped,
 killed, failed, conflict, halted, held by a changed git config), or -- only when an integration
 was interrupted -- done-but-not-archived, which the next Loop integrates; never silently

@@ -217,3 +217,20 @@ def test_configured_runner_is_built_with_its_bin(tmp_path):
     _config(repo, {"agent": {"runner": "pi", "pi_bin": "/opt/pi/bin/pi"}}, trust=True)
     loop = Loop(repo)
     assert loop.runner.name == "pi" and loop.runner.executable == "/opt/pi/bin/pi"
+
+
+def test_a_failed_gate_marks_its_row_with_exit_code_duration_and_first_lines():
+    from ralphnb.loop.check import CheckRun
+    from ralphnb.loop.events import Event
+    from ralphnb.loop.gate import GateResult
+    from ralphnb.loop.table import WorkerTable
+
+    table = WorkerTable()
+    table.apply(Event("queued", "RQ-0001", "RQ-0001#3", data={"iteration": 3, "phase": "review"}))
+    out = "".join(f"line {i}\n" for i in range(100))
+    gate = GateResult(CheckRun(False, "make ci", 2, out), 1.25)
+    table.apply(Event("check", "RQ-0001", "RQ-0001#3", data=gate.event_data()))
+    row = table.df().iloc[0]
+    assert (row["phase"], row["status"], row["check_exit_code"]) == ("review", "check_failed", 2)
+    assert row["check_s"] == 1.25
+    assert row["error"] == "check failed: `make ci` exited 2; line 40; line 41; line 42"
