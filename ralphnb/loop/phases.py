@@ -263,6 +263,7 @@ class Handoffs:
     def take(self, phase: str, workspace: Path, parser: Any) -> str:
         """After a phase that is not judged ended well: keep what it hands on; an error when
         it handed on nothing it must (a plan phase that wrote no plan)."""
+        self.why_again = ""  # an earlier failure is behind it
         if phase == "plan":
             self.plan_text = read_plan(workspace, self.task_id, parser.last_message)
             if not self.plan_text:
