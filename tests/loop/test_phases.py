@@ -234,3 +234,15 @@ def test_a_failed_gate_marks_its_row_with_exit_code_duration_and_first_lines():
     assert (row["phase"], row["status"], row["check_exit_code"]) == ("review", "check_failed", 2)
     assert row["check_s"] == 1.25
     assert row["error"] == "check failed: `make ci` exited 2; line 40; line 41; line 42"
+
+
+def test_a_plan_phase_that_wrote_no_file_hands_on_its_reply_or_fails(tmp_path):
+    from types import SimpleNamespace
+
+    repo, ws = tmp_path / "repo", tmp_path / "ws"
+    h = Handoffs(repo, "RQ-0001", why_again="earlier failure")
+    assert h.take("plan", ws, SimpleNamespace(last_message="1. do it")) == ""
+    assert h.plan_text == "1. do it" and h.why_again == ""
+    assert (repo / ".ralph" / "cache" / "plans" / "RQ-0001.md").read_text() == "1. do it\n"
+    error = h.take("plan", ws, SimpleNamespace(last_message=None))
+    assert error.startswith("the plan phase wrote no plan to ") and "RQ-0001.md" in error
