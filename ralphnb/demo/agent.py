@@ -11,8 +11,15 @@ Task `custom_fields` (all strings): demo.file, demo.content (create the file or 
 demo.line (replace that 1-based line instead), demo.duration (seconds, default 2),
 demo.iterations (iterations needed before finishing), demo.finish ("cli" default | "promise" |
 "none"), demo.fail (exit code, e.g. "1"), demo.hang, demo.ignore_sigint, demo.children (N
-sleeping children), demo.escape (a grandchild that calls setsid). RALPHNB_DEMO_SPEED multiplies
+sleeping children), demo.escape (a grandchild that calls setsid), demo.fix (the content it
+writes instead when its prompt reports a failed CI gate: the fix). RALPHNB_DEMO_SPEED multiplies
 every delay (0 = no delays). SIGINT exits 130 unless demo.ignore_sigint.
+
+Phases (env RALPHNB_PHASE, RALPHNB_PHASES, RALPHNB_PLAN_FILE, set by the loop): `plan` writes a
+plan to the plan file and changes nothing else; `implement` of a 3-phase task edits and commits
+but leaves finishing to `review`, which reviews and finishes. `--resume ID` continues session
+ID (its stream keeps that id). RALPHNB_DEMO_RECORD=<file>: each run appends one JSON line (its
+argv, phase, session and prompt) to that file, for tests and demos to show what it was given.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..runners.phase_prompts import GATE_FAILED
 from ..runners.prompt import task_from_prompt
 
 PROMISE = "<promise>COMPLETE</promise>"
@@ -52,6 +60,8 @@ class Agent:
         cwd: Path,
         speed: float,
         model: str = "demo-agent-1",
+        session_id: str | None = None,
+        prompt: str = "",
     ) -> None:
         self.task = task
         self.tid = str(task.get("id", "RQ-0000"))
@@ -65,7 +75,10 @@ class Agent:
         self.speed = speed
         self.model = model
         seed = f"ralphnb-demo/{self.tid}/{iteration}"
-        self.session_id = str(uuid.uuid5(uuid.NAMESPACE_URL, seed))
+        self.session_id = session_id or str(uuid.uuid5(uuid.NAMESPACE_URL, seed))
+        self.prompt = prompt
+        self.phase = os.environ.get("RALPHNB_PHASE", "")
+        self.phases = os.environ.get("RALPHNB_PHASES", "1")
         self.turns = 0
         self.tokens_in = 0
         self.tokens_out = 0
@@ -182,9 +195,9 @@ class Agent:
             raise ValueError(f"demo.file {rel!r} is outside the workspace")
         return path
 
-    def edit(self) -> str:
+    def edit(self, content: str | None = None) -> str:
         path = self.target()
-        content = self.cf.get("content") or f"{self.tid}: {self.title}"
+        content = content or self.cf.get("content") or f"{self.tid}: {self.title}"
         path.parent.mkdir(parents=True, exist_ok=True)
         rel = path.relative_to(self.cwd.resolve()).as_posix()
         if "line" in self.cf and path.exists():
@@ -324,6 +337,13 @@ class Agent:
             self.say(msg)
             self.result(msg, is_error=True)
             return code
+        if self.phase == "plan":
+            return self.plan()
+        fixing = GATE_FAILED in self.prompt and "fix" in self.cf
+        if self.phase == "review" and not fixing:
+            self.sleep(step)
+            self.say(f"Reviewed the changes for {self.tid}: they do what the task asks.")
+            return self.finish(step, "reviewed")
         needed = max(1, self._int("iterations", 1))
         if self.iteration < needed:
             self.sleep(step * 2)
@@ -335,8 +355,10 @@ class Agent:
             self.result(msg)
             return 0
         self.sleep(step)
+        if "# The plan" in self.prompt or "## The plan" in self.prompt:
+            self.say(f"Following the plan for {self.tid}.")
         try:
-            rel = self.edit()
+            rel = self.edit(self.cf["fix"] if fixing else None)
         except (ValueError, OSError) as exc:
             msg = f"Cannot edit for {self.tid}: {exc}"
             self.say(msg)
@@ -344,6 +366,28 @@ class Agent:
             return 2
         self.sleep(step)
         self.commit(rel)
+        if self.phase == "implement" and self.phases == "3":  # the review phase finishes
+            text = f"Implemented {self.tid}: edited {rel} and committed; ready for review."
+            self.say(text)
+            self.result(text)
+            return 0
+        return self.finish(step, rel)
+
+    def plan(self) -> int:
+        """The plan phase: write the plan file, change nothing else."""
+        path = Path(os.environ.get("RALPHNB_PLAN_FILE") or f".ralph/cache/plans/{self.tid}.md")
+        rel = self.cf.get("file") or f"demo/{self.tid}.txt"
+        plan = f"# Plan for {self.tid}: {self.title}\n\n1. Edit {rel}.\n2. Commit it.\n"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(plan, encoding="utf-8")
+        self.tool("Write", {"file_path": str(path), "content": plan}, f"Wrote {path}")
+        text = f"Plan for {self.tid} written to {path}."
+        self.say(text)
+        self.result(text)
+        return 0
+
+    def finish(self, step: float, rel: str) -> int:
+        """Mark the task done (or print the promise, or neither), as demo.finish says."""
         finish = self.cf.get("finish", "cli").strip().lower()
         text = f"Done: {self.tid} ({rel})."
         if finish == "cli" and not self.mark_done():
@@ -373,18 +417,47 @@ def _load_task(prompt_file: str | None) -> dict[str, Any]:
     )
 
 
+def _record(agent: Agent, argv: Sequence[str], resumed: str | None) -> None:
+    """With RALPHNB_DEMO_RECORD set: append what this run was given, as one JSON line."""
+    path = os.environ.get("RALPHNB_DEMO_RECORD")
+    if not path:
+        return
+    line = {
+        "task_id": agent.tid,
+        "iteration": agent.iteration,
+        "phase": agent.phase,
+        "argv": list(argv),
+        "resumed": resumed,
+        "session_id": agent.session_id,
+        "prompt": agent.prompt,
+    }
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ralphnb.demo.agent", description=__doc__)
     ap.add_argument("--prompt-file")
     ap.add_argument("--model", default="demo-agent-1")
+    ap.add_argument("--resume", help="continue this session")
     args = ap.parse_args(argv)
     task = _load_task(args.prompt_file)
+    prompt = Path(args.prompt_file).read_text(encoding="utf-8") if args.prompt_file else ""
     try:
         speed = float(os.environ.get("RALPHNB_DEMO_SPEED", "1"))
     except ValueError:
         speed = 1.0
     iteration = int(os.environ.get("RALPHNB_ITERATION", "1") or 1)
-    agent = Agent(task, iteration=iteration, cwd=Path.cwd(), speed=speed, model=args.model)
+    agent = Agent(
+        task,
+        iteration=iteration,
+        cwd=Path.cwd(),
+        speed=speed,
+        model=args.model,
+        session_id=args.resume,
+        prompt=prompt,
+    )
+    _record(agent, sys.argv if argv is None else ["agent", *argv], args.resume)
     if agent._flag("ignore_sigint"):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     else:

@@ -2,23 +2,29 @@
 
 Owns: `Attempt` (the parser, the redactor of its worker's secrets -- `runners.secrets` decides
 what is secret --, whether the completion promise was seen, whether its start was announced),
-`exit_data` (the `exited` event's data) and `diagnose` (one line on why an attempt failed).
-What of the parsed output becomes events, and how often, is its `gate` (`outflow`).
-Invariants: no I/O except `diagnose` reading the tail of a stderr file; `Attempt.feed` runs on
-the executor's output thread and touches only the attempt's own fields.
+`exit_data` (the `exited` event's data), `callbacks`/`announce_start` (the executor's callbacks
+that turn an attempt's output and exit into events) and `diagnose` (one line on why an attempt
+failed). What of the parsed output becomes events, and how often, is its `gate` (`outflow`).
+Invariants: no I/O except `diagnose` reading the tail of a stderr file and the events the
+callbacks emit; `Attempt.feed` runs on the executor's output thread and touches only the
+attempt's own fields.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .._time import format_time
 from ..runners.base import Runner, StreamParser
 from ..runners.secrets import Redactor, secret_values
+from ..workers.executors import Callbacks
 from ..workers.exits import ExitInfo
+from .events import Event
 from .outflow import OutputGate, Send
 
 
@@ -80,6 +86,37 @@ def exit_data(info: ExitInfo, reason: str | None) -> dict[str, Any]:
         "started_at": format_time(info.started_at),
         "ended_at": format_time(info.ended_at),
     }
+
+
+def announce_start(
+    att: Attempt, task_id: str, emit: Callable[[Event], None], pid: int | None, at: datetime | None
+) -> None:
+    """Emit the attempt's `started` event, once (from its spawn or its exit, whichever first)."""
+    if att.first_start():
+        data: dict[str, Any] = {"pid": pid}
+        if at is not None:
+            data["started_at"] = format_time(at)
+        emit(Event("started", task_id, att.worker_id, data=data))
+
+
+def callbacks(
+    att: Attempt, task_id: str, emit: Callable[[Event], None], timed_out: Callable[[], bool]
+) -> Callbacks:
+    """The executor's callbacks of one attempt: each output line parsed, and what the
+    attempt's gate lets through emitted as `output` events; the exit as `exited` (its reason
+    `timeout` when `timed_out()` says the loop's limit did it)."""
+    wid = att.worker_id
+    gate = att.open_gate(lambda ev: emit(Event("output", task_id, wid, data=ev)))
+
+    def on_line(line: str) -> None:
+        gate.offer(att.feed(line))
+
+    def on_exit(info: ExitInfo) -> None:
+        announce_start(att, task_id, emit, info.pid, info.started_at)
+        reason = "timeout" if timed_out() and info.reason else info.reason
+        emit(Event("exited", task_id, wid, data=exit_data(info, reason)))
+
+    return Callbacks(on_line=on_line, on_exit=on_exit)
 
 
 def diagnose(runner: Runner, info: ExitInfo, parser: StreamParser | None) -> str:

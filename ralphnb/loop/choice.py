@@ -6,6 +6,8 @@ room's resolver: the project's `.ralph/config.jsonc`, else the user's global ral
 demo agent, but only in the sample repository `ralphnb.demo` makes (`has_sample_mark`, the
 marker file `SAMPLE_MARK` it writes); else a `RunnerError` of one line saying how to choose.
 Also the pure order of that choice (`pick_runner`).
+A configured runner is built by `runner_from_config` from the keys a user set (`user_agent`:
+`runner`, `model`, the `<runner>_bin` paths such as `pi_bin`), never from ralph's defaults.
 Invariants: only reads files; a missing file or a null/absent key means "not configured"; a
 value of the wrong type or a file that does not parse is an error naming the file (and key).
 A task's own `agent.runner` still wins per task (the driver).
@@ -18,7 +20,7 @@ from typing import Any
 
 from ..errors import RunnerError
 from ..queue.config import resolve_config
-from ..runners import get_runner
+from ..runners import get_runner, runner_from_config
 from ..runners.base import Runner
 
 #: Written (git-ignored) into every repository `ralphnb.demo.sample.create_sample_repo` makes.
@@ -31,6 +33,21 @@ HOW_TO_CHOOSE = (
     'choose one with runner="claude" (Python), --runner claude (ralphnb run), '
     'or agent.runner in .ralph/config.jsonc ({"agent": {"runner": "claude"}})'
 )
+
+
+#: The `agent` keys that choose and locate a runner.
+RUNNER_KEYS = ("runner", "model") + tuple(
+    f"{n}_bin" for n in ("claude", "codex", "gemini", "opencode", "cursor", "pi", "kimi")
+)
+
+
+def user_agent(cfg: Any) -> dict[str, Any]:
+    """The `RUNNER_KEYS` of a resolved config that a user set (not ralph's defaults)."""
+    return {
+        k: getattr(cfg.agent, k)
+        for k in RUNNER_KEYS
+        if cfg.source(f"agent.{k}") not in (None, "default") and getattr(cfg.agent, k)
+    }
 
 
 def configured_runner(repo: str | Path) -> tuple[str, str] | None:
@@ -72,6 +89,8 @@ def choose_runner(repo: str | Path, runner: Any = None) -> tuple[Runner, str]:
         raise RunnerError(f"{repo}: no agent runner chosen; {HOW_TO_CHOOSE}")
     what, source = picked
     try:
+        if source not in (ARGUMENT_SOURCE, SAMPLE_SOURCE):  # from configuration: its bins too
+            return runner_from_config(user_agent(resolve_config(repo, warn=False))), source
         return get_runner(what), source
     except RunnerError as exc:
         if source in (ARGUMENT_SOURCE, SAMPLE_SOURCE):

@@ -47,8 +47,8 @@ class DriverSettings:
     run_id: str
     run_dir: Path
     runner: Runner  # the loop's default; a task's `agent` field may choose another
-    max_iterations: int  # a task's `agent.iterations` wins
-    check: CheckType
+    max_iterations: int  # attempts until done (a failed gate or an unfinished pass counts one)
+    check: CheckType  # the CI gate: `check=`, else the configured `agent.ci_gate`
     completion_promise: str
     prompt_template: str | None
     grace: float  # seconds between SIGINT and SIGKILL on stop
@@ -58,6 +58,8 @@ class DriverSettings:
     publish: str = DEFAULT_MODE  # ralph's git_publish_mode: off | commit | commit_and_push
     push: PushPolicy = PushPolicy()  # tries and backoff of commit_and_push's push
     resume_hours: float | None = None  # resume interrupted sessions this recent; None: off
+    phases: int | None = None  # 1-3 (`phases.py`); None: a task's or the config's, else 1
+    passes: int | None = None  # ralph's `iterations`; None: a task's or the config's, else 1
 
 
 @dataclass(frozen=True)

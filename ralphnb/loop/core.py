@@ -29,6 +29,7 @@ from typing import Any
 
 from .._time import utcnow
 from ..errors import RalphError
+from ..queue.config import resolve_config
 from ..queue.store import Queue
 from ..workers.executors import Executor, LocalExecutor, WorkerHandle
 from ..workers.logfile import DEFAULT_MAX_LOG_BYTES, tail_lines
@@ -37,6 +38,7 @@ from .check import CheckType
 from .choice import choose_runner
 from .context import DriverSettings, RunFlags
 from .events import EVENTS_WINDOW, Event, EventWindow
+from .gate import gate_check
 from .publishing import choose_publish
 from .report import attempts_table
 from .requests import answer
@@ -65,9 +67,15 @@ class Loop:
     (`.ralph/config.jsonc`, else the user's global one), or the demo agent in the sample
     repository only; with none of these the Loop raises before anything is written
     (`runner_source` says where the choice came from). `parallel`: workers at once.
-    `max_iterations`: attempts per task (a task's `agent.iterations` wins). `check`: argv list,
-    a command string (split like a shell, never run by one) or `callable(workspace_path) ->
-    bool`, run after the agent says it is done. `completion_promise`: text that counts as "done"
+    `max_iterations`: attempts per task until it is done (a retry after an unfinished attempt or
+    a failed check counts one). `phases`: 1 implement, 2 plan then implement, 3 plan, implement,
+    review (a task's `agent.phases` wins; None: `agent.phases` of the configuration, else 1).
+    `passes`: ralph's `iterations`, N fixed passes over a task of which only the last may
+    complete it (a task's `agent.iterations` wins; None: the configuration's, else 1). `check`:
+    the CI gate, an argv list, a command string (split like a shell, never run by one) or
+    `callable(workspace_path) -> bool`, run after the agent says it is done; its failure goes
+    back to the agent, resuming the same session where the runner can (None: the configured
+    `agent.ci_gate`, unless it is disabled). `completion_promise`: text that counts as "done"
     in the agent's output. `grace`: seconds between SIGINT and SIGKILL on stop. `target_branch`:
     where work is merged (default: the checked-out branch). Limits: `max_wall_time` (s, whole
     loop), `max_cost_usd`, `max_consecutive_failures`. `executor`: where workers run (local
@@ -108,6 +116,8 @@ class Loop:
         events_window: int = EVENTS_WINDOW,
         publish: str | None = None,
         resume: bool = True,
+        phases: int | None = None,
+        passes: int | None = None,
     ) -> None:
         self.queue = Queue(repo)
         self.repo = self.queue.repo
@@ -120,7 +130,10 @@ class Loop:
         self.runner, self.runner_source = choose_runner(self.repo, runner)
         self.parallel = max(1, int(parallel))
         self.max_iterations = max(1, int(max_iterations))
-        self.check = check
+        self.check = gate_check(check, resolve_config(self.repo, warn=False))
+        if phases not in (None, 1, 2, 3) or (passes is not None and not 1 <= passes <= 255):
+            raise RalphError(f"phases must be 1, 2 or 3 and passes 1..255, not {phases}/{passes}")
+        self.phases, self.passes = phases, passes
         self.completion_promise = completion_promise
         self.grace = grace
         self.max_log_bytes = max_log_bytes
@@ -182,6 +195,8 @@ class Loop:
             publish=self.publish,
             push=self.push_policy,
             resume_hours=self.resume_hours,
+            phases=self.phases,
+            passes=self.passes,
         )
         wall = None
         if self.max_wall_time is not None:

@@ -62,6 +62,17 @@ def decide(
     return Decision("retry", reason)
 
 
+def why_not_continued(action: str | None, halt_reason: str | None) -> str:
+    """Why a task's driver took no further step: the user's stop or kill, a halt, a stop_all."""
+    if action == "kill":
+        return "killed by the user"
+    if action == "stop":
+        return "stopped by the user"
+    if action == "timeout" or halt_reason:
+        return f"loop halted: {halt_reason}"
+    return "the loop was stopped (stop_all, Ctrl-C or interpreter exit)"
+
+
 def next_deadline(
     now: datetime, *, wall_deadline: datetime | None, scheduled: Iterable[datetime]
 ) -> float | None:

@@ -1,4 +1,4 @@
-"""One task's life in a run: workspace -> attempts -> judgement -> integrate -> bookkeeping.
+"""One task's life in a run: workspace -> phase runs -> judgement -> integrate -> bookkeeping.
 
 Owns: `Driver`, one object per task a `Loop` starts (or integrates after a crash), whose `run()`
 is the body of that task's thread. One per task, not one per loop: a task's state (its iteration,
@@ -8,7 +8,9 @@ driver is given is its `DriverContext` (context.py): the event sink, the queue (
 `gateway.TaskQueue`), workspaces, executor, settings, limits, the shared `RunFlags` and their
 condition, the merge lock, the run's `fail` (a full disk halts the run, not one task). It never
 sees the `Loop` itself. The git configs its agent could change are watched around each attempt
-(`configwatch`): a change holds the merge until it is undone.
+(`configwatch`): a change holds the merge until it is undone. Its phase runs (`phases.steps`:
+plan, implement, review, per pass) are rows `<ID>#1`, `#2`, ...; only the last one is judged
+(the gate, completion) and repeated on a retry, resuming its session after a failed gate.
 Invariants: a task leaves a driver integrated, or back in `todo` with a note saying why (stopped,
 killed, failed, conflict, halted, held by a changed git config), or -- only when an integration
 was interrupted -- done-but-not-archived, which the next Loop integrates; never silently
@@ -18,37 +20,34 @@ A driver's `handle`, `action` and `check_proc` are read and written with `flags.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .._time import format_time
 from ..errors import RalphError, WorkerError
-from ..runners import build_prompt, iterations_for_task, runner_for_task
-from ..runners.base import CommandSpec, Runner
-from ..workers.executors import Callbacks, WorkerHandle, WorkerSpec
+from ..runners.base import Runner
+from ..workers.executors import Callbacks, WorkerHandle
 from ..workers.exits import ExitInfo
-from ..workers.process import build_env
 from ..workspace.integrate import integrate_workspace
 from ..workspace.merge import MergeResult, commit_bookkeeping
 from ..workspace.workspaces import Workspace
-from .attempt import Attempt, diagnose, exit_data
-from .check import kill_check, run_check
+from .attempt import Attempt, announce_start, callbacks, diagnose
+from .check import kill_check
 from .configwatch import ConfigWatch, held_message, watched
 from .context import DriverContext
-from .decide import Decision, decide
+from .decide import Decision, decide, why_not_continued
 from .events import Event
-from .failures import NO_SPACE, describe, no_space, with_file
+from .failures import NO_SPACE, describe, no_space
+from .gate import GateResult, run_gate
 from .gateway import RETRY_BLOCKED_S, TaskQueue
 from .outflow import wait_flushing
+from .phases import Handoffs, TaskPhases, phase_env, settings_phases, steps
 from .publishing import push_after_merge
-from .resume import ResumePoint, command_for, find_resume
+from .resume import ResumePoint, find_resume
 from .shutdown import arm_exit_hook, quiet
+from .spawn import phase_command, worker_env, worker_spec
 
 
 class Driver:
@@ -66,7 +65,11 @@ class Driver:
         self.title = str(task.get("title", ""))
         self.integrate_only = integrate_only
         self.marked_done = task.get("status") == "done"  # done in the queue, not yet merged
-        self.iteration = 0
+        self.iteration = 0  # this task's runs (one per phase run) in this run: its row number
+        self.attempts = 0  # judged runs and failed phase runs: what max_iterations counts
+        self.step = steps(1, 1)[0]  # the phase run now (`_work` sets the task's own)
+        self.phases: TaskPhases | None = None
+        self.handoffs = Handoffs(Path(ctx.settings.repo), self.task_id)
         # with flags.cond held:
         self.handle: WorkerHandle | None = None  # the live attempt's worker
         self.action: str | None = None  # "stop" | "kill" | "stop_all" | "timeout", from outside
@@ -114,13 +117,15 @@ class Driver:
             self._put_back(f"failed: {error}")
 
     def _work(self) -> None:
-        max_it = iterations_for_task(self.task, self.settings.max_iterations)
-        runner = runner_for_task(self.settings.runner, self.task)
-        self.iteration = 1
-        self._ev("queued", title=self.title, iteration=1)
+        tp = self.phases = settings_phases(self.settings, self.task)
+        order, at = tp.steps(), 0
+        self.iteration, self.step = 1, order[0]
+        self._ev("queued", title=self.title, iteration=1, phase=self.step.phase)
         ws = self.ctx.workspaces.create(self.task_id, reuse=True)
         self.config = ConfigWatch(watched(Path(self.ctx.workspaces.repo), ws))
-        self.resume_at = find_resume(self.settings, runner, self.task_id, ws.path)
+        self.resume_at = find_resume(
+            self.settings, tp.runners[self.step.phase], self.task_id, ws.path
+        )
         if self.resume_at is not None:
             self._ev("status", message=self.resume_at.describe(), resumed=self.resume_at.worker_id)
         if self.task.get("status") != "doing":
@@ -129,17 +134,57 @@ class Driver:
             if not self._wait_unpaused():
                 return self._put_back(self._why_not_continued())
             self.config.arm()
+            runner = tp.runners[self.step.phase]
             info, att = self._attempt(runner, ws)
             if info is None or att is None:
                 return  # never started: already put back
             self._note_config_change()
             if self._stop_asked():
                 return self._put_back(self._why_not_continued())
-            judged = self._judge(runner, info, att, ws, max_it)
-            if judged is None or not self._follow(*judged, att, ws):
-                return
-            self.iteration += 1
-            self._ev("queued", title=self.title, iteration=self.iteration)
+            if self.step.judged:
+                judged = self._judge(runner, info, att, ws, tp.max_attempts)
+                if judged is None or not self._follow(*judged, att, ws):
+                    return
+            else:
+                moved = self._between(runner, info, att, ws)
+                if moved is None:
+                    return
+                at += moved
+            self.iteration, self.step = self.iteration + 1, order[at]
+            self._ev("queued", title=self.title, iteration=self.iteration, phase=self.step.phase)
+
+    def _taken_out(self) -> bool:
+        """True (and the task is not picked again) when the user set it rejected or draft."""
+        status = self.queue.status()
+        if status not in ("rejected", "draft"):
+            return False
+        with self.flags.cond:
+            self.flags.excluded.add(self.task_id)
+        why = f"{self.task_id} is now {status} in the queue (the user's edit)"
+        self._ev("status", error=f"{why}; no further attempt")
+        return True
+
+    def _between(self, runner: Runner, info: ExitInfo, att: Attempt, ws: Workspace) -> int | None:
+        """After a phase that is not judged (a plan; an implementation a review follows; a pass
+        before the last): 1 to go on, 0 to run it again (it failed; attempts remain), None when
+        the task ended here. A claim of done in such a phase counts for nothing."""
+        error = att.redact(diagnose(runner, info, att.parser))
+        self.ctx.attempt_ended(bool(error))
+        if self._taken_out():
+            return None
+        if self.queue.status() == "done":
+            self.queue.reopen()
+        error = error or self.handoffs.take(self.step.phase, Path(ws.path), att.parser)
+        if not error:
+            self._ev("iteration_end", decision="next")
+            return 1
+        self.attempts += 1
+        self.handoffs.why_again = error
+        d = Decision("retry", error)
+        if self.attempts >= self.phases.max_attempts:
+            d = Decision("fail", f"not complete after {self.attempts} attempt(s): {error}")
+        self._ev("iteration_end", decision=d.action, reason=d.reason)
+        return 0 if self._follow(d, False, att, ws) else None
 
     def _judge(
         self, runner: Runner, info: ExitInfo, att: Attempt, ws: Workspace, max_it: int
@@ -152,35 +197,34 @@ class Driver:
                 self._ev("status", error=f"the agent's queue update was not applied: {err}")
         exit_msg = att.redact(diagnose(runner, info, att.parser))
         self.ctx.attempt_ended(bool(exit_msg))
+        self.attempts += 1
         # the promise alone completes; else ask the queue (a fresh read of a busy file)
-        status = self.queue.status()
-        if status in ("rejected", "draft"):  # the user took the task out meanwhile
-            with self.flags.cond:
-                self.flags.excluded.add(self.task_id)
-            why = f"{self.task_id} is now {status} in the queue (the user's edit)"
-            self._ev("status", error=f"{why}; no further attempt")
+        if self._taken_out():
             return None
-        marked = not att.promise_seen and status == "done"
-        ok, msg = self._run_check(ws) if (marked or att.promise_seen) else (None, "")
+        marked = not att.promise_seen and self.queue.status() == "done"
+        gate = self._run_check(ws) if (marked or att.promise_seen) else None
         if self._stop_asked():  # asked to stop while checking
             self._put_back(self._why_not_continued())
             return None
         d = decide(
-            iteration=self.iteration,
+            iteration=self.attempts,
             max_iterations=max_it,
             marked_done=marked,
             promise_seen=att.promise_seen,
-            check_ok=ok,
-            check_msg=msg,
+            check_ok=None if gate is None else gate.ok,
+            check_msg="" if gate is None else gate.run.message,
             exit_msg=exit_msg,
         )
+        if gate is not None:
+            self._ev("check", **gate.event_data())
+        self.handoffs.judged(d.reason, gate, att.parser.session_id)
         self._ev(
             "iteration_end",
             decision=d.action,
             reason=d.reason,
             marked_done=marked,
             promise=att.promise_seen,
-            check_ok=ok,
+            check_ok=None if gate is None else gate.ok,
             **({"error": exit_msg} if exit_msg else {}),
         )
         return d, marked
@@ -213,15 +257,45 @@ class Driver:
         """Run one attempt to its end: (its exit, its bookkeeping), or (None, None) when it
         never started (the task was put back: runner error, spawn error, a stop first)."""
         log_path = self.settings.run_dir / "logs" / self.task_id / f"{self.iteration}.log"
-        self._ev("starting", workspace=str(ws.path), branch=ws.branch, log_path=str(log_path))
+        resume = self.handoffs.resume_session(runner, self.step)
+        if resume is None and self.resume_at is not None:  # only the first attempt resumes
+            resume, self.resume_at = self.resume_at.session_id, None
+        more = {"resumed_session": resume} if resume else {}
+        self._ev(
+            "starting", workspace=str(ws.path), branch=ws.branch, log_path=str(log_path), **more
+        )
         try:
-            cmd = self._command(runner, ws)
+            cmd, note = phase_command(
+                runner,
+                self.task,
+                self.step,
+                self.phases,
+                self.handoffs,
+                self.settings,
+                resume=resume,
+                workspace=Path(ws.path),
+                iteration=self.iteration,
+                attempt=self.attempts + 1,
+            )
         except RalphError as exc:  # e.g. the runner's CLI is not installed
             self._not_started(str(exc))
             return None, None
-        env = self._env(ws, cmd.env)
+        if note:
+            self._ev("status", message=note)
+        extra = {**cmd.env, **phase_env(self.step, self.phases, ws.path, self.task_id)}
+        env = self._env(ws, extra)
         att = Attempt.new(self.worker_id, runner, self.settings.completion_promise, env)
-        spec = self._spec(cmd, ws, env, log_path)
+        spec = worker_spec(
+            self.settings,
+            cmd,
+            worker_id=self.worker_id,
+            task_id=self.task_id,
+            iteration=self.iteration,
+            cwd=ws.path,
+            env=env,
+            log=log_path,
+            task=self.queue.current(self.task),
+        )
         with self.flags.cond:
             if self._stop_asked():
                 self._put_back(self._why_not_continued())
@@ -233,59 +307,12 @@ class Driver:
             return None, None
         return self._follow_worker(handle, att), att
 
-    def _command(self, runner: Runner, ws: Workspace) -> CommandSpec:
-        """Write this attempt's prompt file; the runner's command for it."""
-        prompt_file = self.settings.run_dir / "prompts" / self.task_id / f"{self.iteration}.md"
-        prompt_file.parent.mkdir(parents=True, exist_ok=True)
-        prompt = build_prompt(
-            self.task,
-            workspace=ws.path,
-            completion_promise=self.settings.completion_promise,
-            template=self.settings.prompt_template,
-            iteration=self.iteration,
-        )
-        try:
-            prompt_file.write_text(prompt, encoding="utf-8")
-        except OSError as exc:  # a full disk: no half prompt left, and the error names it
-            prompt_file.unlink(missing_ok=True)
-            raise with_file(exc, prompt_file) from None
-        point, self.resume_at = self.resume_at, None  # only the first attempt resumes
-        return command_for(runner, self.task, Path(ws.path), prompt_file, self.iteration, point)
-
-    def _spec(self, cmd: CommandSpec, ws: Workspace, env: dict[str, str], log: Path) -> WorkerSpec:
-        return WorkerSpec(
-            worker_id=self.worker_id,
-            task_id=self.task_id,
-            iteration=self.iteration,
-            argv=tuple(cmd.argv),
-            cwd=str(ws.path),
-            env=env,
-            log_path=str(log),
-            stdin_path=str(cmd.stdin_path) if cmd.stdin_path else None,
-            registry_path=str(self.settings.run_dir / "workers"),
-            task=self.queue.current(self.task),
-            grace=self.settings.grace,
-            max_log_bytes=self.settings.max_log_bytes,
-        )
-
     def _callbacks(self, att: Attempt) -> Callbacks:
-        wid = att.worker_id
-
-        gate = att.open_gate(lambda ev: self.ctx.emit(Event("output", self.task_id, wid, data=ev)))
-
-        def on_line(line: str) -> None:
-            gate.offer(att.feed(line))
-
-        def on_exit(info: ExitInfo) -> None:
-            self._announce_start(att, info.pid, info.started_at)
-            reason = "timeout" if self.action == "timeout" and info.reason else info.reason
-            self.ctx.emit(Event("exited", self.task_id, wid, data=exit_data(info, reason)))
-
-        return Callbacks(on_line=on_line, on_exit=on_exit)
+        return callbacks(att, self.task_id, self.ctx.emit, lambda: self.action == "timeout")
 
     def _follow_worker(self, handle: WorkerHandle, att: Attempt) -> ExitInfo | None:
         """From spawn to exit: announce the start, act on a stop asked meanwhile, wait."""
-        self._announce_start(att, handle.pid, None)
+        announce_start(att, self.task_id, self.ctx.emit, handle.pid, None)
         with self.flags.cond:
             self.handle = handle
             action = self.action
@@ -297,40 +324,22 @@ class Driver:
             self.handle = None
         return info
 
-    def _announce_start(self, att: Attempt, pid: int | None, at: datetime | None) -> None:
-        if att.first_start():
-            data: dict[str, Any] = {"pid": pid}
-            if at is not None:
-                data["started_at"] = format_time(at)
-            self.ctx.emit(Event("started", self.task_id, att.worker_id, data=data))
-
     def _not_started(self, error: str) -> None:
         self._ev("failed", error=error, status="failed")
         self.ctx.attempt_ended(True)
         self._put_back(error)
 
     def _env(self, ws: Workspace, extra: dict[str, str] | None = None) -> dict[str, str]:
-        path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-        return build_env(
-            {
-                **(extra or {}),
-                "PATH": path,
-                "RALPHNB_REPO": str(self.settings.repo),
-                "RALPHNB_WORKER": self.worker_id,
-                "RALPHNB_TASK_ID": self.task_id,
-                "RALPHNB_ITERATION": str(self.iteration),
-                "RALPHNB_RUN_DIR": str(self.settings.run_dir),
-                "RALPHNB_WORKSPACE": str(ws.path),
-            }
-        )
+        ids = {"worker_id": self.worker_id, "task_id": self.task_id, "iteration": self.iteration}
+        return worker_env(self.settings, ws.path, extra=extra, **ids)
 
-    def _run_check(self, ws: Workspace) -> tuple[bool, str]:
-        ok, msg = run_check(
+    def _run_check(self, ws: Workspace) -> GateResult:
+        gate = run_gate(
             self.settings.check, Path(ws.path), self._env(ws), started=self._check_started
         )
         with self.flags.cond:
             self.check_proc = None
-        return ok, msg
+        return gate
 
     def _check_started(self, proc: subprocess.Popen) -> None:
         with self.flags.cond:
@@ -381,13 +390,7 @@ class Driver:
             return not self._stop_asked() and self.flags.halt_reason is None
 
     def _why_not_continued(self) -> str:
-        if self.action == "kill":
-            return "killed by the user"
-        if self.action == "stop":
-            return "stopped by the user"
-        if self.action == "timeout" or self.flags.halt_reason:
-            return f"loop halted: {self.flags.halt_reason}"
-        return "the loop was stopped (stop_all, Ctrl-C or interpreter exit)"
+        return why_not_continued(self.action, self.flags.halt_reason)
 
     def _put_back(self, why: str) -> None:
         """Back to `todo` with a note; not picked again in this run."""

@@ -69,7 +69,7 @@ def latest_by_task(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, An
 
 def row_cells(rec: Mapping[str, Any], now: datetime) -> dict[str, str]:
     """The display strings of one worker row (plain text, not escaped)."""
-    failed = record_value(rec, "status") in ("failed", "conflict")
+    failed = record_value(rec, "status") in ("failed", "conflict", "check_failed")
     msg = record_value(rec, "error") if failed else None
     msg = msg or record_value(rec, "last_message") or ""
     msg = " ".join(str(msg).split())
@@ -78,6 +78,7 @@ def row_cells(rec: Mapping[str, Any], now: datetime) -> dict[str, str]:
         "title": str(record_value(rec, "title") or ""),
         "status": str(record_value(rec, "status") or ""),
         "iter": str(record_value(rec, "iteration") or ""),
+        "phase": str(record_value(rec, "phase") or ""),
         "elapsed": _fmt_secs(_elapsed(rec, now)),
         "cpu": _fmt_num(record_value(rec, "cpu_percent"), ".0f"),
         "mem": _fmt_num(record_value(rec, "rss_mb"), ".0f"),
@@ -92,6 +93,7 @@ COLUMNS = [
     ("title", "title"),
     ("status", "status"),
     ("iter", "it"),
+    ("phase", "phase"),
     ("elapsed", "elapsed"),
     ("cpu", "cpu%"),
     ("mem", "MB"),

@@ -23,7 +23,7 @@ from typing import Any
 
 from .._time import utcnow
 from ..queue.config import resolve_config
-from ..runners.base import CommandSpec, Runner
+from ..runners.base import Runner
 from .runs import JOURNAL, Run, list_runs, loop_alive, read_loop_info
 from .table import LIVE
 
@@ -135,25 +135,3 @@ def find_resume(
     since = now - timedelta(hours=hours)
     attempts = past_attempts(settings.repo, task_id, exclude=settings.run_dir, since=since)
     return pick_resume(attempts, workspace=workspace, now=now, timeout_hours=hours)
-
-
-def command_for(
-    runner: Runner,
-    task: Any,
-    workspace: Path,
-    prompt_file: Path,
-    iteration: int,
-    point: ResumePoint | None,
-) -> CommandSpec:
-    """The runner's command for an attempt: resuming `point`'s session, else a fresh one."""
-    if point is None:
-        return runner.command(
-            task, workspace=workspace, prompt_file=prompt_file, iteration=iteration
-        )
-    return runner.resume_command(
-        task,
-        workspace=workspace,
-        prompt_file=prompt_file,
-        iteration=iteration,
-        session_id=point.session_id,
-    )

@@ -31,6 +31,7 @@ STATUSES: tuple[str, ...] = (
     "stopping",
     "succeeded",
     "failed",
+    "check_failed",
     "stopped",
     "killed",
     "timed_out",
@@ -51,6 +52,7 @@ COLUMNS: dict[str, str] = {
     "task_id": _STR,
     "title": _STR,
     "iteration": "Int64",
+    "phase": _STR,
     "status": "category",
     "pid": "Int64",
     "workspace": _STR,
@@ -70,6 +72,8 @@ COLUMNS: dict[str, str] = {
     "last_message": _STR,
     "error": _STR,
     "log_path": _STR,
+    "check_exit_code": "Int64",
+    "check_s": "float64",
 }
 
 _MSG_MAX = 500
@@ -166,7 +170,7 @@ def apply_event(records: dict[str, dict[str, Any]], event: Event) -> dict[str, A
         rec = records[wid] = _new_record(event)
     d = event.data
     kind = event.kind
-    for key in ("title", "workspace", "branch", "log_path"):
+    for key in ("title", "workspace", "branch", "log_path", "phase"):
         if d.get(key) is not None:
             rec[key] = str(d[key])
     if kind == "queued":
@@ -205,6 +209,12 @@ def apply_event(records: dict[str, dict[str, Any]], event: Event) -> dict[str, A
             rec["error"] = _clip(d["error"])
         elif d.get("message") is not None:
             rec["last_message"] = _clip(d["message"])
+    elif kind == "check":  # the CI gate after the agent said done (`loop.gate`)
+        rec["check_exit_code"] = d.get("exit_code")
+        rec["check_s"] = d.get("duration_s")
+        if not d.get("ok"):
+            rec["status"] = "check_failed"
+            rec["error"] = _clip(d.get("error"))
     elif kind == "iteration_end" and d.get("error") is not None:
         rec["error"] = _clip(d["error"])
     return rec

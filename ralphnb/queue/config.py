@@ -67,6 +67,11 @@ HONOURED = frozenset(
         "agent.session_timeout_hours",
         "parallel.max_push_attempts",
         "parallel.push_backoff_ms",
+        # the loop's runner, phases, passes and CI gate (loop/choice.py, phases.py, gate.py)
+        *("agent.runner", "agent.model", "agent.phases", "agent.iterations", "agent.ci_gate"),
+        *("agent.phase_overrides", "agent.instruction_files"),
+        *(f"agent.{r}_bin" for r in ("claude", "codex", "gemini", "opencode", "cursor", "pi")),
+        "agent.kimi_bin",
     }
 )
 

@@ -3,7 +3,8 @@
 Owns: the argv for the demo agent program (this interpreter, so no PATH lookup can fail) and its
 environment (`RALPHNB_DEMO_*` pass through; `speed=` sets `RALPHNB_DEMO_SPEED`; `PYTHONPATH`
 points at this copy of ralphnb so the agent and its `ralphnb task done` use the same code).
-The agent writes Claude Code stream-json, so its parser is the Claude parser.
+The agent writes Claude Code stream-json, so its parser is the Claude parser; like Claude Code,
+it continues a session with `--resume=<id>`.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Demo(Runner):
         ]
         if self.model:
             argv += self._flag("--model", "model", self.model)
+        argv += self._flag("--resume", "session id", session_id)
         env = self.passthrough_env()
         pp = os.environ.get("PYTHONPATH")
         env["PYTHONPATH"] = _PACKAGE_PARENT + (os.pathsep + pp if pp else "")

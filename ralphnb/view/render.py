@@ -24,6 +24,7 @@ COLOURS = {
     "integrating": "#0d9488",
     "integrated": "#15803d",
     "failed": "#dc2626",
+    "check_failed": "#e11d48",
     "stopped": "#d97706",
     "killed": "#b91c1c",
     "timed_out": "#c2410c",

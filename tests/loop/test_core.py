@@ -111,12 +111,13 @@ def test_never_completing_task_stops_at_max_iterations(tmp_path):
     assert (tmp_path / ".workspaces" / "repo" / "RQ-0001").is_dir()  # kept for a later run
 
 
-def test_task_agent_iterations_override(tmp_path):
-    task = demo("Once", finish="none")
-    task["agent"] = {"iterations": 1}
+def test_task_agent_iterations_are_ralphs_passes_not_attempts(tmp_path):
+    task = demo("Twice", finish="none")
+    task["agent"] = {"iterations": 2}  # two fixed passes; max_iterations still counts attempts
     repo = make_repo(tmp_path, [task])
-    df = Loop(repo, runner="demo", max_iterations=5).run()
-    assert list(df.worker_id) == ["RQ-0001#1"] and df.status.iloc[0] == "failed"
+    df = Loop(repo, runner="demo", max_iterations=1).run()
+    assert list(df.worker_id) == ["RQ-0001#1", "RQ-0001#2"]
+    assert list(df.status) == ["succeeded", "failed"]
 
 
 @pytest.mark.slow
@@ -132,7 +133,8 @@ def test_check_fails_then_passes(tmp_path):
         repo, runner="demo", check=[sys.executable, "-c", script, str(counter)], max_iterations=3
     )
     df = loop.run()
-    assert list(df.status) == ["succeeded", "integrated"]
+    assert list(df.status) == ["check_failed", "integrated"]
+    assert df.check_exit_code.tolist() == [3, 0]
     ends = [e for e in loop.events if e.kind == "iteration_end"]
     assert ends[0].data["check_ok"] is False and "exited 3" in ends[0].data["reason"]
     assert ends[1].data["check_ok"] is True

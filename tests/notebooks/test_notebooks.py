@@ -126,6 +126,17 @@ def test_analysis_notebook_reads_past_runs(tmp_path: Path) -> None:
     assert len(outputs_with(nb, "image/png")) >= 2
 
 
+@pytest.mark.slow
+def test_phases_notebook_plans_implements_reviews_and_fixes_a_failed_gate(tmp_path: Path) -> None:
+    nb = execute(NOTEBOOKS / "phases.ipynb", cwd=tmp_path)
+    assert not errors_of(nb), errors_of(nb)
+    s = summary_of(nb)
+    assert s["phases"] == ["plan", "implement", "review", "review"], s
+    assert s["statuses"] == ["succeeded", "succeeded", "check_failed", "integrated"], s
+    assert s["same_session"] and s["plan_kept"] and s["resume_prompt_has_failure"], s
+    assert s["on_main"] == "fixed", s  # the fix, merged
+
+
 def _claude() -> str | None:
     exe = os.environ.get("RALPHNB_CLAUDE") or shutil.which("claude")
     return exe if exe and os.access(exe, os.X_OK) else None
@@ -174,7 +185,7 @@ def test_every_notebook_has_a_kernelspec_and_a_summary_cell() -> None:
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
         nbformat.validate(nb)
         assert nb.metadata["kernelspec"]["name"] == "python3", name
-    for name in ("analysis.ipynb", "quickstart.ipynb", "real-agents.ipynb"):
+    for name in ("analysis.ipynb", "quickstart.ipynb", "real-agents.ipynb", "phases.ipynb"):
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
         assert len(cells_tagged(nb, "summary")) == 1, name
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (

@@ -123,3 +123,34 @@ def test_resume_command_continues_the_same_session(tmp_path, cli):
         history = json.dumps(srv.message_requests[-1])
     assert parser.last_message == "second answer"
     assert "first answer" in history and "the CI gate failed" in history
+
+
+@pytest.mark.parametrize("cli", cli_params())
+def test_a_failed_ci_gate_resumes_the_same_session_through_the_loop(tmp_path, cli):
+    """The gate fails once (it marks that it ran); its report goes back into the session the
+    agent worked in, which answers it, and the second gate run passes."""
+    import sys
+
+    from ralphnb.runners.phase_prompts import GATE_FAILED
+
+    kit = KITS[cli]
+    repo = make_repo(tmp_path, [{"title": "Write hello.txt"}])
+    ran = tmp_path / "gate-ran"
+    gate = [
+        sys.executable,
+        "-c",
+        f"import pathlib, sys; p = pathlib.Path({str(ran)!r}); first = not p.exists(); "
+        "p.touch(); sys.exit('gate: first run fails on purpose' if first else 0)",
+    ]
+    script = [kit.write(), text(f"Wrote hello.txt. {PROMISE}"), text(f"Gate fixed. {PROMISE}")]
+    with kit.server(script) as srv:
+        runner = kit.runner(srv, tmp_path)
+        loop = ralphnb.Loop(repo, runner=runner, parallel=1, max_iterations=2, check=gate)
+        df = loop.run()
+        history = json.dumps(srv.message_requests[-1])
+    assert list(df["status"]) == ["check_failed", "integrated"], df[["status", "error"]]
+    assert df["check_exit_code"].tolist() == [1, 0]
+    assert df.iloc[1]["session_id"] == df.iloc[0]["session_id"]  # the same session continues
+    assert "Wrote hello.txt" in history and GATE_FAILED in history  # the earlier conversation
+    assert "gate: first run fails on purpose" in history
+    assert on_main(repo, "hello.txt") == WRITTEN
