@@ -45,6 +45,8 @@ from .decide import Decision, decide
 from .events import Event
 from .failures import NO_SPACE, describe, no_space, with_file
 from .gateway import RETRY_BLOCKED_S, TaskQueue
+from .review import with_feedback
+from .reviewgate import command_for, review_step
 from .shutdown import arm_exit_hook, quiet
 
 
@@ -70,6 +72,8 @@ class Driver:
         self.check_proc: subprocess.Popen | None = None  # the user's check, while it runs
         self.config: ConfigWatch | None = None  # the git configs its agent could change
         self.config_noted: str | None = None  # the change last put on a row
+        self.feedback: str | None = None  # a reviewer's, for the next prompts (reviewgate)
+        self.resume_session: str | None = None  # resumed by the next attempt (reviewgate)
         self.queue = TaskQueue(
             ctx.queue,
             self.task_id,
@@ -180,6 +184,8 @@ class Driver:
 
     def _follow(self, d: Decision, marked: bool, att: Attempt, ws: Workspace) -> bool:
         """Carry out decision `d`; True when another iteration follows."""
+        if d.action == "complete" and self.ctx.review is not None:  # a person decides
+            return review_step(self, self.ctx.review, ws, marked)
         if d.action == "complete":
             self.marked_done = marked
             if not marked:  # done before merging: a crash then re-integrates (a copy's copy
@@ -237,13 +243,20 @@ class Driver:
             template=self.settings.prompt_template,
             iteration=self.iteration,
         )
+        prompt = with_feedback(prompt, self.feedback)
         try:
             prompt_file.write_text(prompt, encoding="utf-8")
         except OSError as exc:  # a full disk: no half prompt left, and the error names it
             prompt_file.unlink(missing_ok=True)
             raise with_file(exc, prompt_file) from None
-        return runner.command(
-            self.task, workspace=Path(ws.path), prompt_file=prompt_file, iteration=self.iteration
+        session, self.resume_session = self.resume_session, None
+        return command_for(
+            runner,
+            self.task,
+            workspace=Path(ws.path),
+            prompt_file=prompt_file,
+            iteration=self.iteration,
+            session_id=session,
         )
 
     def _spec(self, cmd: CommandSpec, ws: Workspace, env: dict[str, str], log: Path) -> WorkerSpec:
