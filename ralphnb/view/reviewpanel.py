@@ -23,7 +23,7 @@ from .diffview import diff_html
 
 
 class ReviewPanel(W.VBox):
-    """Review of one task at a time for `loop` (hidden until `open(task_id)`)."""
+    """Review of one task at a time for `loop` (hidden until `show(task_id)`)."""
 
     def __init__(self, loop: Any, on_change: Callable[[], None] | None = None) -> None:
         self.loop = loop
@@ -54,7 +54,7 @@ class ReviewPanel(W.VBox):
     def buttons(self) -> list[W.Button]:
         return [self.accept, self.discard, self.request]
 
-    def open(self, task_id: str) -> None:
+    def show(self, task_id: str) -> None:
         """Show task `task_id`'s diff and its decision buttons (the diff loads in a thread)."""
         self.task_id = task_id
         self.accept.tooltip = f"Accept {task_id}"

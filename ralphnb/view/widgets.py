@@ -93,7 +93,7 @@ class _Row:
         self.review = btn("Review", "Review", "info")  # shown while the task waits for review
         self.review.layout.width = self.review.layout.min_width = "64px"
         self.review.layout.display = "none"
-        self.review.on_click(lambda _b: dash.review.open(task_id))
+        self.review.on_click(lambda _b: dash.review.show(task_id))
         self.box = W.HBox(
             [self.stop, self.kill, self.log, self.review],
             layout=W.Layout(height=f"{ROW_PX}px", margin="0", overflow="hidden"),
