@@ -72,3 +72,4 @@ class DriverContext:
     fail: Callable[[str], None]  # (one line): an error of the whole run (a full disk): halt it
     row: Callable[[str], dict[str, Any] | None]  # the worker table's record of a worker id
     review: ReviewDesk | None = None  # Loop(review=True): finished work waits here (review.py)
+    slot_free: Callable[[], bool] = lambda: True  # (cond held) may one more worker run now?

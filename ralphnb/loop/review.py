@@ -8,7 +8,8 @@ out (so `accept(..., wait=True)` can wait for the merge). Also the pure text hel
 Never: merges, removes a workspace or writes the queue -- the driver carries a verdict out
 (`reviewgate`). Invariants: every field is read and written with `cond` held (the run's one
 condition, so the scheduler sees a task begin or end waiting); a task gets at most one verdict
-per wait; a waiting task holds no worker slot (`count()` is subtracted from the busy drivers).
+per wait; a waiting task holds no worker slot (`count()` is subtracted from the busy drivers),
+and a requeued one takes a slot only when one is free (`take_slot`), so `parallel` holds.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class ReviewDesk:
         self._waiting: dict[str, Waiting] = {}
         self._verdicts: dict[str, Verdict] = {}
         self._carrying: set[str] = set()  # verdict given, driver still carrying it out
+        self._held: set[str] = set()  # requeued, waiting for a worker slot (holding none)
 
     # ------------------------------------------------------------ the driver's side
 
@@ -94,6 +96,20 @@ class ReviewDesk:
         with self.cond:
             self._carrying.discard(task_id)
             self.cond.notify_all()
+
+    def take_slot(
+        self, task_id: str, slot_free: Callable[[], bool], stop_asked: Callable[[], bool]
+    ) -> None:
+        """A requeued task waits, holding no worker slot, until `slot_free()` (checked and
+        taken under `cond`, so two tasks never take the last slot) or a stop is asked."""
+        with self.cond:
+            self._held.add(task_id)
+            try:
+                while not stop_asked() and not slot_free():
+                    self.cond.wait()
+            finally:
+                self._held.discard(task_id)
+                self.cond.notify_all()
 
     # ------------------------------------------------------------ the person's side
 
@@ -126,8 +142,9 @@ class ReviewDesk:
             return self._waiting.get(task_id)
 
     def count(self) -> int:
-        """Tasks waiting (caller may hold `cond`: it is reentrant-safe to read)."""
-        return len(self._waiting)
+        """Tasks whose driver holds no worker slot: waiting for a verdict, or requeued and
+        waiting for a slot (read with `cond` held by the caller)."""
+        return len(self._waiting) + len(self._held)
 
 
 def with_feedback(prompt: str, feedback: str | None) -> str:

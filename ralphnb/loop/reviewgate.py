@@ -7,8 +7,9 @@ merges work nobody accepted), the workspace's work is committed on its branch (w
 what would be merged), the row goes to `review`, and the driver thread waits on the run's
 `ReviewDesk` holding no worker slot. Then: accept -> done and integrated as without review
 (conflicts as today); discard -> workspace and branch removed, task back to `todo` with the
-note; requeue -> another attempt in the same workspace whose prompt carries the feedback and
-which resumes the agent's session where the runner can (`command_for`); a stop of the task or
+note; requeue -> another attempt in the same workspace, once a worker slot is free, whose
+prompt carries the feedback and which resumes the agent's session where the runner can
+(`command_for`); a stop of the task or
 the loop -> back to `todo` with `awaits_review_note`, workspace and branch kept.
 Never: imports the driver (it is given one; `GateDriver` is what it uses).
 """
@@ -93,6 +94,8 @@ def review_step(d: GateDriver, desk: ReviewDesk, ws: Workspace, marked: bool) ->
         d.feedback = verdict.text or None
         d.resume_session = item.session_id
         d._ev("status", wid=wid, status="succeeded", message=f"changes requested: {verdict.text}")
+        desk.settled(d.task_id)  # the person's `requeue()` returns now, not when a slot frees
+        desk.take_slot(d.task_id, d.ctx.slot_free, d._stop_asked)  # `parallel` holds
         return True
     finally:
         desk.settled(d.task_id)

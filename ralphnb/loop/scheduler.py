@@ -84,6 +84,7 @@ class Scheduler:
             fail=self.fail,
             row=table.get,
             review=review,
+            slot_free=lambda: self._busy() < self.limits.parallel,
         )
         self.active: dict[str, Driver] = {}  # task id -> its driver (flags.cond held)
         self._failures = 0

@@ -162,3 +162,21 @@ def test_a_requeued_attempt_resumes_the_session_where_the_runner_can(tmp_path):
         session_id="bad id; rm -rf /",
     )
     assert fresh.argv[-1] == ""  # an id the runner refuses: a fresh session, same prompt
+
+
+@pytest.mark.slow
+def test_a_requeued_attempt_waits_for_a_free_worker_slot(tmp_path):
+    repo = make_repo(tmp_path, [demo("alpha"), demo("beta", duration="600")])
+    loop = Loop(repo, runner="demo", parallel=1, review=True).start()
+    try:
+        wait_for(lambda: waiting(loop) == {"RQ-0001"})
+        wait_for(lambda: "running" in set(loop.df.status))  # beta holds the one slot
+        loop.requeue("RQ-0001", feedback="again")
+        time.sleep(1.0)
+        assert "RQ-0001#2" not in set(loop.df.worker_id)  # parallel=1 holds
+        loop.stop("RQ-0002")
+        wait_for(lambda: "RQ-0001#2" in set(loop.df.worker_id))
+        wait_for(lambda: waiting(loop) == {"RQ-0001"})
+    finally:
+        loop.stop_all()
+        loop.wait(30)
