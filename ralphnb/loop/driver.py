@@ -12,7 +12,8 @@ sees the `Loop` itself. The git configs its agent could change are watched aroun
 Invariants: a task leaves a driver integrated, or back in `todo` with a note saying why (stopped,
 killed, failed, conflict, halted, held by a changed git config), or -- only when an integration
 was interrupted -- done-but-not-archived, which the next Loop integrates; never silently
-dropped; where the queue cannot be written (a full disk) the row says the task stays as it is.
+dropped (with `review=True` finished work first waits for a person: `reviewgate`); where the
+queue cannot be written (a full disk) the row says the task stays as it is.
 A driver's `handle`, `action` and `check_proc` are read and written with `flags.cond` held.
 """
 
@@ -250,14 +251,7 @@ class Driver:
             prompt_file.unlink(missing_ok=True)
             raise with_file(exc, prompt_file) from None
         session, self.resume_session = self.resume_session, None
-        return command_for(
-            runner,
-            self.task,
-            workspace=Path(ws.path),
-            prompt_file=prompt_file,
-            iteration=self.iteration,
-            session_id=session,
-        )
+        return command_for(runner, self.task, Path(ws.path), prompt_file, self.iteration, session)
 
     def _spec(self, cmd: CommandSpec, ws: Workspace, env: dict[str, str], log: Path) -> WorkerSpec:
         return WorkerSpec(

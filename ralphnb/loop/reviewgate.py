@@ -104,7 +104,6 @@ def review_step(d: GateDriver, desk: ReviewDesk, ws: Workspace, marked: bool) ->
 def command_for(
     runner: Runner,
     task: dict[str, Any],
-    *,
     workspace: Path,
     prompt_file: Path,
     iteration: int,

@@ -144,23 +144,9 @@ def test_a_requeued_attempt_resumes_the_session_where_the_runner_can(tmp_path):
     prompt = tmp_path / "p.md"
     prompt.write_text("x")
     resumable = Command(["{python}", "-c", "pass", "{session_id}"])
-    spec = command_for(
-        resumable,
-        {"id": "RQ-0001"},
-        workspace=tmp_path,
-        prompt_file=prompt,
-        iteration=2,
-        session_id="abc-123",
-    )
+    spec = command_for(resumable, {"id": "RQ-0001"}, tmp_path, prompt, 2, "abc-123")
     assert spec.argv[-1] == "abc-123"
-    fresh = command_for(
-        resumable,
-        {"id": "RQ-0001"},
-        workspace=tmp_path,
-        prompt_file=prompt,
-        iteration=2,
-        session_id="bad id; rm -rf /",
-    )
+    fresh = command_for(resumable, {"id": "RQ-0001"}, tmp_path, prompt, 2, "bad id; rm -rf /")
     assert fresh.argv[-1] == ""  # an id the runner refuses: a fresh session, same prompt
 
 
