@@ -66,6 +66,7 @@ bench: $(STAMP)   # each script records its figures and command in benchmarks/RE
 	$(PY) benchmarks/loop_bench.py --write
 	$(PY) benchmarks/dashboard_bench.py --workers 50 --seconds 30 --write
 	$(PY) benchmarks/dask_bench.py --write
+	$(PY) benchmarks/review_bench.py --write
 
 clean:
 	rm -rf $(VENV) $(TOOLS) demo-repo build *.egg-info

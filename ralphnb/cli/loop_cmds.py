@@ -45,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     sp.add_argument("--max-wall-time", type=float, metavar="SECONDS")
     sp.add_argument("--max-cost", type=float, metavar="USD")
     sp.add_argument("--task", action="append", metavar="ID", help="only these tasks")
+    sp.add_argument(
+        "--review",
+        action="store_true",
+        help="finished work waits for `ralphnb accept/discard/requeue ID` instead of merging",
+    )
     sp.set_defaults(func=_cmd_run)
     sp = subparsers.add_parser(
         "status", parents=[common], help="workers of the running loop (else of the latest run)"
@@ -75,6 +80,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_wall_time=args.max_wall_time,
         max_cost_usd=args.max_cost,
         tasks=args.task,
+        review=args.review,
     )
     if args.model:  # on whichever runner was chosen (the argument, ralph's config, ...)
         loop.runner = loop.runner.with_options(model=args.model)

@@ -25,6 +25,7 @@ from ..workspace.publish import DEFAULT_MODE, PushPolicy
 from ..workspace.workspaces import Workspaces
 from .check import CheckType
 from .events import Event
+from .review import ReviewDesk
 
 
 @dataclass
@@ -76,3 +77,5 @@ class DriverContext:
     attempt_ended: Callable[[bool], None]  # (failed): the loop's limits; may halt the loop
     fail: Callable[[str], None]  # (one line): an error of the whole run (a full disk): halt it
     row: Callable[[str], dict[str, Any] | None]  # the worker table's record of a worker id
+    review: ReviewDesk | None = None  # Loop(review=True): finished work waits here (review.py)
+    slot_free: Callable[[], bool] = lambda: True  # (cond held) may one more worker run now?

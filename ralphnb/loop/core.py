@@ -43,6 +43,7 @@ from .publishing import choose_publish
 from .report import attempts_table
 from .requests import answer
 from .resume import session_timeout_hours
+from .review import ReviewDesk, Verdict, diff_of, waiting_frame
 from .rundir import LiveRun
 from .scheduler import Limits, Scheduler
 from .setup import check_only, open_workspaces
@@ -86,6 +87,9 @@ class Loop:
     (merge; the default) or "commit_and_push" (merge, then push the target to its upstream);
     None takes `agent.git_publish_mode` when configuration sets it. `resume`: an interrupted
     attempt's agent session is resumed in its kept workspace (`agent.session_timeout_hours`).
+    `review`: finished work waits in status `review` for `accept`/`discard`/`requeue` (see
+    `loop.review`); the loop does not finish while work waits, and a stop puts such a task
+    back to `todo` with a note, its workspace and branch kept for the next run.
 
     `start()` returns at once; `run()` blocks and returns the final `df`; `await arun()`.
     `df`, `snapshot()`, `events`, `subscribe(cb)`, `logs(task_id)`; `stop(id)`, `kill(id)`,
@@ -118,6 +122,7 @@ class Loop:
         resume: bool = True,
         phases: int | None = None,
         passes: int | None = None,
+        review: bool = False,
     ) -> None:
         self.queue = Queue(repo)
         self.repo = self.queue.repo
@@ -154,6 +159,7 @@ class Loop:
         self.started_at: datetime | None = None
         self.ended_at: datetime | None = None
         self._flags = RunFlags()  # pause/stop/halt/excluded, shared with the drivers
+        self._review = ReviewDesk(self._flags.cond) if review else None  # the review gate
         self._table = WorkerTable()
         self._events = EventWindow(events_window)  # older events are read from the journal
         self._subs: list[Callable[[Event], None]] = []
@@ -217,6 +223,7 @@ class Loop:
             workspaces=self.workspaces,
             executor=self.executor,
             table=self._table,
+            review=self._review,
         )
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -307,6 +314,38 @@ class Loop:
     def paused(self) -> bool:
         """True between `pause()` and `resume()` (no new worker starts)."""
         return self._flags.paused
+
+    # ----------------------------------------------------------------- public: review
+
+    def _desk(self) -> ReviewDesk:
+        if self._review is None:
+            raise RalphError("this loop has no review gate: create it with Loop(..., review=True)")
+        return self._review
+
+    def reviews(self) -> Any:
+        """The tasks waiting for review now, as a small DataFrame."""
+        return waiting_frame(self._desk().waiting())
+
+    def diff(self, task_id: str) -> Any:
+        """The task's change against the target branch (`.files`, `.stat`, a coloured diff in
+        a notebook): the work waiting for review, else its workspace branch so far."""
+        d = diff_of(self._review, self.workspaces, task_id, self.target_branch or "HEAD")
+        return _widgets().diff_view(d)
+
+    def accept(self, task_id: str, *, wait: bool = True) -> None:
+        """Merge the waiting task's work (as without review; a conflict as always). `wait`:
+        return once it is merged or conflicted."""
+        self._desk().decide(task_id, Verdict("accept"), wait=300.0 if wait else None)
+
+    def discard(self, task_id: str, note: str = "", *, wait: bool = True) -> None:
+        """Drop the waiting task's workspace and branch; the task goes back to `todo` with
+        `note` (not picked again in this run)."""
+        self._desk().decide(task_id, Verdict("discard", note), wait=60.0 if wait else None)
+
+    def requeue(self, task_id: str, feedback: str) -> None:
+        """Another attempt in the same workspace whose prompt carries `feedback` (the agent's
+        session is resumed where its runner can)."""
+        self._desk().decide(task_id, Verdict("requeue", feedback), wait=60.0)
 
     # ----------------------------------------------------------------- public: looking
 

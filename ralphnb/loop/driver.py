@@ -14,7 +14,8 @@ plan, implement, review, per pass) are rows `<ID>#1`, `#2`, ...; only the last o
 Invariants: a task leaves a driver integrated, or back in `todo` with a note saying why (stopped,
 killed, failed, conflict, halted, held by a changed git config), or -- only when an integration
 was interrupted -- done-but-not-archived, which the next Loop integrates; never silently
-dropped; where the queue cannot be written (a full disk) the row says the task stays as it is.
+dropped (with `review=True` finished work first waits for a person: `reviewgate`); where the
+queue cannot be written (a full disk) the row says the task stays as it is.
 A driver's `handle`, `action` and `check_proc` are read and written with `flags.cond` held.
 """
 
@@ -45,7 +46,8 @@ from .gateway import RETRY_BLOCKED_S, TaskQueue
 from .outflow import wait_flushing
 from .phases import Handoffs, TaskPhases, phase_env, settings_phases, steps
 from .publishing import push_after_merge
-from .resume import ResumePoint, find_resume
+from .resume import find_resume
+from .reviewgate import review_step
 from .shutdown import arm_exit_hook, quiet
 from .spawn import phase_command, worker_env, worker_spec
 
@@ -76,7 +78,8 @@ class Driver:
         self.check_proc: subprocess.Popen | None = None  # the user's check, while it runs
         self.config: ConfigWatch | None = None  # the git configs its agent could change
         self.config_noted: str | None = None  # the change last put on a row
-        self.resume_at: ResumePoint | None = None  # an interrupted session the next attempt resumes
+        self.feedback: str | None = None  # a reviewer's, for the next prompts (reviewgate)
+        self.resume_session: str | None = None  # continued by the next attempt (resume, review)
         self.queue = TaskQueue(
             ctx.queue,
             self.task_id,
@@ -123,11 +126,10 @@ class Driver:
         self._ev("queued", title=self.title, iteration=1, phase=self.step.phase)
         ws = self.ctx.workspaces.create(self.task_id, reuse=True)
         self.config = ConfigWatch(watched(Path(self.ctx.workspaces.repo), ws))
-        self.resume_at = find_resume(
-            self.settings, tp.runners[self.step.phase], self.task_id, ws.path
-        )
-        if self.resume_at is not None:
-            self._ev("status", message=self.resume_at.describe(), resumed=self.resume_at.worker_id)
+        point = find_resume(self.settings, tp.runners[self.step.phase], self.task_id, ws.path)
+        if point is not None:
+            self.resume_session = point.session_id
+            self._ev("status", message=point.describe(), resumed=point.worker_id)
         if self.task.get("status") != "doing":
             self.queue.start()
         while True:
@@ -231,6 +233,8 @@ class Driver:
 
     def _follow(self, d: Decision, marked: bool, att: Attempt, ws: Workspace) -> bool:
         """Carry out decision `d`; True when another iteration follows."""
+        if d.action == "complete" and self.ctx.review is not None:  # a person decides
+            return review_step(self, self.ctx.review, ws, marked)
         if d.action == "complete":
             self.marked_done = marked
             if not marked:  # done before merging: a crash then re-integrates (a copy's copy
@@ -258,8 +262,8 @@ class Driver:
         never started (the task was put back: runner error, spawn error, a stop first)."""
         log_path = self.settings.run_dir / "logs" / self.task_id / f"{self.iteration}.log"
         resume = self.handoffs.resume_session(runner, self.step)
-        if resume is None and self.resume_at is not None:  # only the first attempt resumes
-            resume, self.resume_at = self.resume_at.session_id, None
+        if resume is None:  # an interrupted session, or one a reviewer asked to go on
+            resume, self.resume_session = self.resume_session, None
         more = {"resumed_session": resume} if resume else {}
         self._ev(
             "starting", workspace=str(ws.path), branch=ws.branch, log_path=str(log_path), **more
@@ -273,6 +277,7 @@ class Driver:
                 self.handoffs,
                 self.settings,
                 resume=resume,
+                feedback=self.feedback,
                 workspace=Path(ws.path),
                 iteration=self.iteration,
                 attempt=self.attempts + 1,

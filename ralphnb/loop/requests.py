@@ -2,7 +2,9 @@
 
 Owns: `answer(loop, request)` -- `status` (the records, times as text) and the actions that
 map onto the Loop's public methods (`stop`/`kill` of one task, `stop_all`, `pause`, `resume`).
-A new action is one entry in `TASK_ACTIONS` or `LOOP_ACTIONS`.
+A new action is one entry in `TASK_ACTIONS` or `LOOP_ACTIONS`. The review gate's ops
+(`review`: the waiting tasks; `accept`, `discard` with `note`, `requeue` with `feedback`) hand the
+decision over and answer at once, without waiting for the merge: `review_answer`.
 Never: raises (a `RalphError` becomes `{"error": ...}`, an unknown op too).
 """
 
@@ -16,6 +18,7 @@ from ..errors import RalphError
 
 TASK_ACTIONS = ("stop", "kill")  # loop.<op>(task_id)
 LOOP_ACTIONS = ("stop_all", "pause", "resume")  # loop.<op>()
+REVIEW_OPS = ("review", "accept", "discard", "requeue")  # the review gate: review_answer
 
 
 def status(loop: Any) -> dict[str, Any]:
@@ -32,11 +35,28 @@ def status(loop: Any) -> dict[str, Any]:
     }
 
 
+def review_answer(loop: Any, op: str, req: dict[str, Any]) -> dict[str, Any]:
+    """A review op (see the module docstring); RalphError when the loop has no review gate."""
+    task_id = str(req.get("task_id"))
+    if op == "review":
+        waiting = [w.to_dict() for w in loop._desk().waiting()]
+        return {"waiting": waiting, "target_branch": loop.target_branch}
+    if op == "accept":
+        loop.accept(task_id, wait=False)
+    elif op == "discard":
+        loop.discard(task_id, note=str(req.get("note") or ""), wait=False)
+    else:
+        loop.requeue(task_id, feedback=str(req.get("feedback") or ""))
+    return {"ok": True}
+
+
 def answer(loop: Any, req: dict[str, Any]) -> dict[str, Any]:
     op = req.get("op")
     if op == "status":
         return status(loop)
     try:
+        if op in REVIEW_OPS:
+            return review_answer(loop, str(op), req)
         if op in TASK_ACTIONS:
             getattr(loop, str(op))(str(req.get("task_id")))
         elif op in LOOP_ACTIONS:
@@ -48,4 +68,4 @@ def answer(loop: Any, req: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True}
 
 
-__all__ = ["LOOP_ACTIONS", "TASK_ACTIONS", "answer", "status"]
+__all__ = ["LOOP_ACTIONS", "REVIEW_OPS", "TASK_ACTIONS", "answer", "review_answer", "status"]

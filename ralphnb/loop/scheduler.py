@@ -9,8 +9,9 @@ the recovery at start (workers of crashed runs reaped, workspaces and branches l
 tasks removed, tasks done but not archived integrated). It builds the one `DriverContext` every
 driver of the run gets.
 Invariants: `active`, the failure count and the halt are changed with `flags.cond` held; a
-driver is in `active` from its launch until its thread ends; a queue file that stops parsing
-mid-run starts no new worker but stops none.
+driver is in `active` from its launch until its thread ends (one waiting for review too, so the
+run does not finish while work waits for a person, but it holds no worker slot); a queue file
+that stops parsing mid-run starts no new worker but stops none.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .driver import Driver
 from .events import Event
 from .failures import describe, no_space
 from .gateway import RETRY_BLOCKED_S
+from .review import ReviewDesk
 from .runs import list_runs
 from .table import WorkerTable
 
@@ -62,8 +64,10 @@ class Scheduler:
         workspaces: Workspaces,
         executor: Executor,
         table: WorkerTable,
+        review: ReviewDesk | None = None,
     ) -> None:
         self.limits = limits
+        self.review = review
         self.flags = flags
         self.emit = emit
         self.queue = queue
@@ -79,6 +83,8 @@ class Scheduler:
             attempt_ended=self.attempt_ended,
             fail=self.fail,
             row=table.get,
+            review=review,
+            slot_free=lambda: self._busy() < self.limits.parallel,
         )
         self.active: dict[str, Driver] = {}  # task id -> its driver (flags.cond held)
         self._failures = 0
@@ -168,7 +174,7 @@ class Scheduler:
                     self._halt("max_wall_time reached", stop_reason="timeout")
                 stop = flags.stopping or flags.halt_reason is not None
                 scheduled: list[datetime] = []
-                if not stop and not flags.paused and len(self.active) < self.limits.parallel:
+                if not stop and not flags.paused and self._busy() < self.limits.parallel:
                     flags.cond.release()
                     try:
                         picks, scheduled, waiting = self._pick_or_wait(now)
@@ -216,7 +222,7 @@ class Scheduler:
         open_status = {t.id: t.status for t in tasks}
         with self.flags.cond:
             busy = set(self.active) | self.flags.excluded
-            free = self.limits.parallel - len(self.active)
+            free = self.limits.parallel - self._busy()
         if self.limits.only is not None:
             busy |= set(open_status) - self.limits.only
         runnable = {t.id: t for t in self.queue.runnable(exclude=busy, now=now)}
@@ -235,6 +241,10 @@ class Scheduler:
         ]
         waiting = bool(scheduled) or bool(self.active) or bool(picks)
         return picks, scheduled, waiting
+
+    def _busy(self) -> int:
+        """Drivers holding a worker slot: a task waiting for review holds none (cond held)."""
+        return len(self.active) - (self.review.count() if self.review is not None else 0)
 
     def _launch(self, task: dict[str, Any], *, integrate_only: bool = False) -> None:
         """Start a driver thread for `task` (caller holds the condition)."""

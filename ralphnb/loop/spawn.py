@@ -22,6 +22,7 @@ from ..workers.process import build_env
 from .context import DriverSettings
 from .failures import with_file
 from .phases import Handoffs, Step, TaskPhases
+from .review import with_feedback
 
 
 def write_prompt(path: Path, text: str) -> None:
@@ -43,13 +44,14 @@ def phase_command(
     settings: DriverSettings,
     *,
     resume: str | None,
+    feedback: str | None = None,
     workspace: Path,
     iteration: int,
     attempt: int,
 ) -> tuple[CommandSpec, str]:
     """(the command of one phase run, a note when session `resume` could not be continued and a
     fresh session gets the failure instead). The prompt goes to the run directory's
-    `prompts/<task>/<iteration>.md`."""
+    `prompts/<task>/<iteration>.md`; a reviewer's `feedback` ends it (`review.with_feedback`)."""
     prompt_file = settings.run_dir / "prompts" / str(task["id"]) / f"{iteration}.md"
     where = {"workspace": workspace, "prompt_file": prompt_file, "iteration": iteration}
     args = {
@@ -60,13 +62,15 @@ def phase_command(
         "iteration": iteration,
     }
     note = ""
-    if resume is not None:
-        write_prompt(prompt_file, handoffs.prompt(task, step, tp, resumed=True, **args))
+    if resume is not None and runner.supports_resume:
+        text = handoffs.prompt(task, step, tp, resumed=True, **args)
+        write_prompt(prompt_file, with_feedback(text, feedback))
         try:
             return runner.resume_command(task, session_id=resume, **where), ""
         except RunnerError as exc:  # this CLI cannot: a fresh session gets the failure
             note = f"session {resume} not continued ({exc}); a fresh session gets the failure"
-    write_prompt(prompt_file, handoffs.prompt(task, step, tp, resumed=False, **args))
+    text = handoffs.prompt(task, step, tp, resumed=False, **args)
+    write_prompt(prompt_file, with_feedback(text, feedback))
     return runner.command(task, **where), note
 
 

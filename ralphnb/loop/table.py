@@ -35,6 +35,8 @@ STATUSES: tuple[str, ...] = (
     "stopped",
     "killed",
     "timed_out",
+    "review",
+    "discarded",
     "integrating",
     "integrated",
     "conflict",
@@ -199,7 +201,7 @@ def apply_event(records: dict[str, dict[str, Any]], event: Event) -> dict[str, A
             rec["elapsed_s"] = (rec["ended_at"] - rec["started_at"]).total_seconds()
         if d.get("last_line") and not rec["last_message"]:
             rec["last_message"] = _clip(d["last_line"])
-    elif kind in ("integrating", "integrated", "conflict", "failed", "status"):
+    elif kind in ("integrating", "integrated", "conflict", "failed", "status", "review"):
         status = d.get("status") or (kind if kind != "status" else None)
         if status in STATUSES:
             rec["status"] = status

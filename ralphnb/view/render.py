@@ -29,6 +29,8 @@ COLOURS = {
     "killed": "#b91c1c",
     "timed_out": "#c2410c",
     "conflict": "#9333ea",
+    "review": "#0891b2",
+    "discarded": "#6b7280",
 }
 ROW_PX = 30  # height of one table row and of one button row: they must line up
 HEAD_PX = 26  # height of the table's header row

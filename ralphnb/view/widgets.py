@@ -32,7 +32,9 @@ from typing import Any
 import ipywidgets as W
 
 from ..loop.report import latest_by_task, record_value, text_table
+from .diffview import diff_view
 from .render import HEAD_PX, ROW_PX, TOP_PX, html_table
+from .reviewpanel import ReviewPanel
 from .sampler import Sampler, header, log_text, loop_finished, records
 
 ACTIVE = ("queued", "starting", "running", "stopping")
@@ -64,7 +66,7 @@ def _call_in_thread(fn: Callable[[], Any], on_error: Callable[[BaseException], N
 
 
 class _Row:
-    """The buttons of one worker row: Stop, Kill, Log."""
+    """The buttons of one worker row: Stop, Kill, Log (and Review while it waits for one)."""
 
     def __init__(self, dash: Dashboard, task_id: str) -> None:
         def btn(label: str, tip: str, style: str) -> W.Button:
@@ -88,8 +90,12 @@ class _Row:
         self.stop.on_click(lambda _b: dash._act(self, "stop"))
         self.kill.on_click(lambda _b: dash._act(self, "kill"))
         self.log.on_click(lambda _b: dash.show_log(task_id))
+        self.review = btn("Review", "Review", "info")  # shown while the task waits for review
+        self.review.layout.width = self.review.layout.min_width = "64px"
+        self.review.layout.display = "none"
+        self.review.on_click(lambda _b: dash.review.show(task_id))
         self.box = W.HBox(
-            [self.stop, self.kill, self.log],
+            [self.stop, self.kill, self.log, self.review],
             layout=W.Layout(height=f"{ROW_PX}px", margin="0", overflow="hidden"),
         )
 
@@ -146,6 +152,7 @@ class Dashboard(W.VBox):
         self.log_view = W.HTML("", layout=W.Layout(display="none"))
         self.log_close = W.Button(description="Close log", layout=W.Layout(display="none"))
         self.log_close.on_click(lambda _b: self.show_log(None))
+        self.review = ReviewPanel(loop, on_change=self._dirty.set)  # the Review buttons open it
         super().__init__(
             [
                 W.HBox([self.pause_button, self.resume_button, self.stop_all_button, self.message]),
@@ -153,6 +160,7 @@ class Dashboard(W.VBox):
                     [self.table, self.buttons],
                     layout=W.Layout(align_items="flex-start", overflow="auto hidden"),
                 ),
+                self.review,
                 W.HBox([self.log_title, self.log_close]),
                 self.log_view,
             ]
@@ -218,8 +226,9 @@ class Dashboard(W.VBox):
             if _DASHBOARDS.get(self.loop) is self:
                 del _DASHBOARDS[self.loop]
         parts: list[W.Widget] = [
-            w for r in self._rows.values() for w in (r.stop, r.kill, r.log, r.box)
+            w for r in self._rows.values() for w in (r.stop, r.kill, r.log, r.review, r.box)
         ]
+        self.review.close()
         parts += [
             self.pause_button,
             self.resume_button,
@@ -326,6 +335,7 @@ class Dashboard(W.VBox):
                 with row.stop.hold_sync(), row.kill.hold_sync():
                     _set(row.stop, "disabled", not live or st == "stopping" or bool(asked))
                     _set(row.kill, "disabled", not live or "kill" in asked)
+                    _set(row.review.layout, "display", "" if st == "review" else "none")
             boxes = [self._rows[t].box for t in ids]
             if list(self.buttons.children[1:]) != boxes:
                 self.buttons.children = [self._spacer, *boxes]
@@ -390,4 +400,4 @@ def mimebundle(
     return data
 
 
-__all__ = ["ACTIVE", "VIEW_MIME", "Dashboard", "dashboard", "in_kernel", "mimebundle"]
+__all__ = ["ACTIVE", "VIEW_MIME", "Dashboard", "dashboard", "diff_view", "in_kernel", "mimebundle"]
