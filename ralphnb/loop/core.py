@@ -7,7 +7,7 @@ the thread that runs a `scheduler.Scheduler` (which starts one `driver.Driver` p
 gives each the narrow `context.DriverContext`; a driver never sees the Loop). The run's
 resources (repo lock, run directory, journal, control socket) are one `rundir.LiveRun`; what
 the socket answers is `requests.answer`.
-Imports: the view only through `_widgets()`, the one lazy hook (for `_repr_mimebundle_` and
+Imports: the view only through `viewhook.widgets()`, the one lazy hook (for `_repr_mimebundle_` and
 `dashboard`), so importing the loop imports no widget library.
 Invariants: every state change is an Event applied in order under one lock, and emitting never
 raises (a journal write that fails halts the run instead: `error`); a worker's exit is applied
@@ -24,7 +24,6 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from .._time import utcnow
@@ -44,14 +43,7 @@ from .scheduler import Limits, Scheduler
 from .setup import check_only, open_workspaces
 from .shutdown import track
 from .table import WorkerTable, fill_live
-
-
-def _widgets() -> ModuleType:
-    """The one lazy hook into the view: the dashboard needs ipywidgets, which importing the
-    loop must not import (and the view imports the loop, not the other way round)."""
-    from ..view import widgets
-
-    return widgets
+from .viewhook import widgets as _widgets
 
 
 class Loop:
@@ -72,11 +64,22 @@ class Loop:
     processes by default). `workspace_mode`: auto/worktree/clone/copy. `tasks`: only these task
     ids. `max_log_bytes`: cap of each attempt's log file (head and tail kept; None: no cap).
 
+    `detach=True`: the loop runs in its own background process, which outlives this one (a
+    kernel restart); `Loop(..., detach=True)` is then a `launch.DetachedLoop`, whose `start()`
+    returns it attached, with this same interface (`ralphnb.attach(repo)` reattaches later).
+
     `start()` returns at once; `run()` blocks and returns the final `df`; `await arun()`.
     `df`, `snapshot()`, `events`, `subscribe(cb)`, `logs(task_id)`; `stop(id)`, `kill(id)`,
     `stop_all()`, `pause()`, `resume()`. The run is journaled under
     `.ralph/cache/ralphnb/runs/<run_id>/` (`Run.load(loop.run_dir).df` rebuilds `df`).
     """
+
+    def __new__(cls, *args: Any, detach: bool = False, **kwargs: Any) -> Any:
+        if detach:  # the loop lives in another process: this object is only its client
+            from .launch import DetachedLoop
+
+            return DetachedLoop(*args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -98,6 +101,7 @@ class Loop:
         prompt_template: str | None = None,
         tasks: Iterable[str] | None = None,
         max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES,
+        detach: bool = False,
     ) -> None:
         self.queue = Queue(repo)
         self.repo = self.queue.repo
