@@ -9,7 +9,10 @@ check command (check), events and the run journal (events), the worker table and
 what a failed write means for a run (failures), the git configs an agent could change
 (configwatch), a started run's lock, directory and socket (rundir), past runs (runs), the
 control socket other processes use to reach a running loop (control) and what it answers
-(requests), the checks before a run writes anything (setup) and the stop of running
-loops at interpreter exit (shutdown).
-Never: imports the view, except the one lazy hook that gives `Loop` its notebook display.
+(requests), the checks before a run writes anything (setup), the stop of running
+loops at interpreter exit (shutdown), detached loops -- the background process (detached), its
+start from the caller (launch), the client object any process attaches with (attached) and the
+numbered event stream it follows (feed).
+Never: imports the view, except the one lazy hook (viewhook) that gives a loop its notebook
+display.
 """
