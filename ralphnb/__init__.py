@@ -18,6 +18,7 @@ from .errors import (
     WorkerError,
     WorkspaceError,
 )
+from .loop.attached import AttachedLoop, attach
 from .loop.core import Loop
 from .loop.runs import Run
 from .queue.config import resolve_config
@@ -73,6 +74,7 @@ def config(
 
 
 __all__ = [
+    "AttachedLoop",
     "Claude",
     "Codex",
     "Command",
@@ -97,6 +99,7 @@ __all__ = [
     "WorkspaceError",
     "DaskExecutor",
     "__version__",
+    "attach",
     "config",
     "init",
     "run",

@@ -14,7 +14,7 @@ PKG = Path(__file__).resolve().parents[1] / "ralphnb"
 RANK = {"cli": 5, "demo": 5, "ralphnb": 5, "__main__": 5, "view": 4, "loop": 3, "workers": 2,
         "workspace": 2, "runners": 2, "queue": 2, "testing": 2, "errors": 1, "_time": 1,
         "_paths": 1}  # fmt: skip
-HOOK = ("ralphnb.loop.core", "ralphnb.view.widgets")  # Loop's display: the one upward import
+HOOK = ("ralphnb.loop.viewhook", "ralphnb.view.widgets")  # a loop's display: the one upward import
 
 
 def _modules() -> dict[str, Path]:

@@ -1,10 +1,11 @@
-"""Loop subcommands of the `ralphnb` command: `run`, `status`, `stop`, `kill`.
+"""Loop subcommands of the `ralphnb` command: `run`, `status`, `attach`, `stop`, `kill`.
 
 Owns: their arguments and what they print. `run` runs a `Loop` in this process and shows it
-with the terminal table of `view.console`; `status`, `stop` and `kill` reach a loop running in
-another process through its control socket (`loop.control`), and `status` falls back to the
-newest run's journal (`loop.runs`) when no loop is running. `register(subparsers, common)` adds
-them to the parser of `cli.main`.
+with the terminal table of `view.console` (`run --detach` starts it in its own background
+process instead and returns); `status`, `stop` and `kill` reach a loop running in another
+process through its control socket (`loop.control`), and `status` falls back to the newest
+run's journal (`loop.runs`) when no loop is running; `attach` follows a running loop live.
+`register(subparsers, common)` adds them to the parser of `cli.main`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import sys
 from pathlib import Path
 
 from ..errors import RalphError
+from ..loop.attached import attach
 from ..loop.control import live_run, send_control
 from ..loop.core import Loop
+from ..loop.launch import spawn_detached
 from ..loop.report import attempts_table
 from ..loop.runs import Run
 from ..queue.ids import validate_task_id
@@ -50,7 +53,17 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         action="store_true",
         help="finished work waits for `ralphnb accept/discard/requeue ID` instead of merging",
     )
+    sp.add_argument(
+        "--detach",
+        action="store_true",
+        help="run the loop in its own background process and return at once "
+        "(`ralphnb status`, `ralphnb attach`, `ralphnb stop ID` reach it)",
+    )
     sp.set_defaults(func=_cmd_run)
+    sp = subparsers.add_parser(
+        "attach", parents=[common], help="follow the running loop live (Ctrl-C leaves it running)"
+    )
+    sp.set_defaults(func=_cmd_attach)
     sp = subparsers.add_parser(
         "status", parents=[common], help="workers of the running loop (else of the latest run)"
     )
@@ -70,8 +83,7 @@ def _repo(args: argparse.Namespace) -> Path:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     check = shlex.split(args.check) if args.check else None
-    loop = Loop(
-        _repo(args),
+    options = dict(
         runner=args.runner,
         parallel=args.parallel,
         max_iterations=args.max_iterations,
@@ -82,6 +94,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         tasks=args.task,
         review=args.review,
     )
+    if args.detach:
+        return _run_detached(args, options)
+    loop = Loop(_repo(args), **options)
     if args.model:  # on whichever runner was chosen (the argument, ralph's config, ...)
         loop.runner = loop.runner.with_options(model=args.model)
     printer = Printer(loop, sys.stdout)
@@ -105,6 +120,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if last.status.isin(bad).any() or loop.halt_reason else 0
 
 
+def _run_detached(args: argparse.Namespace, options: dict) -> int:
+    """`run --detach`: start the loop in its own process, say how to reach it, return."""
+    model = {"model": args.model} if args.model else None
+    ready = spawn_detached(_repo(args), kwargs=options, runner_options=model)
+    run_id = Path(ready["run_dir"]).name
+    if args.json:
+        print(json.dumps({"run_id": run_id, **ready}))
+    else:
+        print(f"run {run_id}: running detached (pid {ready['pid']})")
+        print("follow it with `ralphnb attach`, or ralphnb.attach(repo) in a notebook")
+    return 0
+
+
+def _cmd_attach(args: argparse.Namespace) -> int:
+    """Follow the running loop with the terminal table until it finishes; Ctrl-C only leaves."""
+    loop = attach(_repo(args))
+    printer = Printer(loop, sys.stdout)
+    loop.subscribe(printer)
+    printer.start()
+    try:
+        loop.wait()
+    except KeyboardInterrupt:
+        printer.close()
+        loop.detach()
+        print(f"left run {loop.run_id} running", file=sys.stderr)
+        return 130
+    printer.close()
+    loop.detach()
+    print(f"run {loop.run_id}: finished")
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     repo = _repo(args)
     live = live_run(repo)
@@ -112,7 +159,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         reply = send_control(live[1]["control"], {"op": "status"})
         if "error" in reply:
             raise RalphError(reply["error"])
-        recs, head = reply["records"], f"run {reply['run_id']}: running"
+        recs, head = reply["records"], f"run {reply['run_id']}: running (pid {live[1]['pid']})"
     else:
         run = Run.latest(repo)
         recs = list(run.records.values())

@@ -9,8 +9,12 @@ check command (check), events and the run journal (events), the worker table and
 what a failed write means for a run (failures), the git configs an agent could change
 (configwatch), a started run's lock, directory and socket (rundir), past runs (runs), the
 control socket other processes use to reach a running loop (control) and what it answers
-(requests), the checks before a run writes anything (setup) and the stop of running
+(requests), the checks before a run writes anything (setup), a started run's scheduler put
+together from the Loop's options (assemble), the stop of running
 loops at interpreter exit (shutdown), the publish mode and the push after a merge (publishing),
-and which interrupted agent session a task resumes (resume).
-Never: imports the view, except the one lazy hook that gives `Loop` its notebook display.
+which interrupted agent session a task resumes (resume), detached loops -- the background
+process (detached), its start from the caller (launch), the client object any process attaches
+with (attached) and the numbered event stream it follows (feed).
+Never: imports the view, except the one lazy hook (viewhook) that gives a loop its notebook
+display.
 """

@@ -1,9 +1,11 @@
 """The control channel of a running loop: a same-user unix socket for status, stop and kill.
 
 Owns: `ControlServer` (the loop's end: one JSON request per connection, peers of another user
-refused via SO_PEERCRED), `send_control` (the client's end) and `live_run` (which run of a repo
-is live now). Invariants: the socket lives in the Linux abstract namespace (no file, gone with
-the process); a bad request never takes the loop down.
+refused via SO_PEERCRED; a handler that answers with an iterator instead of a dict streams it,
+one JSON line per message, until it ends or the client goes away), `send_control` and
+`open_stream` (the client's ends) and `live_run` (which run of a repo is live now).
+Invariants: the socket lives in the Linux abstract namespace (no file, gone with the process);
+a bad request never takes the loop down.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,9 @@ class ControlServer:
                 reply = self.handler(request)
             except Exception as exc:  # a bad request never takes the loop down
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
+            if not isinstance(reply, dict):  # a stream: one line per message until either
+                _send_stream(conn, reply)  # end stops (the client going away included)
+                return
             try:
                 conn.sendall(json.dumps(reply, default=str).encode() + b"\n")
             except OSError:
@@ -69,6 +75,21 @@ class ControlServer:
         except OSError:
             pass
         self._sock.close()
+
+
+def _send_stream(conn: Any, messages: Iterator[dict[str, Any]]) -> None:
+    """Send each message as a line until the messages end or the client is gone (a send that
+    fails or that the client does not read for 10 s); the messages are closed either way."""
+    try:
+        for msg in messages:
+            conn.sendall(json.dumps(msg, default=str).encode() + b"\n")
+    except Exception:  # the client went away, or the stream failed: end this connection only
+        pass
+    finally:
+        close = getattr(messages, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
 
 
 def _same_user(conn: Any) -> bool:
@@ -95,6 +116,31 @@ def send_control(address: str, request: dict[str, Any], *, timeout: float = 30.0
             pass  # the loop refused before reading (e.g. another user): its reply is queued
         data = _read_line(s)
     return json.loads(data or b"{}")
+
+
+def open_stream(
+    address: str, request: dict[str, Any], *, idle: float = 5.0
+) -> Iterator[dict[str, Any]]:
+    """Send one request whose answer is a stream; yield its messages as they arrive. Ends
+    when the loop closes the stream; raises `RalphError` when the loop cannot be reached and
+    `OSError` when nothing (not even a ping) came for `idle` seconds or the connection broke."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(idle)
+        try:
+            s.connect(address)
+        except OSError as exc:
+            raise RalphError(f"the loop is not answering ({exc}); is it still running?") from exc
+        s.sendall(json.dumps(request).encode() + b"\n")
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)
 
 
 def _read_line(sock: Any) -> bytes:

@@ -3,11 +3,11 @@
 Owns: `Loop` -- construction and checks up front (the queue loads, a runner is chosen:
 `choice`; tasks and workspaces: `setup`), start/run/arun/wait, stop/kill/pause/resume, the
 event sink (`_emit`: table -> journal -> subscribers -> wake), `df`/`snapshot`/`logs`, and
-the thread that runs a `scheduler.Scheduler` (which starts one `driver.Driver` per task and
+the thread that runs a `scheduler.Scheduler` (`assemble`; it starts one `driver.Driver` per task and
 gives each the narrow `context.DriverContext`; a driver never sees the Loop). The run's
 resources (repo lock, run directory, journal, control socket) are one `rundir.LiveRun`; what
 the socket answers is `requests.answer`.
-Imports: the view only through `_widgets()`, the one lazy hook (for `_repr_mimebundle_` and
+Imports: the view only through `viewhook.widgets()`, the one lazy hook (for `_repr_mimebundle_` and
 `dashboard`), so importing the loop imports no widget library.
 Invariants: every state change is an Event applied in order under one lock, and emitting never
 raises (a journal write that fails halts the run instead: `error`); a worker's exit is applied
@@ -22,9 +22,8 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from .._time import utcnow
@@ -34,9 +33,10 @@ from ..queue.store import Queue
 from ..workers.executors import Executor, LocalExecutor, WorkerHandle
 from ..workers.logfile import DEFAULT_MAX_LOG_BYTES, tail_lines
 from ..workspace.merge import commit_bookkeeping
+from .assemble import new_scheduler
 from .check import CheckType
 from .choice import choose_runner
-from .context import DriverSettings, RunFlags
+from .context import RunFlags
 from .events import EVENTS_WINDOW, Event, EventWindow
 from .gate import gate_check
 from .publishing import choose_publish
@@ -45,18 +45,11 @@ from .requests import answer
 from .resume import session_timeout_hours
 from .review import ReviewDesk, Verdict, diff_of, waiting_frame
 from .rundir import LiveRun
-from .scheduler import Limits, Scheduler
+from .scheduler import Scheduler
 from .setup import check_only, open_workspaces
 from .shutdown import track
 from .table import WorkerTable, fill_live
-
-
-def _widgets() -> ModuleType:
-    """The one lazy hook into the view: the dashboard needs ipywidgets, which importing the
-    loop must not import (and the view imports the loop, not the other way round)."""
-    from ..view import widgets
-
-    return widgets
+from .viewhook import widgets as _widgets
 
 
 class Loop:
@@ -91,11 +84,22 @@ class Loop:
     `loop.review`); the loop does not finish while work waits, and a stop puts such a task
     back to `todo` with a note, its workspace and branch kept for the next run.
 
+    `detach=True`: the loop runs in its own background process, which outlives this one (a
+    kernel restart); `Loop(..., detach=True)` is then a `launch.DetachedLoop`, whose `start()`
+    returns it attached, with this same interface (`ralphnb.attach(repo)` reattaches later).
+
     `start()` returns at once; `run()` blocks and returns the final `df`; `await arun()`.
     `df`, `snapshot()`, `events`, `subscribe(cb)`, `logs(task_id)`; `stop(id)`, `kill(id)`,
     `stop_all()`, `pause()`, `resume()`. The run is journaled under
     `.ralph/cache/ralphnb/runs/<run_id>/` (`Run.load(loop.run_dir).df` rebuilds `df`).
     """
+
+    def __new__(cls, *args: Any, detach: bool = False, **kwargs: Any) -> Any:
+        if detach:  # the loop lives in another process: this object is only its client
+            from .launch import DetachedLoop
+
+            return DetachedLoop(*args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -123,6 +127,7 @@ class Loop:
         phases: int | None = None,
         passes: int | None = None,
         review: bool = False,
+        detach: bool = False,
     ) -> None:
         self.queue = Queue(repo)
         self.repo = self.queue.repo
@@ -178,53 +183,13 @@ class Loop:
             raise RalphError("this Loop was already started; create a new Loop for a new run")
         run = self._run = LiveRun.open(self.repo, self._on_control)
         self.run_id, self.run_dir, self.started_at = run.run_id, run.run_dir, run.started_at
-        self._scheduler = self._new_scheduler(run)
+        self._scheduler = new_scheduler(
+            self, run, flags=self._flags, table=self._table, emit=self._emit, review=self._review
+        )
         track(self)
         self._thread = threading.Thread(target=self._main, name="ralphnb-loop", daemon=True)
         self._thread.start()
         return self
-
-    def _new_scheduler(self, run: LiveRun) -> Scheduler:
-        settings = DriverSettings(
-            repo=self.repo,
-            run_id=run.run_id,
-            run_dir=run.run_dir,
-            runner=self.runner,
-            max_iterations=self.max_iterations,
-            check=self.check,
-            completion_promise=self.completion_promise,
-            prompt_template=self.prompt_template,
-            grace=self.grace,
-            max_log_bytes=self.max_log_bytes,
-            target_branch=self.target_branch,
-            queue_files=self.queue_files,
-            publish=self.publish,
-            push=self.push_policy,
-            resume_hours=self.resume_hours,
-            phases=self.phases,
-            passes=self.passes,
-        )
-        wall = None
-        if self.max_wall_time is not None:
-            wall = run.started_at + timedelta(seconds=float(self.max_wall_time))
-        limits = Limits(
-            parallel=self.parallel,
-            only=frozenset(self.only) if self.only is not None else None,
-            wall_deadline=wall,
-            max_cost_usd=self.max_cost_usd,
-            max_consecutive_failures=self.max_consecutive_failures,
-        )
-        return Scheduler(
-            settings,
-            limits,
-            self._flags,
-            emit=self._emit,
-            queue=self.queue,
-            workspaces=self.workspaces,
-            executor=self.executor,
-            table=self._table,
-            review=self._review,
-        )
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the loop has finished; False on timeout."""

@@ -62,7 +62,8 @@ def loop_alive(info: dict[str, Any] | None) -> bool:
         return False
     try:
         proc = psutil.Process(int(info["pid"]))
-        return abs(proc.create_time() - float(info.get("create_time") or 0)) < 1.0
+        same = abs(proc.create_time() - float(info.get("create_time") or 0)) < 1.0
+        return same and proc.status() != psutil.STATUS_ZOMBIE  # a zombie has died already
     except (psutil.Error, ValueError, TypeError):
         return False
 

@@ -4,8 +4,9 @@ Opens a copy of `notebooks/quickstart.ipynb` cut just before its `control` cell 
 notebook stops and kills from code), runs all its cells — a loop with long-running demo workers
 and the dashboard — then clicks the rendered `Kill` and `Stop` buttons (found by their tooltip,
 the DOM `title`), and checks the DOM, the kernel's own `loop.df`, and psutil. Saves a
-screenshot to tests/artifacts/dashboard.png. Skipped only off CI when Chromium or Playwright is
-missing; in CI it must run.
+screenshot to tests/artifacts/dashboard.png. A second case attaches a notebook to a loop
+detached by the test process and clicks Kill in that dashboard. Skipped only off CI when
+Chromium or Playwright is missing; in CI it must run.
 """
 
 from __future__ import annotations
@@ -181,3 +182,76 @@ def test_kill_and_stop_buttons_in_jupyterlab(tmp_path: Path) -> None:
         finally:
             browser.close()
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 1000
+
+
+def test_kill_button_of_an_attached_loop_in_jupyterlab(tmp_path: Path, fast_demo: None) -> None:
+    """A loop detached by another process, attached in a notebook: its dashboard's Kill button
+    kills that worker's whole tree in the loop's process; the other worker runs on."""
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    from ralphnb.loop.core import Loop
+    from tests.conftest import demo, make_repo
+
+    hang = {"hang": "1", "duration": "2000", "children": "2"}
+    repo = make_repo(tmp_path, [demo("a", **hang), demo("b", **hang)])
+    owner = Loop(repo, runner="demo", parallel=2, grace=0.5, detach=True).start()
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    spec = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata = {"kernelspec": spec}  # or Lab asks which kernel to start
+    nb.cells = [
+        nbformat.v4.new_code_cell(f"import ralphnb\nloop = ralphnb.attach({str(repo)!r})\nloop")
+    ]
+    nbformat.write(nb, root / "attached.ipynb")
+    try:
+        end = time.monotonic() + 60
+        running: dict[str, int] = {}
+        while len(running) < 2:
+            assert time.monotonic() < end, "workers never ran"
+            time.sleep(0.2)
+            recs = owner.snapshot(sample=False)
+            running = {r["task_id"]: r["pid"] for r in recs if r["status"] == "running"}
+        tree: list[int] = []
+        while len(tree) < 4:  # shim -> agent -> 2 sleepers
+            assert time.monotonic() < end, f"children never started: {tree}"
+            tree = [running["RQ-0001"]]
+            tree += [c.pid for c in psutil.Process(running["RQ-0001"]).children(recursive=True)]
+            time.sleep(0.2)
+        with lab_server(root, log=tmp_path / "lab.log") as lab, sync_playwright() as pw:
+            browser = chromium(pw)
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 900})
+                page.goto(lab.page_url("attached.ipynb"))
+                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+                lab.wait_kernel_idle(timeout=90)
+                page.locator('.lm-MenuBar-itemLabel:text-is("Run")').click()
+                page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
+                page.wait_for_function(
+                    't => { const e = document.querySelector(`button[title="${t}"]`);'
+                    " return e && !e.disabled; }",
+                    arg="Kill RQ-0001",
+                    timeout=60_000,
+                )
+                page.wait_for_selector('tr[data-task="RQ-0002"][data-status="running"]')
+                page.locator('button[title="Kill RQ-0001"]').click()
+                page.wait_for_selector(
+                    'tr[data-task="RQ-0001"][data-status="killed"]', timeout=30_000
+                )
+                assert page.locator('button[title="Kill RQ-0001"]').is_disabled()
+                end = time.monotonic() + 10
+                while any(_alive(p) for p in tree) and time.monotonic() < end:
+                    time.sleep(0.1)
+                assert not [p for p in tree if _alive(p)]
+                assert _alive(running["RQ-0002"])  # the other worker runs on
+                status = {r["task_id"]: r["status"] for r in owner.snapshot()}
+                assert status == {"RQ-0001": "killed", "RQ-0002": "running"}
+                shot = ARTIFACTS / "attached-dashboard.png"
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                page.locator(".ralphnb-dashboard").first.screenshot(path=str(shot))
+            finally:
+                browser.close()
+    finally:
+        owner.stop_all()
+        owner.wait(60)
