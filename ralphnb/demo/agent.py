@@ -11,7 +11,11 @@ Task `custom_fields` (all strings): demo.file, demo.content (create the file or 
 demo.line (replace that 1-based line instead), demo.duration (seconds, default 2),
 demo.iterations (iterations needed before finishing), demo.finish ("cli" default | "promise" |
 "none"), demo.fail (exit code, e.g. "1"), demo.hang, demo.ignore_sigint, demo.children (N
-sleeping children), demo.escape (a grandchild that calls setsid). RALPHNB_DEMO_SPEED multiplies
+sleeping children), demo.escape (a grandchild that calls setsid). Stuck modes, in real seconds
+whatever the speed: demo.silent (no output, no file change, until stopped), demo.repeat (the
+same Read tool call over and over, every demo.step seconds), demo.steady=N (N steps of
+demo.step seconds, default 0.5, each printing and appending a line to the task's file, then
+finishing as usual). RALPHNB_DEMO_SPEED multiplies
 every delay (0 = no delays). SIGINT exits 130 unless demo.ignore_sigint.
 """
 
@@ -182,9 +186,9 @@ class Agent:
             raise ValueError(f"demo.file {rel!r} is outside the workspace")
         return path
 
-    def edit(self) -> str:
+    def edit(self, content: str | None = None) -> str:
         path = self.target()
-        content = self.cf.get("content") or f"{self.tid}: {self.title}"
+        content = content or self.cf.get("content") or f"{self.tid}: {self.title}"
         path.parent.mkdir(parents=True, exist_ok=True)
         rel = path.relative_to(self.cwd.resolve()).as_posix()
         if "line" in self.cf and path.exists():
@@ -308,6 +312,16 @@ class Agent:
         step = self.duration / 4
         self.sleep(step)
         self.say(f"Reading task {self.tid}: {self.title} (iteration {self.iteration}).")
+        if self._flag("silent"):  # gone quiet: nothing printed, nothing written
+            while True:
+                time.sleep(0.2)
+        if self._flag("repeat"):  # looping on one tool call
+            while True:
+                self.tool("Read", {"file_path": "README.md"}, "(the same as last time)")
+                time.sleep(self._float("step", 0.5))
+        for n in range(1, self._int("steady", 0) + 1):  # slow but steady: output and edits
+            time.sleep(self._float("step", 0.5))
+            self.edit(f"{self.tid}: step {n}")
         if self._flag("hang"):
             n = 0
             while True:

@@ -9,7 +9,9 @@ check command (check), events and the run journal (events), the worker table and
 what a failed write means for a run (failures), the git configs an agent could change
 (configwatch), a started run's lock, directory and socket (rundir), past runs (runs), the
 control socket other processes use to reach a running loop (control) and what it answers
-(requests), the checks before a run writes anything (setup) and the stop of running
-loops at interpreter exit (shutdown).
+(requests), the checks before a run writes anything (setup), the stop of running
+loops at interpreter exit (shutdown), attempts' transcripts rebuilt from their logs
+(transcripts), and stuck workers: the pure decision (stuck) and the sampler that acts on it
+(stuckwatch).
 Never: imports the view, except the one lazy hook that gives `Loop` its notebook display.
 """

@@ -1,7 +1,8 @@
 """One attempt of a task, as the driver follows it: its parsed output and what its exit says.
 
 Owns: `Attempt` (the parser, the redactor of its worker's secrets -- `runners.secrets` decides
-what is secret --, whether the completion promise was seen, whether its start was announced),
+what is secret --, whether the completion promise was seen, whether its start was announced,
+its `stuck.Activity`: when it last printed, its run of identical tool calls),
 `exit_data` (the `exited` event's data) and `diagnose` (one line on why an attempt failed).
 Invariants: no I/O except `diagnose` reading the tail of a stderr file; `Attempt.feed` runs on
 the executor's output thread and touches only the attempt's own fields.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ from .._time import format_time
 from ..runners.base import Runner, StreamParser
 from ..runners.secrets import Redactor, secret_values
 from ..workers.exits import ExitInfo
+from .stuck import Activity
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Attempt:
     promise_seen: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: bool = False
+    activity: Activity = field(default_factory=lambda: Activity(time.monotonic()))
 
     @classmethod
     def new(cls, worker_id: str, runner: Runner, promise: str, env: dict[str, str]) -> Attempt:
@@ -42,7 +46,9 @@ class Attempt:
         """Parse one output line: the parsed events worth a row update (redacted, plain text
         left out); notes the completion promise in text, messages and results."""
         out: list[dict[str, Any]] = []
-        for ev in self.parser.feed(line):
+        events, entries = self.parser.transcribe(line)
+        self.activity.saw(entries, self.parser.turns, time.monotonic())
+        for ev in events:
             typ = ev.get("type")
             if typ in ("text", "message", "result") and self.promise in (ev.get("text") or ""):
                 self.promise_seen = True

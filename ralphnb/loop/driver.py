@@ -70,6 +70,8 @@ class Driver:
         self.check_proc: subprocess.Popen | None = None  # the user's check, while it runs
         self.config: ConfigWatch | None = None  # the git configs its agent could change
         self.config_noted: str | None = None  # the change last put on a row
+        self.attempt: Attempt | None = None  # the latest attempt (its `stuck.Activity`)
+        self.note: str | None = None  # why the stuck watch stopped or requeued it
         self.queue = TaskQueue(
             ctx.queue,
             self.task_id,
@@ -126,6 +128,14 @@ class Driver:
             if info is None or att is None:
                 return  # never started: already put back
             self._note_config_change()
+            with self.flags.cond:  # a stuck attempt the watch requeued: the next iteration
+                again = self.action == "requeue" and self.iteration < max_it
+                self.action = None if again else self.action
+            if again:
+                self._ev("status", error=f"requeued: {self.note}")
+                self.iteration += 1
+                self._ev("queued", title=self.title, iteration=self.iteration)
+                continue
             if self._stop_asked():
                 return self._put_back(self._why_not_continued())
             judged = self._judge(runner, info, att, ws, max_it)
@@ -214,6 +224,7 @@ class Driver:
             return None, None
         env = self._env(ws, cmd.env)
         att = Attempt.new(self.worker_id, runner, self.settings.completion_promise, env)
+        self.attempt = att
         spec = self._spec(cmd, ws, env, log_path)
         with self.flags.cond:
             if self._stop_asked():
@@ -378,6 +389,8 @@ class Driver:
             return "killed by the user"
         if self.action == "stop":
             return "stopped by the user"
+        if self.action in ("stuck", "requeue"):
+            return f"stopped: {self.note}"
         if self.action == "timeout" or self.flags.halt_reason:
             return f"loop halted: {self.flags.halt_reason}"
         return "the loop was stopped (stop_all, Ctrl-C or interpreter exit)"
