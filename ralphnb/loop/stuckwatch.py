@@ -59,7 +59,7 @@ class StuckWatch:
         self.emit, self.act = emit, act
         self.stuck_after, self.on_stuck, self.repeat_limit = stuck_after, on_stuck, repeat_limit
         if interval is None:
-            interval = 5.0 if stuck_after is None else min(2.0, max(0.2, stuck_after / 5))
+            interval = 5.0 if stuck_after is None else min(10.0, max(0.2, stuck_after / 10))
         self.interval = interval
         self._state: dict[str, _Watched] = {}
         self._lock = threading.Lock()

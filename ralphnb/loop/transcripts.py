@@ -6,12 +6,15 @@ reads its log through a fresh parser of the runner that ran it (`runners.transcr
 dashboard, once a second) parses only what was appended since.
 Does not own: the entry model, the parsing (runners) or the HTML (`view.transcript`; the loop
 hands a renderer in).
-Invariants: the log file is the only source (the live loop holds no transcript in memory);
-readers are kept for at most `KEEP` logs (least recently used dropped); thread-safe.
+Invariants: the secret values a worker could see (this process's environment's and its
+runner's) never reach a transcript; the log file is the only source (the live loop holds no
+transcript in memory); readers are kept for at most `KEEP` logs (least recently used
+dropped); thread-safe.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,6 +23,7 @@ from typing import Any
 from ..errors import RalphError
 from ..runners import runner_for_task
 from ..runners.base import Runner
+from ..runners.secrets import Redactor, secret_values
 from ..runners.transcript import Transcript, TranscriptReader
 from .table import LIVE
 
@@ -74,7 +78,10 @@ class Transcripts:
         with self._lock:
             reader = self._readers.pop(path, None)
             if reader is None:
-                reader = TranscriptReader(path, self.runner_for(task_id).parser)
+                runner = self.runner_for(task_id)
+                # the secrets its worker could see: this process's and the runner's own
+                redact = Redactor(secret_values({**os.environ, **runner.env}))
+                reader = TranscriptReader(path, runner.parser, redact)
             self._readers[path] = reader
             while len(self._readers) > KEEP:
                 self._readers.popitem(last=False)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -215,11 +215,18 @@ def _short(text: str, limit: int) -> str:
 class TranscriptReader:
     """Entries of the log at `path`, read incrementally through `parser` (a fresh one per log):
     `update()` parses what was appended since the last call. A log that shrank (the size cap
-    compacted it) is read again from its start with `new_parser()`."""
+    compacted it) is read again from its start with `new_parser()`. `redact` (a string's
+    secrets hidden) is applied to every entry's text and arguments."""
 
-    def __init__(self, path: str | os.PathLike[str], new_parser: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        new_parser: Callable[[], Any],
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.new_parser = new_parser
+        self.redact = redact
         self.parser = new_parser()
         self.entries: list[Entry] = []
         self.offset = 0
@@ -248,12 +255,21 @@ class TranscriptReader:
         return self.entries
 
     def _feed(self, lines: Iterable[bytes]) -> None:
-        transcribe = self.parser.transcribe
+        transcribe, redact = self.parser.transcribe, self.redact
         out = self.entries
         for raw in lines:
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
-            out += transcribe(raw.decode("utf-8", "replace"))[1]
+            new = transcribe(raw.decode("utf-8", "replace"))[1]
+            if redact is not None:
+                new = [redacted(e, redact) for e in new]
+            out += new
+
+
+def redacted(e: Entry, redact: Callable[[str], str]) -> Entry:
+    """`e` with `redact` applied to its text and arguments (the same entry when unchanged)."""
+    text, args = redact(e.text), (redact(e.args) if e.args else e.args)
+    return e if text == e.text and args == e.args else replace(e, text=text, args=args)
 
 
 def read_entries(lines: Iterable[str], parser: Any) -> list[Entry]:
@@ -273,6 +289,7 @@ __all__ = [
     "call",
     "output_text",
     "read_entries",
+    "redacted",
     "result",
     "to_entries",
 ]

@@ -40,7 +40,7 @@ def test_silent_worker_is_flagged_then_stopped_and_put_back_with_the_reason(tmp_
 def test_worker_looping_on_one_tool_call_is_requeued_as_a_new_attempt(tmp_path):
     repo = make_repo(tmp_path, [demo("Loopy", repeat="1", step="0.05")])
     loop = Loop(
-        repo, runner="demo", stuck_after=60, on_stuck="requeue", repeat_limit=4,
+        repo, runner="demo", stuck_after=10, on_stuck="requeue", repeat_limit=4,
         max_iterations=2, grace=0.3,
     )  # fmt: skip
     df = loop.run()
