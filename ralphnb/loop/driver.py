@@ -46,6 +46,7 @@ from .events import Event
 from .failures import NO_SPACE, describe, no_space, with_file
 from .gateway import RETRY_BLOCKED_S, TaskQueue
 from .shutdown import arm_exit_hook, quiet
+from .stuckwatch import take_requeue
 
 
 class Driver:
@@ -128,13 +129,7 @@ class Driver:
             if info is None or att is None:
                 return  # never started: already put back
             self._note_config_change()
-            with self.flags.cond:  # a stuck attempt the watch requeued: the next iteration
-                again = self.action == "requeue" and self.iteration < max_it
-                self.action = None if again else self.action
-            if again:
-                self._ev("status", error=f"requeued: {self.note}")
-                self.iteration += 1
-                self._ev("queued", title=self.title, iteration=self.iteration)
+            if take_requeue(self, max_it):  # a stuck attempt the watch requeued: once more
                 continue
             if self._stop_asked():
                 return self._put_back(self._why_not_continued())

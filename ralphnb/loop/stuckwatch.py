@@ -5,7 +5,8 @@ each live worker's workspace (`stuck.workspace_stamp`), samples its CPU, compute
 `stuck.Signals` and, the first time `stuck.stuck_reason` names a reason for an attempt, emits
 a `stuck` event and carries out `on_stuck` (flag only; stop the attempt; or stop it and start
 a new attempt, "requeue", with the reason as a note); a flagged worker that recovers gets a
-`stuck` event with `stuck: false`. `columns(rec)` gives `loop.df` the live signals.
+`stuck` event with `stuck: false`. `columns(rec)` gives `loop.df` the live signals;
+`take_requeue` is the driver's side of a requeue (kept here, out of the driver's room).
 Does not own: the decisions (`stuck`), the worker's activity (fed by its `Attempt`) or how a
 stop happens (the scheduler routes it to the task's driver).
 Invariants: thin I/O around pure decisions; one action per stuck attempt; the thread never
@@ -138,4 +139,22 @@ class StuckWatch:
         return signals(act.facts(), now, cpu).columns()
 
 
-__all__ = ["StuckWatch"]
+def take_requeue(driver: Any, max_iterations: int) -> bool:
+    """After an attempt ended, in its task's driver: True when the watch requeued it and an
+    iteration is left -- the request is taken, the ended row says so, and the next iteration
+    is announced (the driver's loop then starts it); False leaves the request to the stop
+    path (no iteration left: the task goes back with the note)."""
+    with driver.flags.cond:
+        again = driver.action == "requeue" and driver.iteration < max_iterations
+        if again:
+            driver.action = None
+    if again:
+        emit, tid = driver.ctx.emit, driver.task_id
+        emit(Event("status", tid, driver.worker_id, data={"error": f"requeued: {driver.note}"}))
+        driver.iteration += 1
+        data = {"title": driver.title, "iteration": driver.iteration}
+        emit(Event("queued", tid, driver.worker_id, data=data))
+    return again
+
+
+__all__ = ["StuckWatch", "take_requeue"]
