@@ -12,7 +12,11 @@ demo.line (replace that 1-based line instead), demo.duration (seconds, default 2
 demo.iterations (iterations needed before finishing), demo.finish ("cli" default | "promise" |
 "none"), demo.fail (exit code, e.g. "1"), demo.hang, demo.ignore_sigint, demo.children (N
 sleeping children), demo.escape (a grandchild that calls setsid), demo.fix (the content it
-writes instead when its prompt reports a failed CI gate: the fix). RALPHNB_DEMO_SPEED multiplies
+writes instead when its prompt reports a failed CI gate: the fix). Stuck modes, in real seconds
+whatever the speed: demo.silent (no output, no file change, until stopped), demo.repeat (the
+same Read tool call over and over, every demo.step seconds), demo.steady=N (N steps of
+demo.step seconds, default 0.5, each printing and appending a line to the task's file, then
+finishing as usual). RALPHNB_DEMO_SPEED multiplies
 every delay (0 = no delays). SIGINT exits 130 unless demo.ignore_sigint.
 
 Phases (env RALPHNB_PHASE, RALPHNB_PHASES, RALPHNB_PLAN_FILE, set by the loop): `plan` writes a
@@ -321,6 +325,16 @@ class Agent:
         step = self.duration / 4
         self.sleep(step)
         self.say(f"Reading task {self.tid}: {self.title} (iteration {self.iteration}).")
+        if self._flag("silent"):  # gone quiet: nothing printed, nothing written
+            while True:
+                time.sleep(0.2)
+        if self._flag("repeat"):  # looping on one tool call
+            while True:
+                self.tool("Read", {"file_path": "README.md"}, "(the same as last time)")
+                time.sleep(self._float("step", 0.5))
+        for n in range(1, self._int("steady", 0) + 1):  # slow but steady: output and edits
+            time.sleep(self._float("step", 0.5))
+            self.edit(f"{self.tid}: step {n}")
         if self._flag("hang"):
             n = 0
             while True:

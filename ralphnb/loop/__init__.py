@@ -14,7 +14,9 @@ together from the Loop's options (assemble), the stop of running
 loops at interpreter exit (shutdown), the publish mode and the push after a merge (publishing),
 which interrupted agent session a task resumes (resume), detached loops -- the background
 process (detached), its start from the caller (launch), the client object any process attaches
-with (attached) and the numbered event stream it follows (feed).
+with (attached) and the numbered event stream it follows (feed), attempts' transcripts rebuilt
+from their logs (transcripts), and stuck workers: the pure decision (stuck) and the sampler that
+acts on it (stuckwatch).
 Never: imports the view, except the one lazy hook (viewhook) that gives a loop its notebook
 display.
 """

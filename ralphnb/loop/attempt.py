@@ -1,10 +1,11 @@
 """One attempt of a task, as the driver follows it: its parsed output and what its exit says.
 
 Owns: `Attempt` (the parser, the redactor of its worker's secrets -- `runners.secrets` decides
-what is secret --, whether the completion promise was seen, whether its start was announced),
-`exit_data` (the `exited` event's data), `callbacks`/`announce_start` (the executor's callbacks
-that turn an attempt's output and exit into events) and `diagnose` (one line on why an attempt
-failed). What of the parsed output becomes events, and how often, is its `gate` (`outflow`).
+what is secret --, whether the completion promise was seen, whether its start was announced,
+its `stuck.Activity`: when it last printed, its run of identical tool calls), `exit_data` (the
+`exited` event's data), `callbacks`/`announce_start` (the executor's callbacks that turn an
+attempt's output and exit into events) and `diagnose` (one line on why an attempt failed). What
+of the parsed output becomes events, and how often, is its `gate` (`outflow`).
 Invariants: no I/O except `diagnose` reading the tail of a stderr file and the events the
 callbacks emit; `Attempt.feed` runs on the executor's output thread and touches only the
 attempt's own fields.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +28,7 @@ from ..workers.executors import Callbacks
 from ..workers.exits import ExitInfo
 from .events import Event
 from .outflow import OutputGate, Send
+from .stuck import Activity
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Attempt:
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: bool = False
     gate: OutputGate | None = None  # from `open_gate`
+    activity: Activity = field(default_factory=lambda: Activity(time.monotonic()))
 
     @classmethod
     def new(cls, worker_id: str, runner: Runner, promise: str, env: dict[str, str]) -> Attempt:
@@ -52,7 +56,9 @@ class Attempt:
         not yet redacted: the gate redacts what it sends); notes the completion promise in
         text, messages and results."""
         out: list[dict[str, Any]] = []
-        for ev in self.parser.feed(line):
+        events, entries = self.parser.transcribe(line)
+        self.activity.saw(entries, self.parser.turns, time.monotonic())
+        for ev in events:
             typ = ev.get("type")
             if typ in ("text", "message", "result") and self.promise in (ev.get("text") or ""):
                 self.promise_seen = True

@@ -31,6 +31,7 @@ class ConfigWatch:
     def __init__(self, paths: list[Path]) -> None:
         self.paths = paths
         self.before: dict[Path, str] = {}
+        self.noted: str | None = None  # the change last reported by `new_change`
 
     def arm(self) -> None:
         """Before an attempt: the baseline (kept as it is while a change is still there)."""
@@ -42,6 +43,14 @@ class ConfigWatch:
         did (or nothing was armed)."""
         found = [describe_config_change(p, fp) for p, fp in self.before.items()]
         return "; ".join(f for f in found if f) or None
+
+    def new_change(self) -> str | None:
+        """`changed()`, but each distinct change only once (a row says it once)."""
+        change = self.changed()
+        if change is None or change == self.noted:
+            return None
+        self.noted = change
+        return change
 
 
 def held_message(change: str, task_id: str) -> str:

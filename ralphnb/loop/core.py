@@ -48,7 +48,10 @@ from .rundir import LiveRun
 from .scheduler import Scheduler
 from .setup import check_only, open_workspaces
 from .shutdown import track
+from .stuck import DEFAULT_REPEAT_LIMIT, ON_STUCK
+from .stuckwatch import StuckWatch
 from .table import WorkerTable, fill_live
+from .transcripts import Transcripts, runner_of
 from .viewhook import widgets as _widgets
 
 
@@ -87,10 +90,14 @@ class Loop:
     `detach=True`: the loop runs in its own background process, which outlives this one (a
     kernel restart); `Loop(..., detach=True)` is then a `launch.DetachedLoop`, whose `start()`
     returns it attached, with this same interface (`ralphnb.attach(repo)` reattaches later).
+    `stuck_after` (s) / `on_stuck` ("flag", "stop", "requeue") / `repeat_limit`: a worker with
+    neither output nor a file change for `stuck_after` seconds, or making the same tool call
+    `repeat_limit` times in a row, is flagged stuck (a `stuck` event and column), and stopped
+    or requeued (a new attempt) on request; None: never flagged (`stuck`, `stuckwatch`).
 
     `start()` returns at once; `run()` blocks and returns the final `df`; `await arun()`.
     `df`, `snapshot()`, `events`, `subscribe(cb)`, `logs(task_id)`; `stop(id)`, `kill(id)`,
-    `stop_all()`, `pause()`, `resume()`. The run is journaled under
+    `stop_all()`, `pause()`, `resume()`, `transcript(id)`. The run is journaled under
     `.ralph/cache/ralphnb/runs/<run_id>/` (`Run.load(loop.run_dir).df` rebuilds `df`).
     """
 
@@ -128,7 +135,12 @@ class Loop:
         passes: int | None = None,
         review: bool = False,
         detach: bool = False,
+        stuck_after: float | None = 600,
+        on_stuck: str = "flag",
+        repeat_limit: int = DEFAULT_REPEAT_LIMIT,
     ) -> None:
+        if on_stuck not in ON_STUCK:
+            raise ValueError(f"on_stuck must be one of {', '.join(ON_STUCK)}, not {on_stuck!r}")
         self.queue = Queue(repo)
         self.repo = self.queue.repo
         self.queue.validate()  # a queue file that does not load is an error now, not mid-run
@@ -174,6 +186,22 @@ class Loop:
         self._run: LiveRun | None = None  # from start()
         self._scheduler: Scheduler | None = None  # from start()
         self._journal_lost = False  # the journal could not be written (emit lock held)
+        self._watch = StuckWatch(
+            records=self._table.records,
+            activity=lambda r: self._scheduler.live_activity(r) if self._scheduler else None,
+            resources=lambda r: h.resources() if (h := self._live_handle(r)) else None,
+            emit=self._emit,
+            act=lambda tid, action, note: (
+                self._scheduler and self._scheduler.stuck(tid, action, note)
+            ),
+            stuck_after=stuck_after,
+            on_stuck=on_stuck,
+            repeat_limit=repeat_limit,
+        )
+        self._transcripts = Transcripts(
+            lambda tid: runner_of(self.queue, self.runner, tid),
+            lambda t: _widgets().transcript_html(t),
+        )
 
     # ----------------------------------------------------------------- public: lifecycle
 
@@ -189,6 +217,7 @@ class Loop:
         track(self)
         self._thread = threading.Thread(target=self._main, name="ralphnb-loop", daemon=True)
         self._thread.start()
+        self._watch.start()
         return self
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -338,7 +367,8 @@ class Loop:
     def _sample(self, rec: dict[str, Any]) -> dict[str, Any] | None:
         h = self._live_handle(rec)
         try:
-            return h.resources() if h is not None else None
+            res = h.resources() if h is not None else None
+            return {**res, **self._watch.columns(rec)} if res is not None else None
         except Exception:
             return None
 
@@ -370,6 +400,11 @@ class Loop:
             raise RalphError(f"no attempt of {task_id} in this run yet")
         h = self._live_handle(recs[-1])
         return h.tail(n) if h is not None else tail_lines(recs[-1]["log_path"], n)
+
+    def transcript(self, task_id: str, attempt: int | None = None) -> Any:
+        """What the agent said and did in an attempt of `task_id` (its latest by default),
+        rebuilt from the attempt's log: a `Transcript` (`.df`, `.entries`; HTML in a notebook)."""
+        return self._transcripts.get(self._table.records(), task_id, attempt)
 
     def __repr__(self) -> str:
         state = "finished" if self.finished else ("running" if self.running else "not started")
@@ -433,6 +468,7 @@ class Loop:
         """Bookkeeping commit, `loop_finished`, the run's resources released: whatever fails
         on the way (a full disk), the loop is marked finished and the repository unlocked."""
         self.ended_at = utcnow()
+        self._watch.close()
         try:
             if self.workspaces.is_git:
                 commit_bookkeeping(

@@ -62,12 +62,15 @@ def decide(
     return Decision("retry", reason)
 
 
-def why_not_continued(action: str | None, halt_reason: str | None) -> str:
-    """Why a task's driver took no further step: the user's stop or kill, a halt, a stop_all."""
+def why_not_continued(action: str | None, halt_reason: str | None, note: str | None = None) -> str:
+    """Why a task's driver took no further step: the user's stop or kill, the stuck watch's
+    stop or requeue (`note` says why), a halt, a stop_all."""
     if action == "kill":
         return "killed by the user"
     if action == "stop":
         return "stopped by the user"
+    if action in ("stuck", "requeue"):
+        return f"stopped: {note}"
     if action == "timeout" or halt_reason:
         return f"loop halted: {halt_reason}"
     return "the loop was stopped (stop_all, Ctrl-C or interpreter exit)"

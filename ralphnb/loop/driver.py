@@ -50,6 +50,9 @@ from .resume import find_resume
 from .reviewgate import review_step
 from .shutdown import arm_exit_hook, quiet
 from .spawn import phase_command, worker_env, worker_spec
+from .stuckwatch import take_requeue
+
+NOT_STARTED = ("queued", "starting", "stopping")  # statuses of a row with no process yet
 
 
 class Driver:
@@ -77,9 +80,10 @@ class Driver:
         self.action: str | None = None  # "stop" | "kill" | "stop_all" | "timeout", from outside
         self.check_proc: subprocess.Popen | None = None  # the user's check, while it runs
         self.config: ConfigWatch | None = None  # the git configs its agent could change
-        self.config_noted: str | None = None  # the change last put on a row
         self.feedback: str | None = None  # a reviewer's, for the next prompts (reviewgate)
         self.resume_session: str | None = None  # continued by the next attempt (resume, review)
+        self.attempt: Attempt | None = None  # the latest attempt (its `stuck.Activity`)
+        self.note: str | None = None  # why the stuck watch stopped or requeued it
         self.queue = TaskQueue(
             ctx.queue,
             self.task_id,
@@ -141,6 +145,8 @@ class Driver:
             if info is None or att is None:
                 return  # never started: already put back
             self._note_config_change()
+            if take_requeue(self, tp.max_attempts):  # a stuck attempt the watch requeued: once more
+                continue
             if self._stop_asked():
                 return self._put_back(self._why_not_continued())
             if self.step.judged:
@@ -301,6 +307,7 @@ class Driver:
             log=log_path,
             task=self.queue.current(self.task),
         )
+        self.attempt = att
         with self.flags.cond:
             if self._stop_asked():
                 self._put_back(self._why_not_continued())
@@ -339,9 +346,8 @@ class Driver:
         return worker_env(self.settings, ws.path, extra=extra, **ids)
 
     def _run_check(self, ws: Workspace) -> GateResult:
-        gate = run_gate(
-            self.settings.check, Path(ws.path), self._env(ws), started=self._check_started
-        )
+        env, check = self._env(ws), self.settings.check
+        gate = run_gate(check, Path(ws.path), env, started=self._check_started)
         with self.flags.cond:
             self.check_proc = None
         return gate
@@ -355,9 +361,7 @@ class Driver:
 
     def _note_config_change(self) -> None:
         """After an attempt: a git config its agent changed goes on the attempt's row (once)."""
-        change = self.config.changed() if self.config is not None else None
-        if change is not None and change != self.config_noted:
-            self.config_noted = change
+        if self.config is not None and (change := self.config.new_change()) is not None:
             self._ev("status", error=f"{change} while the agent ran; the merge waits until undone")
 
     # ------------------------------------------------------------ stop, pause, put back
@@ -395,18 +399,14 @@ class Driver:
             return not self._stop_asked() and self.flags.halt_reason is None
 
     def _why_not_continued(self) -> str:
-        return why_not_continued(self.action, self.flags.halt_reason)
+        return why_not_continued(self.action, self.flags.halt_reason, self.note)
 
     def _put_back(self, why: str) -> None:
         """Back to `todo` with a note; not picked again in this run."""
         with self.flags.cond:
             self.flags.excluded.add(self.task_id)
         rec = self.ctx.row(self.worker_id) if self.iteration else None
-        if (
-            rec is not None
-            and rec["pid"] is None
-            and rec["status"] in ("queued", "starting", "stopping")
-        ):
+        if rec is not None and rec["pid"] is None and rec["status"] in NOT_STARTED:
             # an attempt that never got a process: its row must not stay queued forever
             status = {"kill": "killed", "timeout": "timed_out"}.get(self.action or "", "stopped")
             self._ev("status", status=status, error=why)

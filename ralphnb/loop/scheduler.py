@@ -36,6 +36,7 @@ from .failures import describe, no_space
 from .gateway import RETRY_BLOCKED_S
 from .review import ReviewDesk
 from .runs import list_runs
+from .stuck import Activity
 from .table import WorkerTable
 
 
@@ -140,6 +141,21 @@ class Scheduler:
         """The live worker of a table record's attempt, if it is running now."""
         driver = self.active.get(rec["task_id"])
         return driver.live_handle(rec["worker_id"]) if driver is not None else None
+
+    def live_activity(self, rec: dict[str, Any]) -> Activity | None:
+        """The `stuck.Activity` of a table record's attempt while it runs, else None."""
+        driver = self.active.get(rec["task_id"])
+        att = driver.attempt if driver is not None else None
+        live = att is not None and driver is not None and driver.live_handle(rec["worker_id"])
+        return att.activity if live and att is not None else None
+
+    def stuck(self, task_id: str, action: str, note: str) -> None:
+        """The stuck watch's `on_stuck`: "stop" the attempt (the task goes back with `note`) or
+        "requeue" it (stopped, then a new attempt); never blocks."""
+        driver = self.active.get(task_id)
+        if driver is not None:
+            driver.note = note
+        self.act(task_id, "stuck" if action == "stop" else action, False)
 
     def fail(self, error: str) -> None:
         """An error of the whole run (a write that failed for a full disk, a loop error): halt

@@ -48,6 +48,8 @@ ENDED: frozenset[str] = frozenset(STATUSES[4:])
 LIVE: frozenset[str] = frozenset(("starting", "running", "stopping"))
 
 _STR = "string"
+#: Live signals of a running worker (`stuck`): sampled like CPU, never stored in the table.
+SIGNALS = ("idle_output_s", "idle_files_s", "cpu_1m", "repeat_calls", "turns_no_change")
 #: Column order and dtypes of `loop.df`.
 COLUMNS: dict[str, str] = {
     "worker_id": _STR,
@@ -71,6 +73,12 @@ COLUMNS: dict[str, str] = {
     "tokens_in": "Int64",
     "tokens_out": "Int64",
     "session_id": _STR,
+    "idle_output_s": "float64",
+    "idle_files_s": "float64",
+    "cpu_1m": "float64",
+    "repeat_calls": "Int64",
+    "turns_no_change": "Int64",
+    "stuck": "boolean",
     "last_message": _STR,
     "error": _STR,
     "log_path": _STR,
@@ -95,6 +103,7 @@ def _new_record(event: Event) -> dict[str, Any]:
             it = None
     rec["iteration"] = it
     rec["status"] = "queued"
+    rec["stuck"] = False
     return rec
 
 
@@ -217,6 +226,10 @@ def apply_event(records: dict[str, dict[str, Any]], event: Event) -> dict[str, A
         if not d.get("ok"):
             rec["status"] = "check_failed"
             rec["error"] = _clip(d.get("error"))
+    elif kind == "stuck":  # flagged by the stuck watch (or recovered: stuck false)
+        rec["stuck"] = bool(d.get("stuck"))
+        if d.get("reason"):
+            rec["error"] = _clip(f"stuck: {d['reason']}")
     elif kind == "iteration_end" and d.get("error") is not None:
         rec["error"] = _clip(d["error"])
     return rec
@@ -304,3 +317,4 @@ def fill_live(
             if res:
                 r["cpu_percent"] = res.get("cpu_percent")
                 r["rss_mb"] = res.get("rss_mb")
+                r.update({k: res[k] for k in SIGNALS if k in res})

@@ -1,6 +1,7 @@
 """Runners: one adapter per agent CLI — argv, environment, prompt delivery, stream parsing.
 
-Owns: the package's public names; runner names are resolved in `names`.
+Owns: the package's public names; runner names are resolved in `names`; every runner's
+stream becomes one transcript model (`transcript`, through `StreamParser.transcribe`).
 Runners: claude, codex, gemini, opencode, pi, kimi, cursor, command, demo. Scripted model
 servers to run the real CLIs against offline are in `ralphnb.testing`.
 """

@@ -28,6 +28,7 @@ import orjson
 
 from ..errors import RunnerError
 from .prices import Price, estimate_cost
+from .transcript import Entry, to_entries
 
 #: Longest text kept in one event (bounded memory per worker; the log file has everything).
 MAX_TEXT = 4000
@@ -137,6 +138,7 @@ class StreamParser:
         self.last_message: str | None = None
         self.is_error: bool | None = None
         self.result: dict[str, Any] | None = None
+        self._obj: dict[str, Any] | None = None  # the last line's JSON object (transcribe)
 
     def feed(self, line: str) -> list[dict[str, Any]]:
         """Events for one output line; never raises."""
@@ -154,6 +156,7 @@ class StreamParser:
                 return self.text(line)
         if not isinstance(obj, dict):
             return self.text(line)
+        self._obj = obj
         try:
             return self.handle(obj)
         except Exception:  # a shape we did not foresee: keep the line, never crash the loop
@@ -161,6 +164,25 @@ class StreamParser:
 
     def text(self, line: str) -> list[dict[str, Any]]:
         return [{"type": "text", "text": clip(line.rstrip("\r\n"))}]
+
+    def transcribe(self, line: str) -> tuple[list[dict[str, Any]], list[Entry]]:
+        """`feed(line)`'s events and the line's transcript entries (`runners.transcript`);
+        never raises."""
+        self._obj = None
+        events = self.feed(line)
+        obj, self._obj = self._obj, None
+        detail: list[Entry] = []
+        if obj is not None:
+            try:
+                detail = self.tool_entries(obj)
+            except Exception:  # a shape we did not foresee: the events still count
+                detail = []
+        return events, to_entries(events, detail)
+
+    def tool_entries(self, obj: dict[str, Any]) -> list[Entry]:
+        """The tool calls (name, arguments) and tool results in one JSON line of this CLI's
+        stream, as transcript entries; [] when the line has none (subclasses)."""
+        return []
 
     def handle(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
         return []

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .base import CommandSpec, Runner, StreamParser, as_float, as_int, check_value, task_dict
+from .transcript import Entry, call, result
 
 PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto")
 
@@ -150,6 +151,28 @@ class ClaudeStreamParser(StreamParser):
                 out.append({"type": "error", "message": prefix + str(detail)})
             else:
                 out.append(self._result(is_error=False, text=text))
+        return out
+
+    def tool_entries(self, obj: dict[str, Any]) -> list[Entry]:
+        """`tool_use` blocks of assistant lines (calls), `tool_result` blocks of user lines."""
+        kind = obj.get("type")
+        if kind not in ("assistant", "user"):
+            return []
+        out: list[Entry] = []
+        for block in (obj.get("message") or {}).get("content") or []:
+            if not isinstance(block, dict):
+                continue
+            btype = block.get("type")
+            if kind == "assistant" and btype in ("tool_use", "server_tool_use"):
+                out.append(call(block.get("name"), block.get("input") or {}, block.get("id")))
+            elif kind == "user" and btype == "tool_result":
+                out.append(
+                    result(
+                        block.get("content"),
+                        block.get("tool_use_id"),
+                        is_error=bool(block.get("is_error")),
+                    )
+                )
         return out
 
 

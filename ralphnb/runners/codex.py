@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from .base import CommandSpec, Runner, StreamParser, as_int, check_value, clip, task_dict
 from .endpoint import Endpoint, worker_home
 from .prices import Price
+from .transcript import Entry, call, result
 
 _TOOL_ITEMS = {
     "command_execution": "shell",
@@ -134,6 +135,40 @@ class CodexStreamParser(StreamParser):
                 msg = f"codex: the sandbox refused {detail}" + (note if expected else "")
                 return [{"type": "error", "message": msg, "fatal": False}]
         return []
+
+    def tool_entries(self, obj: dict[str, Any]) -> list[Entry]:
+        """A tool item's start (a call with its command, changes or arguments; also on its
+        completion when no start was seen) and its completion (the result)."""
+        kind = obj.get("type")
+        if kind not in ("item.started", "item.completed"):
+            return []
+        item = obj.get("item") or {}
+        itype = item.get("type") or item.get("item_type")
+        if itype not in _TOOL_ITEMS:
+            return []
+        iid = str(item.get("id") or "")
+        called = self.__dict__.setdefault("_entry_calls", set())
+        out: list[Entry] = []
+        if iid not in called:
+            called.add(iid)
+            name = _TOOL_ITEMS[itype]
+            if itype == "mcp_tool_call" and item.get("tool"):
+                name = f"{item.get('server') or 'mcp'}.{item['tool']}"
+            args = {
+                "command_execution": lambda: {"command": item.get("command")},
+                "file_change": lambda: {"changes": item.get("changes")},
+                "mcp_tool_call": lambda: item.get("arguments") or {},
+                "web_search": lambda: {"query": item.get("query")},
+                "todo_list": lambda: {"items": item.get("items")},
+            }[itype]()
+            out.append(call(name, args, iid))
+        if kind == "item.completed":
+            failed = item.get("status") == "failed" or item.get("exit_code") not in (0, None)
+            output = item.get("aggregated_output")
+            if output is None:
+                output = item.get("result") or item.get("status") or ""
+            out.append(result(output, iid, is_error=failed))
+        return out
 
 
 class Codex(Runner):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .base import CommandSpec, Runner, StreamParser, as_int, task_dict
+from .transcript import Entry, call, result
 
 
 def _tool_name(call: Any) -> str:
@@ -51,6 +52,25 @@ class CursorStreamParser(StreamParser):
             if is_error:
                 out.append({"type": "error", "message": f"cursor: {text or obj.get('subtype')}"})
         return out
+
+    def tool_entries(self, obj: dict[str, Any]) -> list[Entry]:
+        """`tool_call` lines: started (name, args), completed (result: success or error)."""
+        if obj.get("type") != "tool_call":
+            return []
+        tc = obj.get("tool_call")
+        body = next(iter(tc.values()), {}) if isinstance(tc, dict) and tc else {}
+        body = body if isinstance(body, dict) else {}
+        cid = obj.get("call_id")
+        if obj.get("subtype") == "started":
+            return [call(_tool_name(tc), body.get("args") or {}, cid)]
+        if obj.get("subtype") == "completed":
+            res = body.get("result") if isinstance(body.get("result"), dict) else {}
+            failed = "success" not in res and bool(res)
+            output = res.get("success", res.get("error", res)) if res else ""
+            if isinstance(output, dict) and isinstance(output.get("stdout"), str):
+                output = output["stdout"]
+            return [result(output, cid, tool=_tool_name(tc), is_error=failed)]
+        return []
 
 
 class Cursor(Runner):

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from .base import MAX_TEXT, CommandSpec, Runner, StreamParser, as_int, check_value, task_dict
 from .endpoint import Endpoint, runner_file, worker_home, write_config
 from .prices import Price
+from .transcript import Entry, call, result
 
 STDIN_INSTRUCTION = "Carry out the task described above."
 #: Shell commands the default policy lets the agent run (what the prompt asks for).
@@ -137,6 +138,29 @@ class GeminiStreamParser(StreamParser):
             self._result(is_error=True, text=msg),
             {"type": "error", "message": f"gemini: {msg}"},
         ]
+
+    def tool_entries(self, obj: dict[str, Any]) -> list[Entry]:
+        """`tool_use` lines (name, parameters) and `tool_result` lines (output or error)."""
+        kind = obj.get("type")
+        if kind == "tool_use":
+            name = obj.get("tool_name") or obj.get("name")
+            return [call(name, obj.get("parameters") or {}, obj.get("tool_id"))]
+        if kind == "tool_result":
+            failed = obj.get("status") == "error"
+            err = obj.get("error")
+            output = obj.get("output")
+            if failed and isinstance(err, dict) and err.get("message"):
+                output = err["message"]
+            name = self._tools.get(str(obj.get("tool_id")))
+            return [
+                result(
+                    output or obj.get("status") or "",
+                    obj.get("tool_id"),
+                    tool=name,
+                    is_error=failed,
+                )
+            ]
+        return []
 
 
 def policy_toml(commands: Iterable[str]) -> str:

@@ -30,6 +30,7 @@ from ..errors import RunnerError
 from .base import CommandSpec, Runner, StreamParser, check_value, clip, task_dict
 from .endpoint import Endpoint, runner_file, worker_home
 from .prices import Price
+from .transcript import Entry, call, result
 
 SHIM = Path(__file__).resolve().with_name("kimi_shim.py")
 #: Tools left out by default: the shell, subagents (they have a shell), background tasks, web.
@@ -103,6 +104,20 @@ class KimiStreamParser(StreamParser):
         out.append(self._usage())
         out.append(self._result(is_error=failed, text=self.last_message if failed else None))
         return out
+
+    def tool_entries(self, obj: dict[str, Any]) -> list[Entry]:
+        """An assistant message's `tool_calls` (function name, arguments) and `tool` role
+        messages (their results)."""
+        if obj.get("role") == "assistant":
+            out: list[Entry] = []
+            for c in obj.get("tool_calls") or []:
+                fn = c.get("function") if isinstance(c, dict) else None
+                if isinstance(fn, dict):
+                    out.append(call(fn.get("name"), fn.get("arguments") or {}, c.get("id")))
+            return out
+        if obj.get("role") == "tool":
+            return [result(obj.get("content"), obj.get("tool_call_id"))]
+        return []
 
 
 class Kimi(Runner):

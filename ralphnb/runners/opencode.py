@@ -25,6 +25,7 @@ from ..errors import RunnerError
 from .base import CommandSpec, Runner, StreamParser, as_float, as_int, check_value, task_dict
 from .endpoint import Endpoint, worker_home
 from .prices import Price
+from .transcript import Entry, call, result
 
 STDIN_INSTRUCTION = "Carry out the task given on standard input."
 DEFAULT_ALLOWED_COMMANDS = (
@@ -99,6 +100,25 @@ class OpencodeStreamParser(StreamParser):
             out.append(
                 {"type": "error", "message": f"opencode: {name} failed: {why}", "fatal": False}
             )
+        return out
+
+    def tool_entries(self, obj: dict[str, Any]) -> list[Entry]:
+        """A `tool_use` part: its call (tool, input) once, its result once it completed or
+        failed."""
+        part = obj.get("part") or {}
+        if obj.get("type") != "tool_use" or not isinstance(part, dict):
+            return []
+        cid = str(part.get("callID") or part.get("id") or "")
+        state = part.get("state") if isinstance(part.get("state"), dict) else {}
+        seen = self.__dict__.setdefault("_entry_calls", set())
+        out: list[Entry] = []
+        if cid not in seen:
+            seen.add(cid)
+            out.append(call(part.get("tool"), state.get("input") or {}, cid))
+        if state.get("status") in ("completed", "error"):
+            failed = state.get("status") == "error"
+            output = state.get("error") if failed else state.get("output")
+            out.append(result(output or "", cid, tool=part.get("tool"), is_error=failed))
         return out
 
 

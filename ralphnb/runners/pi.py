@@ -26,6 +26,7 @@ from ..errors import RunnerError
 from .base import CommandSpec, Runner, StreamParser, as_float, as_int, check_value, task_dict
 from .endpoint import Endpoint, worker_home, write_config
 from .prices import Price
+from .transcript import Entry, call, result
 
 STDIN_INSTRUCTION = "Carry out the task given above."
 DEFAULT_TOOLS = ("read", "write", "edit")
@@ -106,6 +107,22 @@ class PiStreamParser(StreamParser):
         else:
             self._error = None  # a later call succeeded (pi retried)
         return out
+
+    def tool_entries(self, obj: dict[str, Any]) -> list[Entry]:
+        """`tool_execution_start` (name, args) and `tool_execution_end` (result, isError)."""
+        kind = obj.get("type")
+        if kind == "tool_execution_start":
+            return [call(obj.get("toolName"), obj.get("args") or {}, obj.get("toolCallId"))]
+        if kind == "tool_execution_end":
+            return [
+                result(
+                    obj.get("result"),
+                    obj.get("toolCallId"),
+                    tool=obj.get("toolName"),
+                    is_error=bool(obj.get("isError")),
+                )
+            ]
+        return []
 
 
 class Pi(Runner):

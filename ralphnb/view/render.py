@@ -32,6 +32,7 @@ COLOURS = {
     "review": "#0891b2",
     "discarded": "#6b7280",
 }
+STUCK_COLOUR = "#be123c"  # the badge beside the status of a worker flagged stuck
 ROW_PX = 30  # height of one table row and of one button row: they must line up
 HEAD_PX = 26  # height of the table's header row
 TOP_PX = 24  # height of the summary line above the table
@@ -58,6 +59,7 @@ def _live_css() -> str:
         f"{t} .b{{{_BADGE}background:#374151}}",
     ]
     rules += [f"{t} .b-{k}{{background:{v}}}" for k, v in COLOURS.items()]
+    rules.append(f"{t} .b-stuck{{background:{STUCK_COLOUR};margin-left:3px}}")
     return "<style>" + "".join(rules) + "</style>"
 
 
@@ -75,7 +77,8 @@ def html_table(
     button column beside the table lines up.
     """
     now = now or datetime.now(UTC)
-    rows = [row_cells(r, now) for r in latest_by_task(records)]
+    latest = latest_by_task(records)
+    rows = [row_cells(r, now) for r in latest]
     live = fixed_rows
     out = []
     if head is not None:
@@ -94,7 +97,7 @@ def html_table(
         )
         out.extend(f'<th style="{_CELL}">{html.escape(label)}</th>' for _, label in COLUMNS)
     out.append("</tr></thead><tbody>")
-    for r in rows:
+    for rec, r in zip(latest, rows, strict=True):
         style = "" if live else ' style="border-bottom:1px solid #e5e7eb"'
         out.append(
             f'<tr data-task="{html.escape(r["task"])}" '
@@ -109,6 +112,12 @@ def html_table(
                 else:
                     colour = COLOURS.get(st, "#374151")
                     text = f'<span style="{_BADGE}background:{colour}">{text}</span>'
+                if str(rec.get("stuck")) == "True":
+                    text += (
+                        '<span class="b b-stuck" title="stuck">stuck</span>'
+                        if live
+                        else f'<span style="{_BADGE}background:{STUCK_COLOUR}">stuck</span>'
+                    )
             title = f' title="{text}"' if key in _WIDTHS else ""
             if live:
                 cls = f' class="c-{key}"' if key in _WIDTHS else ""
@@ -120,4 +129,4 @@ def html_table(
     return "".join(out)
 
 
-__all__ = ["COLOURS", "HEAD_PX", "ROW_PX", "TOP_PX", "html_table"]
+__all__ = ["COLOURS", "HEAD_PX", "ROW_PX", "STUCK_COLOUR", "TOP_PX", "html_table"]

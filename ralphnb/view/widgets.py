@@ -36,6 +36,8 @@ from .diffview import diff_view
 from .render import HEAD_PX, ROW_PX, TOP_PX, html_table
 from .reviewpanel import ReviewPanel
 from .sampler import Sampler, header, log_text, loop_finished, records
+from .transcript import live_html
+from .transcript import render as transcript_html
 
 ACTIVE = ("queued", "starting", "running", "stopping")
 """Statuses of a worker whose process may still run (its Stop/Kill buttons are live)."""
@@ -153,6 +155,12 @@ class Dashboard(W.VBox):
         self.log_close = W.Button(description="Close log", layout=W.Layout(display="none"))
         self.log_close.on_click(lambda _b: self.show_log(None))
         self.review = ReviewPanel(loop, on_change=self._dirty.set)  # the Review buttons open it
+        self.log_raw = W.ToggleButton(
+            description="Raw log",
+            tooltip="Raw log lines instead of the transcript",
+            layout=W.Layout(display="none"),
+        )
+        self.log_raw.observe(lambda _c: self._log_changed(), names="value")
         super().__init__(
             [
                 W.HBox([self.pause_button, self.resume_button, self.stop_all_button, self.message]),
@@ -161,7 +169,7 @@ class Dashboard(W.VBox):
                     layout=W.Layout(align_items="flex-start", overflow="auto hidden"),
                 ),
                 self.review,
-                W.HBox([self.log_title, self.log_close]),
+                W.HBox([self.log_title, self.log_raw, self.log_close]),
                 self.log_view,
             ]
         )
@@ -240,6 +248,7 @@ class Dashboard(W.VBox):
             self.log_title,
             self.log_view,
             self.log_close,
+            self.log_raw,
             *self.children,
         ]
         for w in parts:
@@ -286,8 +295,13 @@ class Dashboard(W.VBox):
         )
 
     def show_log(self, task_id: str | None) -> None:
-        """Open the live log tail of a task below the table (None closes it)."""
+        """Open the live transcript of a task below the table (its raw log tail with the Raw
+        log toggle; None closes it)."""
         self._log_task = task_id
+        self._log_changed()
+
+    def _log_changed(self) -> None:
+        self._log_shown = None  # render the log view at the next pass
         self._dirty.set()
         if self._thread is None or not self._thread.is_alive():
             self.refresh()
@@ -320,11 +334,17 @@ class Dashboard(W.VBox):
         elif self._log_task != self._log_shown or time.monotonic() >= self._log_next:
             # the log tail is a second message per render: at most one a second
             self._log_shown, self._log_next = self._log_task, time.monotonic() + 1.0
-            log_title = f"<b>log {html.escape(self._log_task)}</b>"
+            raw = bool(self.log_raw.value)
+            log_title = f"<b>{'log' if raw else 'transcript'} {html.escape(self._log_task)}</b>"
+            body = (
+                f'<pre style="margin:4px;font-size:11px">'
+                f"{html.escape(log_text(self.loop, self._log_task))}</pre>"
+                if raw
+                else live_html(self.loop, self._log_task)
+            )
             log_value = (
-                '<div style="display:flex;flex-direction:column-reverse;max-height:240px;'
-                'overflow:auto;border:1px solid #d1d5db"><pre style="margin:4px;font-size:11px">'
-                f"{html.escape(log_text(self.loop, self._log_task))}</pre></div>"
+                '<div style="display:flex;flex-direction:column-reverse;max-height:320px;'
+                f'overflow:auto;border:1px solid #d1d5db">{body}</div>'
             )
         with self.hold_sync():
             for rec in latest:
@@ -349,6 +369,7 @@ class Dashboard(W.VBox):
             if self.log_view.layout.display != shown:
                 self.log_view.layout.display = shown
                 self.log_close.layout.display = "" if self._log_task else "none"
+                self.log_raw.layout.display = "" if self._log_task else "none"
 
     def __repr__(self) -> str:
         return text_table(records(self.loop))
@@ -400,4 +421,13 @@ def mimebundle(
     return data
 
 
-__all__ = ["ACTIVE", "VIEW_MIME", "Dashboard", "dashboard", "diff_view", "in_kernel", "mimebundle"]
+__all__ = [
+    "ACTIVE",
+    "VIEW_MIME",
+    "Dashboard",
+    "dashboard",
+    "diff_view",
+    "in_kernel",
+    "mimebundle",
+    "transcript_html",
+]

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -320,3 +321,64 @@ def test_demo_runner_through_worker_and_stop(sample, tmp_path):
         time.sleep(0.05)
     info = w.stop(grace=5)
     assert info.returncode == 130 and info.signal is None
+
+
+def test_steady_mode_edits_the_file_a_step_at_a_time_then_finishes(tmp_path):
+    ws = tmp_path / "w"
+    ws.mkdir()
+    fields = {"demo.file": "s.txt", "demo.steady": "3", "demo.step": "0.05"}
+    task = {
+        "id": "RQ-0005",
+        "title": "Steady",
+        "custom_fields": {**fields, "demo.finish": "promise"},
+    }
+    p, events = run_agent(write_prompt(tmp_path, task, ws), ws, agent_env())
+    assert p.returncode == 0, p.stderr
+    lines = (ws / "s.txt").read_text().splitlines()
+    assert lines == ["RQ-0005: step 1", "RQ-0005: step 2", "RQ-0005: step 3", "RQ-0005: Steady"]
+    assert [e["name"] for e in of(events, "tool")] == ["Write", "Edit", "Edit", "Edit"]
+
+
+@pytest.mark.parametrize("mode", ["silent", "repeat"])
+def test_silent_and_repeat_modes_run_until_stopped(tmp_path, mode):
+    ws = tmp_path / "w"
+    ws.mkdir()
+    task = {
+        "id": "RQ-0006",
+        "title": mode,
+        "custom_fields": {f"demo.{mode}": "1", "demo.step": "0.05"},
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ralphnb.demo.agent",
+            "--prompt-file",
+            str(write_prompt(tmp_path, task, ws)),
+        ],
+        cwd=ws,
+        env=agent_env(),
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 30
+    while len(lines) < 2 and time.monotonic() < deadline:  # started: init and its first words
+        time.sleep(0.05)
+    time.sleep(1.0)
+    assert proc.poll() is None  # still going
+    proc.send_signal(signal.SIGINT)
+    proc.wait(10)
+    reader.join(10)
+    out = "".join(lines)
+    parser = Demo().parser()
+    calls = [
+        e for line in out.splitlines() for e in parser.transcribe(line)[1] if e.kind == "tool_call"
+    ]
+    if mode == "silent":
+        assert calls == [] and list(ws.iterdir()) == []
+    else:  # the same call, with the same arguments, over and over
+        assert len(calls) >= 3 and len({(c.tool, c.args) for c in calls}) == 1

@@ -11,6 +11,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ralphnb.runners.transcript import Entry, Transcript
+
 
 class FakeLoop:
     """Stand-in for ralphnb.Loop with the same method names (unit tests only)."""
@@ -90,6 +92,13 @@ class FakeLoop:
 
     def logs(self, task_id: str) -> list[str]:
         return [f"{task_id} line {i}" for i in range(100)]
+
+    def transcript(self, task_id: str) -> Transcript:
+        """The log lines as plain-text entries, one tool call and one error at the end."""
+        entries = [Entry("text", text=line) for line in self.logs(task_id)]
+        entries += [Entry("tool_call", tool="Bash", args='{"command": "ls"}')]
+        entries += [Entry("error", text=f"{task_id} <failed>")]
+        return Transcript(task_id, 1, entries, live=True)
 
     def finish(self) -> None:
         self.finished = True

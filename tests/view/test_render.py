@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from ralphnb.view.render import COLOURS, ROW_PX, html_table
+from ralphnb.view.render import COLOURS, ROW_PX, STUCK_COLOUR, html_table
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -48,3 +48,12 @@ def test_an_unknown_status_gets_the_neutral_badge() -> None:
     assert "background:#374151" in page and ">mystery<" in page
     live = html_table([_rec("RQ-0001", 1, "mystery")], now=NOW, fixed_rows=True)
     assert '<span class="b b-">mystery</span>' in live
+
+
+def test_a_stuck_worker_has_a_stuck_badge_beside_its_status() -> None:
+    recs = [_rec("RQ-0001", 1, "running", stuck=True), _rec("RQ-0002", 1, "running", stuck=False)]
+    for live in (False, True):
+        page = html_table(recs, now=NOW, fixed_rows=live)
+        first, second = page.split('data-task="RQ-0002"')
+        assert ">stuck</span>" in first and ">stuck</span>" not in second
+    assert f"background:{STUCK_COLOUR}" in html_table(recs, now=NOW)

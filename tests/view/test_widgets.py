@@ -202,13 +202,21 @@ def test_close_from_garbage_collection_while_dashboard_lock_is_held() -> None:
     assert not fresh.alive
 
 
-def test_log_view_shows_the_tail_of_the_chosen_worker() -> None:
+def test_log_view_shows_the_transcript_and_the_raw_tail_one_click_away() -> None:
     loop = FakeLoop(2)
     dash = widgets.Dashboard(loop, start=False)
-    assert dash.log_view.layout.display == "none"
+    assert dash.log_view.layout.display == "none" and dash.log_raw.layout.display == "none"
     dash._rows["RQ-0002"].log.click()
+    assert "transcript RQ-0002" in dash.log_title.value
+    view = dash.log_view.value
+    assert "<details" in view and "<b>Bash</b>" in view  # the tool call, collapsed
+    assert "color:#b91c1c" in view and "RQ-0002 &lt;failed&gt;" in view  # the error, in red
+    assert dash.log_raw.layout.display == ""
+    dash.log_raw.value = True  # the raw log: one click
+    assert "log RQ-0002" in dash.log_title.value
     assert "RQ-0002 line 99" in dash.log_view.value
     assert "RQ-0002 line 10\n" not in dash.log_view.value
+    assert "<details" not in dash.log_view.value
     assert dash.log_view.layout.display == "block" and "RQ-0002" in dash.log_title.value
     dash.log_close.click()
     assert dash.log_view.layout.display == "none"
