@@ -18,6 +18,9 @@ from .errors import (
     WorkerError,
     WorkspaceError,
 )
+from .experiments import Sweep
+from .experiments.variants import Variant
+from .loop.budget import Budget
 from .loop.core import Loop
 from .loop.runs import Run
 from .queue.config import resolve_config
@@ -87,6 +90,9 @@ __all__ = [
     "LocalExecutor",
     "LockError",
     "Loop",
+    "Budget",
+    "Sweep",
+    "Variant",
     "Queue",
     "QueueError",
     "RalphError",

@@ -12,7 +12,9 @@ demo.line (replace that 1-based line instead), demo.duration (seconds, default 2
 demo.iterations (iterations needed before finishing), demo.finish ("cli" default | "promise" |
 "none"), demo.fail (exit code, e.g. "1"), demo.hang, demo.ignore_sigint, demo.children (N
 sleeping children), demo.escape (a grandchild that calls setsid). RALPHNB_DEMO_SPEED multiplies
-every delay (0 = no delays). SIGINT exits 130 unless demo.ignore_sigint.
+every delay (0 = no delays). SIGINT exits 130 unless demo.ignore_sigint. Per agent, not per task
+(what makes variants of one sweep differ): RALPHNB_DEMO_PRICE multiplies the reported cost
+(default 1), RALPHNB_DEMO_FINISH overrides every task's demo.finish ("none": never finishes).
 """
 
 from __future__ import annotations
@@ -153,7 +155,9 @@ class Agent:
         )
 
     def result(self, text: str, *, is_error: bool = False) -> None:
-        cost = round(self.tokens_in * 3e-6 + self.tokens_out * 15e-6, 6)
+        cost = round(
+            (self.tokens_in * 3e-6 + self.tokens_out * 15e-6) * _env_float("PRICE", 1.0), 6
+        )
         self.emit(
             {
                 "type": "result",
@@ -344,7 +348,8 @@ class Agent:
             return 2
         self.sleep(step)
         self.commit(rel)
-        finish = self.cf.get("finish", "cli").strip().lower()
+        finish = (os.environ.get("RALPHNB_DEMO_FINISH") or self.cf.get("finish", "cli")).strip()
+        finish = finish.lower()
         text = f"Done: {self.tid} ({rel})."
         if finish == "cli" and not self.mark_done():
             text += " Could not mark it done with the ralphnb command."
@@ -354,6 +359,14 @@ class Agent:
         self.say(text)
         self.result(text)
         return 0
+
+
+def _env_float(name: str, default: float) -> float:
+    """RALPHNB_DEMO_<name> as a float (default when unset or not a number)."""
+    try:
+        return float(os.environ.get(f"RALPHNB_DEMO_{name}", default))
+    except ValueError:
+        return default
 
 
 def _load_task(prompt_file: str | None) -> dict[str, Any]:

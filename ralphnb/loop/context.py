@@ -22,6 +22,7 @@ from ..queue.store import Queue
 from ..runners.base import Runner
 from ..workers.executors import Executor
 from ..workspace.workspaces import Workspaces
+from .budget import Budget
 from .check import CheckType
 from .events import Event
 
@@ -70,3 +71,4 @@ class DriverContext:
     attempt_ended: Callable[[bool], None]  # (failed): the loop's limits; may halt the loop
     fail: Callable[[str], None]  # (one line): an error of the whole run (a full disk): halt it
     row: Callable[[str], dict[str, Any] | None]  # the worker table's record of a worker id
+    budget: Budget | None = None  # the run's live budget: reached, no new attempt starts

@@ -33,6 +33,7 @@ from ..queue.store import Queue
 from ..workers.executors import Executor, LocalExecutor, WorkerHandle
 from ..workers.logfile import DEFAULT_MAX_LOG_BYTES, tail_lines
 from ..workspace.merge import commit_bookkeeping
+from .budget import Budget
 from .check import CheckType
 from .choice import choose_runner
 from .context import DriverSettings, RunFlags
@@ -71,6 +72,10 @@ class Loop:
     loop), `max_cost_usd`, `max_consecutive_failures`. `executor`: where workers run (local
     processes by default). `workspace_mode`: auto/worktree/clone/copy. `tasks`: only these task
     ids. `max_log_bytes`: cap of each attempt's log file (head and tail kept; None: no cap).
+    `max_cost_usd` is one live budget for all workers (`loop.budget`: `set(30.0)`, `spent`,
+    `left`): reaching it starts no new attempt; `on_budget="finish"` lets running workers
+    finish, `"stop"` stops them. A started loop then waits for `loop.budget.set(higher)` (or
+    `stop_all()`); a blocking `run()` halts instead.
 
     `start()` returns at once; `run()` blocks and returns the final `df`; `await arun()`.
     `df`, `snapshot()`, `events`, `subscribe(cb)`, `logs(task_id)`; `stop(id)`, `kill(id)`,
@@ -98,6 +103,7 @@ class Loop:
         prompt_template: str | None = None,
         tasks: Iterable[str] | None = None,
         max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES,
+        on_budget: str = "finish",
     ) -> None:
         self.queue = Queue(repo)
         self.repo = self.queue.repo
@@ -129,8 +135,12 @@ class Loop:
         self.ended_at: datetime | None = None
         self._flags = RunFlags()  # pause/stop/halt/excluded, shared with the drivers
         self._table = WorkerTable()
+        self.budget = Budget(
+            max_cost_usd, self._table.records, on_budget=on_budget, on_change=self._budget_set
+        )
+        self._hold_on_budget = True  # a blocking run() cannot wait for a raise: it halts
         self._events: list[Event] = []
-        self._subs: list[Callable[[Event], None]] = []
+        self._subs: list[Callable[[Event], None]] = [self.budget.observe]
         self._emit_lock = threading.RLock()
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
@@ -177,7 +187,7 @@ class Loop:
             max_cost_usd=self.max_cost_usd,
             max_consecutive_failures=self.max_consecutive_failures,
         )
-        return Scheduler(
+        sched = Scheduler(
             settings,
             limits,
             self._flags,
@@ -186,7 +196,10 @@ class Loop:
             workspaces=self.workspaces,
             executor=self.executor,
             table=self._table,
+            budget=self.budget,
         )
+        sched.hold_on_budget = self._hold_on_budget
+        return sched
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the loop has finished; False on timeout."""
@@ -198,6 +211,7 @@ class Loop:
         """Start, block until finished, return the final `df`. Ctrl-C / a kernel interrupt stops
         this loop's workers cleanly (tasks go back to `todo`), then re-raises KeyboardInterrupt."""
         if self._thread is None:
+            self._hold_on_budget = False
             self.start()
         try:
             self.wait()
@@ -271,6 +285,10 @@ class Loop:
             self._flags.paused = False
             self._flags.cond.notify_all()
         self._emit(Event("resumed"))
+
+    def _budget_set(self, budget: Budget) -> None:
+        """`loop.budget.set(...)`: say so, and wake the scheduler and any waiting driver."""
+        self._emit(Event("budget_set", data=budget.state()))
 
     @property
     def paused(self) -> bool:

@@ -369,9 +369,15 @@ class Driver:
 
     def _wait_unpaused(self) -> bool:
         with self.flags.cond:
-            while self.flags.paused and not self._stop_asked():
+            while (self.flags.paused or self._over_budget()) and not self._stop_asked():
+                if self.flags.halt_reason is not None:
+                    break
                 self.flags.cond.wait()
             return not self._stop_asked() and self.flags.halt_reason is None
+
+    def _over_budget(self) -> bool:
+        """The run's budget is reached: the next attempt waits for a raise (or a halt)."""
+        return self.ctx.budget is not None and self.ctx.budget.reached()
 
     def _why_not_continued(self) -> str:
         if self.action == "kill":
