@@ -31,7 +31,7 @@ from ..loop.context import RunFlags
 from ..loop.events import Event
 from ..loop.report import attempts_table
 from ..loop.rundir import LiveRun
-from ..loop.table import WorkerTable, fill_live
+from ..loop.table import LIVE, WorkerTable, fill_live
 from ..queue.store import Queue
 from ..workers.executors import Executor, LocalExecutor
 from ..workers.logfile import DEFAULT_MAX_LOG_BYTES, tail_lines
@@ -42,6 +42,11 @@ from .results import pick_best, result_rows, results_frame, summarize
 from .saved import grid_data, load_sweep, select_tasks
 from .trial import Trial, TrialContext, TrialDriver
 from .variants import Variant, variants_from
+
+
+def _live(rec: dict[str, Any] | None) -> bool:
+    """A worker table record whose process may still run (a trial to stop at the budget)."""
+    return rec is not None and rec["status"] in LIVE
 
 
 def _widgets() -> Any:
@@ -408,7 +413,8 @@ class Sweep:
         data = {**self.budget.state(), "reason": reason, "waiting": self._hold_on_budget}
         self._emit_later(Event("budget_reached", data=data))
         if self.budget.on_budget == "stop":
-            for d in list(self._active.values()):
+            live = [d for d in self._active.values() if _live(self._table.get(d.worker_id))]
+            for d in live:
                 threading.Thread(
                     target=d.request, args=("stop_all",), kwargs={"wait": False}, daemon=True
                 ).start()

@@ -38,7 +38,7 @@ from .events import Event
 from .failures import describe, no_space
 from .gateway import RETRY_BLOCKED_S
 from .runs import list_runs
-from .table import WorkerTable
+from .table import LIVE, WorkerTable
 
 
 @dataclass(frozen=True)
@@ -219,14 +219,21 @@ class Scheduler:
             data = {**self.budget.state(), "reason": reason, "waiting": self.hold_on_budget}
             ev = Event("budget_reached", data=data)
             threading.Thread(target=self.emit, args=(ev,), daemon=True).start()
-            if self.budget.on_budget == "stop":
-                for tid in list(self.active):
+            if self.budget.on_budget == "stop":  # the live workers; a finished attempt's
+                live = [
+                    t for t, d in self.active.items() if self._live(d.worker_id)
+                ]  # merge goes on
+                for tid in live:
                     threading.Thread(
                         target=self.act, args=(tid, "stop_all", False), daemon=True
                     ).start()
         if not self.hold_on_budget:
             self._halt(reason)
         return True
+
+    def _live(self, worker_id: str) -> bool:
+        rec = self.table.get(worker_id)
+        return rec is not None and rec["status"] in LIVE
 
     def _pick_or_wait(self, now: datetime) -> tuple[list[dict], list[datetime], bool]:
         """`_pick`, but a queue file that does not parse mid-run (a user saving it half-edited)
