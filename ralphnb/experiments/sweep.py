@@ -30,6 +30,7 @@ from ..loop.check import CheckType
 from ..loop.context import RunFlags
 from ..loop.events import Event
 from ..loop.report import attempts_table
+from ..loop.requests import answer
 from ..loop.rundir import LiveRun
 from ..loop.table import LIVE, WorkerTable, fill_live
 from ..queue.store import Queue
@@ -143,7 +144,7 @@ class Sweep:
     def start(self) -> Sweep:
         if self._thread is not None or self._finished.is_set():
             raise RalphError("this Sweep was already started; make a new Sweep for a new run")
-        run = self._run = LiveRun.open(self.repo, lambda req: {"ok": True, "kind": "sweep"})
+        run = self._run = LiveRun.open(self.repo, lambda req: answer(self, req))
         self.run_id, self.run_dir, self.started_at = run.run_id, run.run_dir, run.started_at
         self._thread = threading.Thread(target=self._main, name="ralphnb-sweep", daemon=True)
         self._thread.start()

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from ralphnb.loop.budget import Budget, spent_of
+from ralphnb.loop.control import live_run, send_control
 from ralphnb.loop.core import Loop
 from ralphnb.loop.events import Event
 from ralphnb.queue.store import Queue
@@ -66,7 +67,12 @@ def test_a_started_loop_waits_at_its_budget_and_goes_on_when_raised(tmp_path):
         ev = next(e for e in loop.events if e.kind == "budget_reached")
         assert ev.data["waiting"] and "budget reached" in ev.data["reason"]
         assert loop.halt_reason is None  # held, not halted
-        loop.budget.set(100.0)
+        # raised from another process, through the run's control socket
+        address = live_run(repo)[1]["control"]
+        assert send_control(address, {"op": "budget"})["budget"]["limit"] == 0.001
+        reply = send_control(address, {"op": "budget", "limit": 100.0})
+        assert reply["budget"]["limit"] == 100.0 and loop.budget.limit == 100.0
+        assert "error" in send_control(address, {"op": "budget", "limit": -1})
         assert loop.wait(120)
     finally:
         loop.stop_all()
