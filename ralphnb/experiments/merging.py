@@ -11,6 +11,7 @@ Never: runs an agent.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +63,20 @@ def merge_winners(sweep: Any, winners: pd.DataFrame) -> pd.DataFrame:
                 "message": res.message or None,
             }
         )
-    for trial in sweep.trials:
-        if trial.key not in keep:
-            ws_all.remove(trial.ws_id, delete_branch=True)
+    remove_workspaces(sweep, keep)
     return pd.DataFrame(rows, columns=["key", "task_id", "variant", "status", "commit", "message"])
 
 
-__all__ = ["merge_winners"]
+def remove_workspaces(sweep: Any, keep: Collection[str] = ()) -> int:
+    """Remove the workspace and branch of every run of `sweep` but those keyed in `keep`;
+    how many workspaces there were."""
+    gone = 0
+    for trial in sweep.trials:
+        if trial.key in keep:
+            continue
+        gone += sweep.workspaces.get(trial.ws_id) is not None
+        sweep.workspaces.remove(trial.ws_id, delete_branch=True)
+    return gone
+
+
+__all__ = ["merge_winners", "remove_workspaces"]

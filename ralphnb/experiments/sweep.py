@@ -38,7 +38,7 @@ from ..workers.executors import Executor, LocalExecutor
 from ..workers.logfile import DEFAULT_MAX_LOG_BYTES, tail_lines
 from ..workspace.merge import rev
 from ..workspace.workspaces import Workspaces
-from .merging import merge_winners
+from .merging import merge_winners, remove_workspaces
 from .results import pick_best, result_rows, results_frame, summarize
 from .saved import grid_data, load_sweep, select_tasks
 from .trial import Trial, TrialContext, TrialDriver
@@ -88,6 +88,8 @@ class Sweep:
         target_branch: str | None = None,
         max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES,
     ) -> None:
+        # long only by the object's fields: checks first (nothing is written before they pass),
+        # then the grid of runs, then the run's state
         self.queue = Queue(repo)
         self.repo = self.queue.repo
         self.queue.validate()
@@ -307,6 +309,12 @@ class Sweep:
             str(k) for k, s in zip(out["key"], out["status"], strict=True) if s == "integrated"
         ]
         return out
+
+    def discard(self) -> int:
+        """Remove every run's workspace and branch without merging anything (how many)."""
+        if self.running:
+            raise RalphError("the sweep is still running: stop_all() or wait() first")
+        return remove_workspaces(self)
 
     def __repr__(self) -> str:
         state = "finished" if self.finished else ("running" if self.running else "not started")

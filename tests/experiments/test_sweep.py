@@ -43,6 +43,8 @@ def test_every_run_has_its_row_and_variants_pass_fail_and_cost_as_they_do(tmp_pa
     assert git(repo, "rev-parse", "main").strip() == head
     assert [t.status for t in Queue(repo).tasks] == ["todo", "todo"]
     assert {w.base for w in sweep.workspaces.existing()} == {head}
+    assert sweep.discard() == 12 and sweep.workspaces.existing() == []
+    assert "ralph/" not in git(repo, "branch", "--list")
 
 
 def test_summary_best_and_merge_integrate_only_the_winners(tmp_path):
