@@ -33,6 +33,7 @@ from ..loop.check import CheckType, run_check
 from ..loop.context import RunFlags
 from ..loop.decide import decide
 from ..loop.events import Event
+from ..loop.outflow import wait_flushing
 from ..loop.shutdown import quiet
 from ..runners import build_prompt
 from ..workers.executors import Callbacks, Executor, WorkerHandle, WorkerSpec
@@ -221,7 +222,7 @@ class TrialDriver:
             self.handle, action = handle, self.action
         if action is not None:  # asked while spawning
             self.request(action, wait=True)
-        info = handle.wait()
+        info = wait_flushing(handle, att.gate) if att.gate is not None else handle.wait()
         with self.flags.cond:
             self.handle = None
         return info, att
@@ -229,9 +230,11 @@ class TrialDriver:
     def _callbacks(self, att: Attempt) -> Callbacks:
         wid, key = att.worker_id, self.trial.key
 
+        # parsed output goes through the attempt's gate (redacted, batched), as a Loop's does
+        gate = att.open_gate(lambda ev: self.ctx.emit(Event("output", key, wid, data=ev)))
+
         def on_line(line: str) -> None:
-            for ev in att.feed(line):
-                self.ctx.emit(Event("output", key, wid, data=ev))
+            gate.offer(att.feed(line))
 
         def on_exit(info: ExitInfo) -> None:
             if att.first_start():

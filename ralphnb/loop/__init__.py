@@ -10,6 +10,7 @@ what a failed write means for a run (failures), the git configs an agent could c
 (configwatch), a started run's lock, directory and socket (rundir), past runs (runs), the
 control socket other processes use to reach a running loop (control) and what it answers
 (requests), the checks before a run writes anything (setup) and the stop of running
-loops at interpreter exit (shutdown).
+loops at interpreter exit (shutdown), the publish mode and the push after a merge (publishing),
+and which interrupted agent session a task resumes (resume).
 Never: imports the view, except the one lazy hook that gives `Loop` its notebook display.
 """

@@ -3,6 +3,7 @@
 Owns: `Attempt` (the parser, the redactor of its worker's secrets -- `runners.secrets` decides
 what is secret --, whether the completion promise was seen, whether its start was announced),
 `exit_data` (the `exited` event's data) and `diagnose` (one line on why an attempt failed).
+What of the parsed output becomes events, and how often, is its `gate` (`outflow`).
 Invariants: no I/O except `diagnose` reading the tail of a stderr file; `Attempt.feed` runs on
 the executor's output thread and touches only the attempt's own fields.
 """
@@ -18,6 +19,7 @@ from .._time import format_time
 from ..runners.base import Runner, StreamParser
 from ..runners.secrets import Redactor, secret_values
 from ..workers.exits import ExitInfo
+from .outflow import OutputGate, Send
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Attempt:
     promise_seen: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: bool = False
+    gate: OutputGate | None = None  # from `open_gate`
 
     @classmethod
     def new(cls, worker_id: str, runner: Runner, promise: str, env: dict[str, str]) -> Attempt:
@@ -39,16 +42,24 @@ class Attempt:
         return cls(worker_id, runner.parser(), promise, Redactor(secret_values(env)))
 
     def feed(self, line: str) -> list[dict[str, Any]]:
-        """Parse one output line: the parsed events worth a row update (redacted, plain text
-        left out); notes the completion promise in text, messages and results."""
+        """Parse one output line: the parsed events worth a row update (plain text left out;
+        not yet redacted: the gate redacts what it sends); notes the completion promise in
+        text, messages and results."""
         out: list[dict[str, Any]] = []
         for ev in self.parser.feed(line):
             typ = ev.get("type")
             if typ in ("text", "message", "result") and self.promise in (ev.get("text") or ""):
                 self.promise_seen = True
             if typ != "text":
-                out.append(self.redact(ev))
+                out.append(ev)
         return out
+
+    def open_gate(self, send: Send) -> OutputGate:
+        """The gate this attempt's parsed events go through, redacted, to `send` (see
+        `outflow`): only what is sent is redacted, not every event a flood coalesces away."""
+        redact = self.redact
+        self.gate = OutputGate(lambda ev: send(redact(ev)))
+        return self.gate
 
     def first_start(self) -> bool:
         """True exactly once: for whichever of spawn and exit announces the start first."""

@@ -21,6 +21,7 @@ from typing import Any
 from ..queue.store import Queue
 from ..runners.base import Runner
 from ..workers.executors import Executor
+from ..workspace.publish import DEFAULT_MODE, PushPolicy
 from ..workspace.workspaces import Workspaces
 from .budget import Budget
 from .check import CheckType
@@ -55,6 +56,9 @@ class DriverSettings:
     max_log_bytes: int | None  # cap of each attempt's log file (head + tail kept)
     target_branch: str | None  # None outside git
     queue_files: tuple[str, ...]  # relative to the repo; kept out of merges, committed apart
+    publish: str = DEFAULT_MODE  # ralph's git_publish_mode: off | commit | commit_and_push
+    push: PushPolicy = PushPolicy()  # tries and backoff of commit_and_push's push
+    resume_hours: float | None = None  # resume interrupted sessions this recent; None: off
 
 
 @dataclass(frozen=True)

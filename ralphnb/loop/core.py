@@ -37,9 +37,11 @@ from .budget import Budget
 from .check import CheckType
 from .choice import choose_runner
 from .context import DriverSettings, RunFlags
-from .events import Event
+from .events import EVENTS_WINDOW, Event, EventWindow
+from .publishing import choose_publish
 from .report import attempts_table
 from .requests import answer
+from .resume import session_timeout_hours
 from .rundir import LiveRun
 from .scheduler import Limits, Scheduler
 from .setup import check_only, open_workspaces
@@ -72,6 +74,11 @@ class Loop:
     loop), `max_cost_usd`, `max_consecutive_failures`. `executor`: where workers run (local
     processes by default). `workspace_mode`: auto/worktree/clone/copy. `tasks`: only these task
     ids. `max_log_bytes`: cap of each attempt's log file (head and tail kept; None: no cap).
+    `events_window`: events kept in memory (`events` reads older ones back from the journal).
+    `publish`: ralph's git_publish_mode -- "off" (work left on branch `ralph/<ID>`), "commit"
+    (merge; the default) or "commit_and_push" (merge, then push the target to its upstream);
+    None takes `agent.git_publish_mode` when configuration sets it. `resume`: an interrupted
+    attempt's agent session is resumed in its kept workspace (`agent.session_timeout_hours`).
     `max_cost_usd` is one live budget for all workers (`loop.budget`: `set(30.0)`, `spent`,
     `left`): reaching it starts no new attempt; `on_budget="finish"` lets running workers
     finish, `"stop"` stops them. A started loop then waits for `loop.budget.set(higher)` (or
@@ -103,6 +110,9 @@ class Loop:
         prompt_template: str | None = None,
         tasks: Iterable[str] | None = None,
         max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES,
+        events_window: int = EVENTS_WINDOW,
+        publish: str | None = None,
+        resume: bool = True,
         on_budget: str = "finish",
     ) -> None:
         self.queue = Queue(repo)
@@ -129,6 +139,9 @@ class Loop:
         self.executor: Executor = executor or LocalExecutor()
         self.workspaces = open_workspaces(self.repo, workspace_root, workspace_mode, target_branch)
         self.target_branch = self.workspaces.target_branch
+        git = self.workspaces.is_git
+        self.publish, self.push_policy = choose_publish(self.repo, publish, is_git=git)
+        self.resume_hours = session_timeout_hours(self.repo) if resume else None
         self.run_id: str | None = None
         self.run_dir: Path | None = None
         self.started_at: datetime | None = None
@@ -139,7 +152,7 @@ class Loop:
             max_cost_usd, self._table.records, on_budget=on_budget, on_change=self._budget_set
         )
         self._hold_on_budget = True  # a blocking run() cannot wait for a raise: it halts
-        self._events: list[Event] = []
+        self._events = EventWindow(events_window)  # older events are read from the journal
         self._subs: list[Callable[[Event], None]] = [self.budget.observe]
         self._emit_lock = threading.RLock()
         self._finished = threading.Event()
@@ -176,6 +189,9 @@ class Loop:
             max_log_bytes=self.max_log_bytes,
             target_branch=self.target_branch,
             queue_files=self.queue_files,
+            publish=self.publish,
+            push=self.push_policy,
+            resume_hours=self.resume_hours,
         )
         wall = None
         if self.max_wall_time is not None:
@@ -299,8 +315,8 @@ class Loop:
 
     @property
     def events(self) -> list[Event]:
-        with self._emit_lock:
-            return list(self._events)
+        """Every event of this run, in order (the older ones read back from the journal)."""
+        return self._events.events(self._run.journal.path if self._run is not None else None)
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call `callback(event)` for every event from now on (from the emitting thread; keep
@@ -374,7 +390,7 @@ class Loop:
             failed = self._run is not None and not self._run.journal.append(event)
             lost = failed and not self._journal_lost  # the first event the journal lost
             self._journal_lost = self._journal_lost or failed
-            self._events.append(event)
+            self._events.append(event, self._run is not None and not failed)
             for cb in list(self._subs):
                 try:
                     cb(event)

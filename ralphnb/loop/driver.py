@@ -45,6 +45,9 @@ from .decide import Decision, decide
 from .events import Event
 from .failures import NO_SPACE, describe, no_space, with_file
 from .gateway import RETRY_BLOCKED_S, TaskQueue
+from .outflow import wait_flushing
+from .publishing import push_after_merge
+from .resume import ResumePoint, command_for, find_resume
 from .shutdown import arm_exit_hook, quiet
 
 
@@ -70,6 +73,7 @@ class Driver:
         self.check_proc: subprocess.Popen | None = None  # the user's check, while it runs
         self.config: ConfigWatch | None = None  # the git configs its agent could change
         self.config_noted: str | None = None  # the change last put on a row
+        self.resume_at: ResumePoint | None = None  # an interrupted session the next attempt resumes
         self.queue = TaskQueue(
             ctx.queue,
             self.task_id,
@@ -116,6 +120,9 @@ class Driver:
         self._ev("queued", title=self.title, iteration=1)
         ws = self.ctx.workspaces.create(self.task_id, reuse=True)
         self.config = ConfigWatch(watched(Path(self.ctx.workspaces.repo), ws))
+        self.resume_at = find_resume(self.settings, runner, self.task_id, ws.path)
+        if self.resume_at is not None:
+            self._ev("status", message=self.resume_at.describe(), resumed=self.resume_at.worker_id)
         if self.task.get("status") != "doing":
             self.queue.start()
         while True:
@@ -242,9 +249,8 @@ class Driver:
         except OSError as exc:  # a full disk: no half prompt left, and the error names it
             prompt_file.unlink(missing_ok=True)
             raise with_file(exc, prompt_file) from None
-        return runner.command(
-            self.task, workspace=Path(ws.path), prompt_file=prompt_file, iteration=self.iteration
-        )
+        point, self.resume_at = self.resume_at, None  # only the first attempt resumes
+        return command_for(runner, self.task, Path(ws.path), prompt_file, self.iteration, point)
 
     def _spec(self, cmd: CommandSpec, ws: Workspace, env: dict[str, str], log: Path) -> WorkerSpec:
         return WorkerSpec(
@@ -265,9 +271,10 @@ class Driver:
     def _callbacks(self, att: Attempt) -> Callbacks:
         wid = att.worker_id
 
+        gate = att.open_gate(lambda ev: self.ctx.emit(Event("output", self.task_id, wid, data=ev)))
+
         def on_line(line: str) -> None:
-            for ev in att.feed(line):
-                self.ctx.emit(Event("output", self.task_id, wid, data=ev))
+            gate.offer(att.feed(line))
 
         def on_exit(info: ExitInfo) -> None:
             self._announce_start(att, info.pid, info.started_at)
@@ -285,7 +292,7 @@ class Driver:
         if action is not None:  # asked while spawning, when there was no handle to stop
             self.request(action, wait=True)
         arm_exit_hook()
-        info = handle.wait()
+        info = wait_flushing(handle, att.gate) if att.gate is not None else handle.wait()
         with self.flags.cond:
             self.handle = None
         return info
@@ -427,8 +434,10 @@ class Driver:
             else:
                 with self.ctx.merge_lock:
                     res = self._merge(ws)
-                    if res.status in ("integrated", "noop"):
-                        return self._archive(ws, res)
+                    if res.status in ("integrated", "noop", "kept"):
+                        self._archive(ws, res)
+                        pushed = push_after_merge(self.settings, self._stop_asked)
+                        return self._ev("status", **pushed) if pushed else None
                 if res.status == "conflict":
                     return None  # put back by _merge
                 message = res.message
@@ -453,6 +462,7 @@ class Driver:
             title=self.title,
             target=self.settings.target_branch or "",
             queue_files=self.settings.queue_files,
+            publish=self.settings.publish,
         )
         if res.status == "conflict":
             where = f"; workspace kept at {ws.path}" if ws is not None else ""
@@ -474,7 +484,8 @@ class Driver:
                 f"{self.task_id}: archive ({self.title})",
                 paths=self.settings.queue_files,
             )
-        extra: dict[str, Any] = {"message": res.message, "paths": res.paths} if res.paths else {}
+        shown = res.paths or res.status == "kept"  # kept: git_publish_mode off says where
+        extra: dict[str, Any] = {"message": res.message, "paths": res.paths} if shown else {}
         if res.dropped:  # an agent's edit under .ralph/ or of the queue files: never merged
             note = f"dropped from the merge: {', '.join(res.dropped)}"
             extra["message"] = "; ".join(m for m in (extra.get("message"), note) if m)

@@ -4,12 +4,15 @@ Owns: the `Event` record every worker state change travels as, its JSON form, an
 the `events.jsonl` file of a run. Invariants: events are immutable; the journal is only ever
 appended to, one JSON object per line, written per event, so a crash loses at most the line
 being written (a torn last line is skipped on read); a failed write ends the journal's writing
-(`Journal.failure`) and never raises into the thread that emitted the event.
+(`Journal.failure`) and never raises into the thread that emitted the event. `EventWindow` keeps
+only the most recent events in memory (bounded) and reads older ones back from the journal.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import json
 import os
 import threading
@@ -113,3 +116,46 @@ class Journal:
                     yield Event.from_json(json.loads(raw))
                 except (ValueError, KeyError, TypeError):
                     continue
+
+
+#: Events a loop keeps in memory by default (`Loop(events_window=...)`); older ones are read
+#: back from the journal.
+EVENTS_WINDOW = 10_000
+
+
+class EventWindow:
+    """The last `size` events in memory; `events(journal)` is every event of the run, the older
+    ones read back from the journal. Memory stays bounded however long the run.
+
+    `append` is called in event order (the loop's emit lock held) after the event was written to
+    the journal, if it was (`journaled`), so every event before the window is already on disk.
+    Events that were never journaled (emitted before the run had a journal, or after it failed)
+    are kept only while they are in the window."""
+
+    def __init__(self, size: int = EVENTS_WINDOW) -> None:
+        self.size = max(1, int(size))
+        self._lock = threading.Lock()
+        # (journal lines written before this event, event)
+        self._recent: collections.deque[tuple[int, Event]] = collections.deque(maxlen=self.size)
+        self._journaled = 0
+
+    def append(self, event: Event, journaled: bool) -> None:
+        with self._lock:
+            self._recent.append((self._journaled, event))
+            self._journaled += journaled
+
+    def __len__(self) -> int:
+        """Events held in memory (at most `size`)."""
+        with self._lock:
+            return len(self._recent)
+
+    def events(self, journal: str | Path | None) -> list[Event]:
+        """All events in order: the journal's lines before the window, then the window."""
+        with self._lock:
+            if not self._recent:
+                return []
+            before = self._recent[0][0]
+            recent = [ev for _, ev in self._recent]
+        if before == 0 or journal is None:
+            return recent
+        return [*itertools.islice(Journal.read(journal), before), *recent]

@@ -63,6 +63,10 @@ HONOURED = frozenset(
         "queue.id_prefix",
         "queue.id_width",
         "queue.max_dependency_depth",
+        "agent.git_publish_mode",
+        "agent.session_timeout_hours",
+        "parallel.max_push_attempts",
+        "parallel.push_backoff_ms",
     }
 )
 

@@ -24,6 +24,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, ClassVar
 
+import orjson
+
 from ..errors import RunnerError
 from .prices import Price, estimate_cost
 
@@ -144,9 +146,12 @@ class StreamParser:
         if stripped[0] != "{":
             return self.text(line)
         try:
-            obj = json.loads(stripped)
-        except ValueError:
-            return self.text(line)
+            obj = orjson.loads(stripped)  # the per-line cost of a flood of output
+        except ValueError:  # orjson is stricter (NaN, huge ints): the standard parser decides
+            try:
+                obj = json.loads(stripped)
+            except ValueError:
+                return self.text(line)
         if not isinstance(obj, dict):
             return self.text(line)
         try:

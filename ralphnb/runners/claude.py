@@ -40,9 +40,41 @@ class ClaudeStreamParser(StreamParser):
 
     def __init__(self) -> None:
         super().__init__()
-        self._msg_usage: dict[str, tuple[int, int]] = {}
+        # Running totals, O(1) per line: the messages before the current one, summed once,
+        # plus the current message's latest usage (its lines repeat or grow it).
+        self._done_in = self._done_out = 0
+        self._cur_id: str | None = None  # the current message's id
+        self._cur_usage = (0, 0)
+        self._open_no_id = False  # the last line was part of a message without an id
+
+    def _count(self, msg: dict[str, Any], continues: bool) -> dict[str, Any]:
+        """One line of a top-level assistant message -> the running totals, as a usage event.
+
+        A turn is one model call, as the CLI's `num_turns` counts it: one message, whose
+        content blocks come as consecutive lines with the same id. Lines without an id belong
+        to the same message until a line of another kind comes between (`continues`: the line
+        before was one of them)."""
+        mid = msg.get("id")
+        same = continues if mid is None else str(mid) == self._cur_id
+        if not same:
+            self._done_in += self._cur_usage[0]
+            self._done_out += self._cur_usage[1]
+            self._cur_id = None if mid is None else str(mid)
+            self.turns = (self.turns or 0) + 1
+        self._open_no_id = mid is None
+        u = msg.get("usage") or {}
+        tin = (
+            as_int(u.get("input_tokens"))
+            + as_int(u.get("cache_creation_input_tokens"))
+            + as_int(u.get("cache_read_input_tokens"))
+        )
+        self._cur_usage = (tin, as_int(u.get("output_tokens")))
+        self.tokens_in = self._done_in + tin
+        self.tokens_out = self._done_out + self._cur_usage[1]
+        return self._usage()
 
     def handle(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        continues, self._open_no_id = self._open_no_id, False  # any other line ends a message
         kind = obj.get("type")
         out: list[dict[str, Any]] = []
         if kind == "system":
@@ -77,18 +109,7 @@ class ClaudeStreamParser(StreamParser):
                 elif block.get("type") in ("tool_use", "server_tool_use"):
                     out.append({"type": "tool", "name": str(block.get("name") or "?")})
             if obj.get("parent_tool_use_id") is None and msg.get("model") != "<synthetic>":
-                mid = str(msg.get("id") or len(self._msg_usage))
-                u = msg.get("usage") or {}
-                tin = (
-                    as_int(u.get("input_tokens"))
-                    + as_int(u.get("cache_creation_input_tokens"))
-                    + as_int(u.get("cache_read_input_tokens"))
-                )
-                self._msg_usage[mid] = (tin, as_int(u.get("output_tokens")))
-                self.turns = len(self._msg_usage)
-                self.tokens_in = sum(a for a, _ in self._msg_usage.values())
-                self.tokens_out = sum(b for _, b in self._msg_usage.values())
-                out.append(self._usage())
+                out.append(self._count(msg, continues))
         elif kind == "result":
             out += self._session(obj.get("session_id"))
             u = obj.get("usage") or {}

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .base import CommandSpec, Runner, StreamParser, as_int, check_value, task_dict
+from .base import MAX_TEXT, CommandSpec, Runner, StreamParser, as_int, check_value, task_dict
 from .endpoint import Endpoint, runner_file, worker_home, write_config
 from .prices import Price
 
@@ -55,6 +55,12 @@ def api_error_text(message: str) -> str:
         return message
     status = f" ({err['status']})" if err.get("status") else ""
     return f"API error {err.get('code', '?')}: {err['message']}{status}"
+
+
+#: Longest streamed message kept while its deltas come: a shown message is clipped to MAX_TEXT
+#: (after stripping), so what lies beyond twice that never shows; keeping it would make each
+#: delta cost more than the one before.
+_BUF_MAX = 2 * MAX_TEXT
 
 
 class GeminiStreamParser(StreamParser):
@@ -91,7 +97,10 @@ class GeminiStreamParser(StreamParser):
             if not self._in_message:
                 self._buf = ""
                 self._in_message = True
-            self._buf = self._buf + content if obj.get("delta") else content
+            if not obj.get("delta"):
+                self._buf = content
+            elif len(self._buf) < _BUF_MAX:  # beyond it, `_message` would clip the rest away
+                self._buf += content
             out += self._message(self._buf)
         elif kind == "tool_use":
             self._turn()
@@ -102,10 +111,10 @@ class GeminiStreamParser(StreamParser):
         elif kind == "tool_result":
             self._in_message = False
             self._new_turn = True
+            name = self._tools.pop(str(obj.get("tool_id")), "a tool")  # done with this call
             if obj.get("status") == "error":
                 err = obj.get("error") or {}
                 why = err.get("message") if isinstance(err, dict) else None
-                name = self._tools.get(str(obj.get("tool_id")), "a tool")
                 msg = f"gemini: {name} failed: {why or obj.get('output') or 'error'}"
                 out.append({"type": "error", "message": msg, "fatal": False})
         elif kind == "error":

@@ -47,6 +47,9 @@ _FIXED_ENV = {
     "GIT_NO_REPLACE_OBJECTS": "1",
 }
 
+# A push or fetch to the user's own remote (`network=True`): their usual transports too.
+_NETWORK_ENV = {"GIT_ALLOW_PROTOCOL": "file:git:ssh:http:https"}
+
 # Variables that would point git at another repository, index or object store.
 _REDIRECT_VARS = (
     "GIT_DIR",
@@ -118,22 +121,27 @@ def run_git(
     task_id: str | None = None,
     input: str | None = None,
     errors: str = "replace",
+    network: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run `git <args>` in `cwd` with the invariants above; text output captured.
 
     With `check`, a failure raises `GitError` carrying the command and git's stderr. `input`
     goes to git's stdin (closed otherwise); `errors="surrogateescape"` keeps file names that
     are not UTF-8 intact for callers that hand them back to git or the file system.
+    `network=True` (a push or fetch the user asked for, to their own remote): the transports
+    a user's remote uses (ssh, https, git) and their credential helper are allowed; every
+    other invariant above holds.
     """
     cmd = ["git"]
     for item in SAFE_GIT_CONFIG:
-        cmd += ["-c", item]
+        if not (network and item.startswith("credential.")):
+            cmd += ["-c", item]
     cmd += list(args)
     try:
         r = subprocess.run(
             cmd,
             cwd=cwd,
-            env=git_env(env),
+            env={**git_env(env), **(_NETWORK_ENV if network else {})},
             capture_output=True,
             text=True,
             input=input,

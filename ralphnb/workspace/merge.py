@@ -154,12 +154,13 @@ def merge_branch(
     env: dict[str, str] | None = None,
     keep_out: Iterable[str] = KEEP_OUT,
 ) -> MergeResult:
-    """Merge `branch` into `target` without touching any working tree except by fast-forward
-    of the checkout that has `target`. `keep_out` paths are never merged (see MergeResult)."""
+    """Merge `branch` (a branch name, or a full ref such as a remote-tracking one) into
+    `target` without touching any working tree except by fast-forward of the checkout that has
+    `target`. `keep_out` paths are never merged (see MergeResult)."""
     repo = Path(repo)
     ident = _ident(env, repo)
     old = rev(repo, f"refs/heads/{target}")
-    tip = rev(repo, f"refs/heads/{branch}")
+    tip = rev(repo, branch if branch.startswith("refs/") else f"refs/heads/{branch}")
     if old is None or tip is None:
         missing = target if old is None else branch
         return MergeResult("blocked", message=f"branch {missing!r} not found in {repo}")

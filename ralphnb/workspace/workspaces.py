@@ -405,6 +405,11 @@ class Workspaces:
             return {}
         return {t: b for b, t in sorted(self._records.mine().items()) if self._branch_exists(b)}
 
+    def keep_branch(self, task_id: str) -> None:
+        """Hand task `task_id`'s branch to the user: ralphnb forgets it made it, so no later
+        `remove(..., delete_branch=True)` deletes it (git_publish_mode off). Never raises."""
+        self._records.forget(BRANCH_PREFIX + task_id)
+
     # -------------------------------------------------------------- remove
 
     def remove(self, ws_or_task_id: Workspace | str, *, delete_branch: bool = False) -> None:

@@ -101,9 +101,8 @@ def test_ralphs_own_project_config_resolves_once_trusted(tmp_path: Path, home: P
         "agent.runner",
         "agent.model",
         "agent.ci_gate",
-        "agent.git_publish_mode",
         "agent.phases",
-    ]
+    ]  # agent.git_publish_mode is honoured: Loop(publish=...)
     assert [str(w.message) for w in caught] == list(cfg.warnings)  # one warning per key
 
 
