@@ -18,7 +18,10 @@ from .errors import (
     WorkerError,
     WorkspaceError,
 )
+from .experiments import Sweep
+from .experiments.variants import Variant
 from .loop.attached import AttachedLoop, attach
+from .loop.budget import Budget
 from .loop.core import Loop
 from .loop.runs import Run
 from .queue.config import resolve_config
@@ -89,6 +92,9 @@ __all__ = [
     "LocalExecutor",
     "LockError",
     "Loop",
+    "Budget",
+    "Sweep",
+    "Variant",
     "Queue",
     "QueueError",
     "RalphError",

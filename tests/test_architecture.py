@@ -1,8 +1,8 @@
 """The house rules, checked on the source: imports run one way, no circles, small rooms.
 
 Ranks (an import may only go to the same rank or below): cli, demo, the package face ->
-view -> loop -> workers, workspace, runners, queue -> errors, _time, _paths. The loop's one
-lazy hook into the view (its notebook display) is the documented exception.
+view -> experiments -> loop -> workers, workspace, runners, queue -> errors, _time, _paths. The
+loop's one lazy hook into the view (its notebook display) is the documented exception.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "ralphnb"
-RANK = {"cli": 5, "demo": 5, "ralphnb": 5, "__main__": 5, "view": 4, "loop": 3, "workers": 2,
-        "workspace": 2, "runners": 2, "queue": 2, "testing": 2, "errors": 1, "_time": 1,
-        "_paths": 1}  # fmt: skip
+RANK = {"cli": 6, "demo": 6, "ralphnb": 6, "__main__": 6, "view": 5, "experiments": 4,
+        "loop": 3, "workers": 2, "workspace": 2, "runners": 2, "queue": 2, "testing": 2,
+        "errors": 1, "_time": 1, "_paths": 1}  # fmt: skip
 HOOK = ("ralphnb.loop.viewhook", "ralphnb.view.widgets")  # a loop's display: the one upward import
 
 

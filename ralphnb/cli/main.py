@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import RalphError
-from . import loop_cmds, queue_cmds, review_cmds
+from . import loop_cmds, queue_cmds, review_cmds, sweep_cmds
 from .common import common_options
 
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     queue_cmds.register(sub, common)
     loop_cmds.register(sub, common)
     review_cmds.register(sub, common)
+    sweep_cmds.register(sub, common)
     return p
 
 

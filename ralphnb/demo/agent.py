@@ -17,7 +17,9 @@ whatever the speed: demo.silent (no output, no file change, until stopped), demo
 same Read tool call over and over, every demo.step seconds), demo.steady=N (N steps of
 demo.step seconds, default 0.5, each printing and appending a line to the task's file, then
 finishing as usual). RALPHNB_DEMO_SPEED multiplies
-every delay (0 = no delays). SIGINT exits 130 unless demo.ignore_sigint.
+every delay (0 = no delays). SIGINT exits 130 unless demo.ignore_sigint. Per agent, not per task
+(what makes variants of one sweep differ): RALPHNB_DEMO_PRICE multiplies the reported cost
+(default 1), RALPHNB_DEMO_FINISH overrides every task's demo.finish ("none": never finishes).
 
 Phases (env RALPHNB_PHASE, RALPHNB_PHASES, RALPHNB_PLAN_FILE, set by the loop): `plan` writes a
 plan to the plan file and changes nothing else; `implement` of a 3-phase task edits and commits
@@ -42,6 +44,7 @@ from typing import Any
 
 from ..runners.phase_prompts import GATE_FAILED
 from ..runners.prompt import task_from_prompt
+from .modes import misbehave
 
 PROMISE = "<promise>COMPLETE</promise>"
 TRUTHY = ("1", "true", "yes", "on")
@@ -87,7 +90,7 @@ class Agent:
         self.tokens_in = 0
         self.tokens_out = 0
         self.started = time.monotonic()
-        self.duration = self._float("duration", 2.0)
+        self.duration = self.float_field("duration", 2.0)
 
     # -- output ------------------------------------------------------------------------------
     def emit(self, obj: dict[str, Any]) -> None:
@@ -98,19 +101,19 @@ class Agent:
         if seconds > 0 and self.speed > 0:
             time.sleep(seconds * self.speed)
 
-    def _float(self, key: str, default: float) -> float:
+    def float_field(self, key: str, default: float) -> float:
         try:
             return float(self.cf.get(key, default))
         except ValueError:
             return default
 
-    def _int(self, key: str, default: int) -> int:
+    def int_field(self, key: str, default: int) -> int:
         try:
             return int(self.cf.get(key, default))
         except ValueError:
             return default
 
-    def _flag(self, key: str) -> bool:
+    def flag(self, key: str) -> bool:
         return self.cf.get(key, "").strip().lower() in TRUTHY
 
     def assistant(self, block: dict[str, Any]) -> None:
@@ -170,7 +173,9 @@ class Agent:
         )
 
     def result(self, text: str, *, is_error: bool = False) -> None:
-        cost = round(self.tokens_in * 3e-6 + self.tokens_out * 15e-6, 6)
+        cost = round(
+            (self.tokens_in * 3e-6 + self.tokens_out * 15e-6) * _env_float("PRICE", 1.0), 6
+        )
         self.emit(
             {
                 "type": "result",
@@ -206,7 +211,7 @@ class Agent:
         rel = path.relative_to(self.cwd.resolve()).as_posix()
         if "line" in self.cf and path.exists():
             lines = path.read_text(encoding="utf-8").splitlines()
-            n = max(1, self._int("line", 1))
+            n = max(1, self.int_field("line", 1))
             while len(lines) < n:
                 lines.append("")
             lines[n - 1] = content
@@ -277,7 +282,7 @@ class Agent:
 
     def spawn_children(self) -> None:
         pids: list[int] = []
-        for _ in range(self._int("children", 0)):
+        for _ in range(self.int_field("children", 0)):
             p = subprocess.Popen(
                 [sys.executable, "-c", _SLEEPER],
                 stdin=subprocess.DEVNULL,
@@ -286,7 +291,7 @@ class Agent:
             )
             pids.append(p.pid)
         escaped: list[int] = []
-        if self._flag("escape"):
+        if self.flag("escape"):
             p = subprocess.run(
                 [sys.executable, "-c", _ESCAPER],
                 capture_output=True,
@@ -325,31 +330,8 @@ class Agent:
         step = self.duration / 4
         self.sleep(step)
         self.say(f"Reading task {self.tid}: {self.title} (iteration {self.iteration}).")
-        if self._flag("silent"):  # gone quiet: nothing printed, nothing written
-            while True:
-                time.sleep(0.2)
-        if self._flag("repeat"):  # looping on one tool call
-            while True:
-                self.tool("Read", {"file_path": "README.md"}, "(the same as last time)")
-                time.sleep(self._float("step", 0.5))
-        for n in range(1, self._int("steady", 0) + 1):  # slow but steady: output and edits
-            time.sleep(self._float("step", 0.5))
-            self.edit(f"{self.tid}: step {n}")
-        if self._flag("hang"):
-            n = 0
-            while True:
-                n += 1
-                self.sleep(max(step, 0.25) if self.speed > 0 else 0)
-                if self.speed <= 0:
-                    time.sleep(0.05)
-                self.say(f"Still thinking about {self.tid} ({n})...")
-        fail = self.cf.get("fail", "").strip()
-        if fail:
-            self.sleep(step)
-            code = int(fail) if fail.lstrip("-").isdigit() and int(fail) != 0 else 1
-            msg = f"Giving up on {self.tid}: the task says to fail (exit {code})."
-            self.say(msg)
-            self.result(msg, is_error=True)
+        code = misbehave(self, step)  # the modes tests use: silent, repeat, steady, hang, fail
+        if code is not None:
             return code
         if self.phase == "plan":
             return self.plan()
@@ -358,7 +340,7 @@ class Agent:
             self.sleep(step)
             self.say(f"Reviewed the changes for {self.tid}: they do what the task asks.")
             return self.finish(step, "reviewed")
-        needed = max(1, self._int("iterations", 1))
+        needed = max(1, self.int_field("iterations", 1))
         if self.iteration < needed:
             self.sleep(step * 2)
             msg = (
@@ -402,7 +384,8 @@ class Agent:
 
     def finish(self, step: float, rel: str) -> int:
         """Mark the task done (or print the promise, or neither), as demo.finish says."""
-        finish = self.cf.get("finish", "cli").strip().lower()
+        finish = (os.environ.get("RALPHNB_DEMO_FINISH") or self.cf.get("finish", "cli")).strip()
+        finish = finish.lower()
         text = f"Done: {self.tid} ({rel})."
         if finish == "cli" and not self.mark_done():
             text += " Could not mark it done with the ralphnb command."
@@ -412,6 +395,14 @@ class Agent:
         self.say(text)
         self.result(text)
         return 0
+
+
+def _env_float(name: str, default: float) -> float:
+    """RALPHNB_DEMO_<name> as a float (default when unset or not a number)."""
+    try:
+        return float(os.environ.get(f"RALPHNB_DEMO_{name}", default))
+    except ValueError:
+        return default
 
 
 def _load_task(prompt_file: str | None) -> dict[str, Any]:
@@ -472,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prompt=prompt,
     )
     _record(agent, sys.argv if argv is None else ["agent", *argv], args.resume)
-    if agent._flag("ignore_sigint"):
+    if agent.flag("ignore_sigint"):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     else:
 

@@ -4,7 +4,8 @@ Owns: `Loop` (the public API, the event sink; core), the scheduler of a started 
 limits (scheduler), one task's driver, an object per task (driver), what a driver is given
 (context) and its view of the queue (gateway), one attempt's parsing and diagnosis (attempt), a
 remote agent's queue marks applied to the user's queue (marks), the pure decisions (decide), the
-check command (check), events and the run journal (events), the worker table and its DataFrame
+check command (check), events and the run journal (events), the sink every event of a run
+goes through (sink), the worker table and its DataFrame
 (table), worker records as text (report), which runner a loop runs when none is named (choice),
 what a failed write means for a run (failures), the git configs an agent could change
 (configwatch), a started run's lock, directory and socket (rundir), past runs (runs), the

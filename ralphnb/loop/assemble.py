@@ -70,6 +70,7 @@ def new_scheduler(
         executor=loop.executor,
         table=table,
         review=review,
+        budget=loop.budget,
     )
 
 

@@ -23,6 +23,7 @@ from ..runners.base import Runner
 from ..workers.executors import Executor
 from ..workspace.publish import DEFAULT_MODE, PushPolicy
 from ..workspace.workspaces import Workspaces
+from .budget import Budget
 from .check import CheckType
 from .events import Event
 from .review import ReviewDesk
@@ -79,3 +80,4 @@ class DriverContext:
     row: Callable[[str], dict[str, Any] | None]  # the worker table's record of a worker id
     review: ReviewDesk | None = None  # Loop(review=True): finished work waits here (review.py)
     slot_free: Callable[[], bool] = lambda: True  # (cond held) may one more worker run now?
+    budget: Budget | None = None  # the run's live budget: reached, no new attempt starts

@@ -2,7 +2,7 @@
 
 Owns: `Loop` -- construction and checks up front (the queue loads, a runner is chosen:
 `choice`; tasks and workspaces: `setup`), start/run/arun/wait, stop/kill/pause/resume, the
-event sink (`_emit`: table -> journal -> subscribers -> wake), `df`/`snapshot`/`logs`, and
+event sink (`sink.EventSink`: table -> journal -> subscribers -> wake), `df`/`snapshot`/`logs`, and
 the thread that runs a `scheduler.Scheduler` (`assemble`; it starts one `driver.Driver` per task and
 gives each the narrow `context.DriverContext`; a driver never sees the Loop). The run's
 resources (repo lock, run directory, journal, control socket) are one `rundir.LiveRun`; what
@@ -34,10 +34,11 @@ from ..workers.executors import Executor, LocalExecutor, WorkerHandle
 from ..workers.logfile import DEFAULT_MAX_LOG_BYTES, tail_lines
 from ..workspace.merge import commit_bookkeeping
 from .assemble import new_scheduler
+from .budget import Budget
 from .check import CheckType
 from .choice import choose_runner
 from .context import RunFlags
-from .events import EVENTS_WINDOW, Event, EventWindow
+from .events import EVENTS_WINDOW, Event
 from .gate import gate_check
 from .publishing import choose_publish
 from .report import attempts_table
@@ -48,6 +49,7 @@ from .rundir import LiveRun
 from .scheduler import Scheduler
 from .setup import check_only, open_workspaces
 from .shutdown import track
+from .sink import EventSink
 from .stuck import DEFAULT_REPEAT_LIMIT, ON_STUCK
 from .stuckwatch import StuckWatch
 from .table import WorkerTable, fill_live
@@ -94,6 +96,10 @@ class Loop:
     neither output nor a file change for `stuck_after` seconds, or making the same tool call
     `repeat_limit` times in a row, is flagged stuck (a `stuck` event and column), and stopped
     or requeued (a new attempt) on request; None: never flagged (`stuck`, `stuckwatch`).
+    `max_cost_usd` is one live budget for all workers (`loop.budget`: `set(30.0)`, `spent`,
+    `left`): reaching it starts no new attempt; `on_budget="finish"` lets running workers
+    finish, `"stop"` stops them. A started loop then waits for `loop.budget.set(higher)` (or
+    `stop_all()`); a blocking `run()` halts instead.
 
     `start()` returns at once; `run()` blocks and returns the final `df`; `await arun()`.
     `df`, `snapshot()`, `events`, `subscribe(cb)`, `logs(task_id)`; `stop(id)`, `kill(id)`,
@@ -138,6 +144,7 @@ class Loop:
         stuck_after: float | None = 600,
         on_stuck: str = "flag",
         repeat_limit: int = DEFAULT_REPEAT_LIMIT,
+        on_budget: str = "finish",
     ) -> None:
         if on_stuck not in ON_STUCK:
             raise ValueError(f"on_stuck must be one of {', '.join(ON_STUCK)}, not {on_stuck!r}")
@@ -178,14 +185,18 @@ class Loop:
         self._flags = RunFlags()  # pause/stop/halt/excluded, shared with the drivers
         self._review = ReviewDesk(self._flags.cond) if review else None  # the review gate
         self._table = WorkerTable()
-        self._events = EventWindow(events_window)  # older events are read from the journal
-        self._subs: list[Callable[[Event], None]] = []
-        self._emit_lock = threading.RLock()
+        self.budget = Budget(
+            max_cost_usd, self._table.records, on_budget=on_budget, on_change=self._budget_set
+        )
+        self._hold_on_budget = True  # a blocking run() cannot wait for a raise: it halts
+        sink = EventSink(
+            self._table, self._flags.cond, window=events_window, subscribers=[self.budget.observe]
+        )
+        self._sink, self._emit = sink, sink.emit  # table -> journal -> window -> subscribers
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
         self._run: LiveRun | None = None  # from start()
         self._scheduler: Scheduler | None = None  # from start()
-        self._journal_lost = False  # the journal could not be written (emit lock held)
         self._watch = StuckWatch(
             records=self._table.records,
             activity=lambda r: self._scheduler.live_activity(r) if self._scheduler else None,
@@ -214,6 +225,8 @@ class Loop:
         self._scheduler = new_scheduler(
             self, run, flags=self._flags, table=self._table, emit=self._emit, review=self._review
         )
+        self._scheduler.hold_on_budget = self._hold_on_budget
+        self._sink.journal, self._sink.on_journal_lost = run.journal, self._scheduler.fail
         track(self)
         self._thread = threading.Thread(target=self._main, name="ralphnb-loop", daemon=True)
         self._thread.start()
@@ -230,6 +243,7 @@ class Loop:
         """Start, block until finished, return the final `df`. Ctrl-C / a kernel interrupt stops
         this loop's workers cleanly (tasks go back to `todo`), then re-raises KeyboardInterrupt."""
         if self._thread is None:
+            self._hold_on_budget = False
             self.start()
         try:
             self.wait()
@@ -304,6 +318,10 @@ class Loop:
             self._flags.cond.notify_all()
         self._emit(Event("resumed"))
 
+    def _budget_set(self, budget: Budget) -> None:
+        """`loop.budget.set(...)`: say so, and wake the scheduler and any waiting driver."""
+        self._emit(Event("budget_set", data=budget.state()))
+
     @property
     def paused(self) -> bool:
         """True between `pause()` and `resume()` (no new worker starts)."""
@@ -345,21 +363,13 @@ class Loop:
 
     @property
     def events(self) -> list[Event]:
-        """Every event of this run, in order (the older ones read back from the journal)."""
-        return self._events.events(self._run.journal.path if self._run is not None else None)
+        """Every event of this run (the ones older than `events_window` read from the journal)."""
+        return self._sink.events()
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call `callback(event)` for every event from now on (from the emitting thread; keep
         it quick). Returns the function that unsubscribes."""
-        with self._emit_lock:
-            self._subs.append(callback)
-
-        def unsubscribe() -> None:
-            with self._emit_lock:
-                if callback in self._subs:
-                    self._subs.remove(callback)
-
-        return unsubscribe
+        return self._sink.subscribe(callback)
 
     def _live_handle(self, rec: dict[str, Any]) -> WorkerHandle | None:
         return self._scheduler.live_handle(rec) if self._scheduler is not None else None
@@ -416,29 +426,6 @@ class Loop:
 
     def dashboard(self, **kwargs: Any) -> Any:
         return _widgets().dashboard(self, **kwargs)
-
-    # ----------------------------------------------------------------- events
-
-    def _emit(self, event: Event) -> None:
-        """The one sink: table, journal, subscribers, then wake the scheduler."""
-        with self._emit_lock:
-            self._table.apply(event)
-            failed = self._run is not None and not self._run.journal.append(event)
-            lost = failed and not self._journal_lost  # the first event the journal lost
-            self._journal_lost = self._journal_lost or failed
-            self._events.append(event, self._run is not None and not failed)
-            for cb in list(self._subs):
-                try:
-                    cb(event)
-                except Exception:
-                    pass
-        if lost and self._scheduler is not None and self._run is not None:
-            # a run that cannot be journaled cannot be rebuilt after a crash: halt it (outside
-            # the emit lock: the halt takes the flags' condition, which drivers hold to emit)
-            self._scheduler.fail(self._run.journal.failure or "the run journal failed")
-        if event.kind != "output":  # parsed output never changes what the scheduler does
-            with self._flags.cond:
-                self._flags.cond.notify_all()
 
     # ----------------------------------------------------------------- the scheduler thread
 

@@ -1,9 +1,8 @@
 """One task's life in a run: workspace -> phase runs -> judgement -> integrate -> bookkeeping.
 
 Owns: `Driver`, one object per task a `Loop` starts (or integrates after a crash), whose `run()`
-is the body of that task's thread. One per task, not one per loop: a task's state (its iteration,
-live handle, pending stop or kill, running check, done mark) is then plain attributes of its own
-driver, and the loop reaches a task by id through the driver it keeps in its active map. What a
+is the body of that task's thread; a task's state (iteration, live handle, pending stop or kill,
+running check, done mark) is plain attributes of its own driver, reached by id. What a
 driver is given is its `DriverContext` (context.py): the event sink, the queue (wrapped in a
 `gateway.TaskQueue`), workspaces, executor, settings, limits, the shared `RunFlags` and their
 condition, the merge lock, the run's `fail` (a full disk halts the run, not one task). It never
@@ -91,9 +90,6 @@ class Driver:
             waiting=lambda msg: self._ev("status", error=msg),
             asked_to_stop=lambda: self.action is not None,
         )
-
-    def __repr__(self) -> str:
-        return f"<Driver {self.task_id} iteration={self.iteration} action={self.action}>"
 
     @property
     def worker_id(self) -> str:
@@ -394,9 +390,13 @@ class Driver:
 
     def _wait_unpaused(self) -> bool:
         with self.flags.cond:
-            while self.flags.paused and not self._stop_asked():
+            while not self._stop_asked() and self.flags.halt_reason is None and self._held():
                 self.flags.cond.wait()
             return not self._stop_asked() and self.flags.halt_reason is None
+
+    def _held(self) -> bool:
+        """Paused, or the run's budget reached: the next attempt waits (a resume, a raise)."""
+        return self.flags.paused or bool(self.ctx.budget and self.ctx.budget.reached())
 
     def _why_not_continued(self) -> str:
         return why_not_continued(self.action, self.flags.halt_reason, self.note)

@@ -7,7 +7,8 @@ map onto the Loop's public methods (`stop`/`kill` of one task, `stop_all`, `paus
 `subscribe` (`since`: the last event seq seen), whose answer is a stream (`feed.EventFeed`).
 The review gate's ops (`review`: the waiting tasks; `accept`, `discard` with `note`, `requeue`
 with `feedback`) hand the decision over and answer at once, without waiting for the merge:
-`review_answer`. A new action is one entry in `TASK_ACTIONS` or `LOOP_ACTIONS`.
+`review_answer`. `budget` (the live budget's state; with `limit`, `loop.budget.set(limit)`
+first). A new action is one entry in `TASK_ACTIONS` or `LOOP_ACTIONS`.
 Never: raises (a `RalphError` becomes `{"error": ...}`, an unknown op too).
 """
 
@@ -40,6 +41,7 @@ def status(loop: Any) -> dict[str, Any]:
         "finished": loop.finished,
         "paused": loop.paused,
         "halt_reason": loop.halt_reason,
+        **({"budget": loop.budget.state()} if getattr(loop, "budget", None) else {}),
     }
 
 
@@ -56,6 +58,19 @@ def review_answer(loop: Any, op: str, req: dict[str, Any]) -> dict[str, Any]:
     else:
         loop.requeue(task_id, feedback=str(req.get("feedback") or ""))
     return {"ok": True}
+
+
+def budget(loop: Any, req: dict[str, Any]) -> dict[str, Any]:
+    """`{"op": "budget"}` reads the budget; `{"op": "budget", "limit": 30.0}` sets it."""
+    live = getattr(loop, "budget", None)
+    if live is None:
+        return {"error": "this run has no budget"}
+    if "limit" in req:
+        try:
+            live.set(req["limit"])
+        except (TypeError, ValueError) as exc:
+            return {"error": f"budget: {exc}"}
+    return {"budget": live.state()}
 
 
 def info(loop: Any) -> dict[str, Any]:
@@ -80,6 +95,8 @@ def answer(loop: Any, req: dict[str, Any]) -> Any:
     op = req.get("op")
     if op == "status":
         return status(loop)
+    if op == "budget":
+        return budget(loop, req)
     try:
         if op in REVIEW_OPS:
             return review_answer(loop, str(op), req)
@@ -110,6 +127,7 @@ __all__ = [
     "REVIEW_OPS",
     "TASK_ACTIONS",
     "answer",
+    "budget",
     "info",
     "review_answer",
     "status",

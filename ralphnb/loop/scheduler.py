@@ -3,8 +3,11 @@
 Owns: `Scheduler` -- the body of the loop's scheduler thread (sleeps on the run's condition;
 woken by events, times out only for real deadlines: a scheduled start, the wall-time limit, a
 broken queue file to re-read), the map of active tasks to their `driver.Driver`, stop/kill
-requests routed to them, the loop's limits (wall time, cost, consecutive failures: reaching one
-halts the run), the halt for an error of the whole run (`fail`: a full disk, a loop error), and
+requests routed to them, the loop's limits (wall time, consecutive failures: reaching one
+halts the run; the live `budget.Budget`: reaching it starts no new attempt, and with
+`on_budget="stop"` stops the running ones; a run that can wait (`hold_on_budget`) then waits for
+the budget to be raised, as a paused one waits for resume, else it halts), the halt for an
+error of the whole run (`fail`: a full disk, a loop error), and
 the recovery at start (workers of crashed runs reaped, workspaces and branches left for archived
 tasks removed, tasks done but not archived integrated). It builds the one `DriverContext` every
 driver of the run gets.
@@ -28,6 +31,7 @@ from ..queue.store import Queue
 from ..workers.executors import Executor, WorkerHandle
 from ..workers.registry import find_leftovers, reap_leftovers
 from ..workspace.workspaces import Workspaces
+from .budget import Budget
 from .context import DriverContext, DriverSettings, RunFlags
 from .decide import next_deadline, pick_tasks
 from .driver import Driver
@@ -37,7 +41,7 @@ from .gateway import RETRY_BLOCKED_S
 from .review import ReviewDesk
 from .runs import list_runs
 from .stuck import Activity
-from .table import WorkerTable
+from .table import LIVE, WorkerTable
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,13 @@ class Scheduler:
         executor: Executor,
         table: WorkerTable,
         review: ReviewDesk | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.limits = limits
         self.review = review
+        self.budget = budget
+        self.hold_on_budget = True  # False: reaching the budget halts the run (a blocking run)
+        self._budget_said: str | None = None  # the budget event last emitted (cond held)
         self.flags = flags
         self.emit = emit
         self.queue = queue
@@ -86,6 +94,7 @@ class Scheduler:
             row=table.get,
             review=review,
             slot_free=lambda: self._busy() < self.limits.parallel,
+            budget=budget,
         )
         self.active: dict[str, Driver] = {}  # task id -> its driver (flags.cond held)
         self._failures = 0
@@ -175,9 +184,7 @@ class Scheduler:
             most = lim.max_consecutive_failures
             if most is not None and self._failures >= most:
                 self._halt(f"{self._failures} consecutive failed attempts")
-            cost = sum(r["cost_usd"] or 0.0 for r in self.table.records())
-            if lim.max_cost_usd is not None and cost >= lim.max_cost_usd:
-                self._halt(f"cost ${cost:.2f} reached max_cost_usd ${lim.max_cost_usd:.2f}")
+            self.flags.cond.notify_all()  # the budget may be reached: `_schedule` looks
 
     # ------------------------------------------------------------ the scheduler thread
 
@@ -189,8 +196,12 @@ class Scheduler:
                 if wall is not None and now >= wall and flags.halt_reason is None:
                     self._halt("max_wall_time reached", stop_reason="timeout")
                 stop = flags.stopping or flags.halt_reason is not None
+                held = not stop and self._budget_held()
+                stop = stop or flags.halt_reason is not None  # a budget that halts the run
                 scheduled: list[datetime] = []
-                if not stop and not flags.paused and self._busy() < self.limits.parallel:
+                if held:
+                    waiting = True  # until the budget is raised, or stop_all()
+                elif not stop and not flags.paused and self._busy() < self.limits.parallel:
                     flags.cond.release()
                     try:
                         picks, scheduled, waiting = self._pick_or_wait(now)
@@ -202,6 +213,7 @@ class Scheduler:
                             or t["id"] in flags.excluded
                             or flags.stopping
                             or flags.paused
+                            or self._budget_held()
                         ):
                             self._launch(t)
                 else:  # a paused loop waits for resume() or stop_all()
@@ -212,6 +224,38 @@ class Scheduler:
                 if self._queue_error is not None:  # re-read a broken queue file now and then
                     timeout = min(timeout or RETRY_BLOCKED_S, RETRY_BLOCKED_S)
                 flags.cond.wait(timeout)
+
+    def _budget_held(self) -> bool:
+        """Is the budget reached (cond held)? Says so once per reaching (an event), stops the
+        running workers with `on_budget="stop"`, halts a run that cannot wait for a raise."""
+        reason = self.budget.reason() if self.budget is not None else None
+        if reason is None:
+            if self._budget_said is not None and self.budget is not None:
+                self._budget_said = None
+                ev = Event("budget_raised", data=self.budget.state())
+                threading.Thread(target=self.emit, args=(ev,), daemon=True).start()
+            return False
+        assert self.budget is not None
+        if self._budget_said is None:
+            self._budget_said = reason
+            data = {**self.budget.state(), "reason": reason, "waiting": self.hold_on_budget}
+            ev = Event("budget_reached", data=data)
+            threading.Thread(target=self.emit, args=(ev,), daemon=True).start()
+            if self.budget.on_budget == "stop":  # the live workers; a finished attempt's
+                live = [
+                    t for t, d in self.active.items() if self._live(d.worker_id)
+                ]  # merge goes on
+                for tid in live:
+                    threading.Thread(
+                        target=self.act, args=(tid, "stop_all", False), daemon=True
+                    ).start()
+        if not self.hold_on_budget:
+            self._halt(reason)
+        return True
+
+    def _live(self, worker_id: str) -> bool:
+        rec = self.table.get(worker_id)
+        return rec is not None and rec["status"] in LIVE
 
     def _pick_or_wait(self, now: datetime) -> tuple[list[dict], list[datetime], bool]:
         """`_pick`, but a queue file that does not parse mid-run (a user saving it half-edited)

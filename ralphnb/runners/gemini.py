@@ -73,6 +73,7 @@ class GeminiStreamParser(StreamParser):
         self._in_message = False
         self._new_turn = True  # the next assistant output starts a model call (a turn)
         self._tools: dict[str, str] = {}
+        self._done: tuple[str, str | None] = ("", None)  # the call whose result came last
 
     def _turn(self) -> None:
         if self._new_turn:
@@ -112,7 +113,9 @@ class GeminiStreamParser(StreamParser):
         elif kind == "tool_result":
             self._in_message = False
             self._new_turn = True
-            name = self._tools.pop(str(obj.get("tool_id")), "a tool")  # done with this call
+            # done with this call (its name kept for the line's transcript entry, read next)
+            self._done = (str(obj.get("tool_id")), self._tools.pop(str(obj.get("tool_id")), None))
+            name = self._done[1] or "a tool"
             if obj.get("status") == "error":
                 err = obj.get("error") or {}
                 why = err.get("message") if isinstance(err, dict) else None
@@ -151,7 +154,8 @@ class GeminiStreamParser(StreamParser):
             output = obj.get("output")
             if failed and isinstance(err, dict) and err.get("message"):
                 output = err["message"]
-            name = self._tools.get(str(obj.get("tool_id")))
+            tid = str(obj.get("tool_id"))
+            name = self._tools.get(tid) or (self._done[1] if self._done[0] == tid else None)
             return [
                 result(
                     output or obj.get("status") or "",

@@ -97,6 +97,23 @@ def header(loop: Any, recs: list[Mapping[str, Any]], now: datetime) -> str:
     )
 
 
+def budget_text(loop: Any) -> tuple[str, str]:
+    """(the header's "$spent / $limit" part, a banner saying why no attempt starts, or "");
+    both empty for a loop without a `budget`."""
+    budget = getattr(loop, "budget", None)
+    if budget is None:
+        return "", ""
+    spent, limit = budget.spent, budget.limit
+    est = " est." if budget.estimated else ""
+    part = f"${spent:.2f}{est} / " + ("no limit" if limit is None else f"${limit:.2f}")
+    reason = budget.reason()
+    if reason is None:
+        return part, ""
+    halted = getattr(loop, "halt_reason", None)
+    then = "halted" if halted or loop_finished(loop) else "raise the budget to go on"
+    return part, f"{reason}: no new attempt starts ({then})"
+
+
 def log_text(loop: Any, task_id: str, n: int = 40) -> str:
     """The last `n` lines of a task's log, or why there is none."""
     try:
@@ -110,6 +127,7 @@ def log_text(loop: Any, task_id: str, n: int = 40) -> str:
 
 __all__ = [
     "Sampler",
+    "budget_text",
     "header",
     "log_text",
     "loop_elapsed",

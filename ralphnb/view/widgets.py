@@ -35,7 +35,7 @@ from ..loop.report import latest_by_task, record_value, text_table
 from .diffview import diff_view
 from .render import HEAD_PX, ROW_PX, TOP_PX, html_table
 from .reviewpanel import ReviewPanel
-from .sampler import Sampler, header, log_text, loop_finished, records
+from .sampler import Sampler, budget_text, header, log_text, loop_finished, records
 from .transcript import live_html
 from .transcript import render as transcript_html
 
@@ -145,6 +145,16 @@ class Dashboard(W.VBox):
         self.resume_button = head_btn("Resume", "resume", "")
         self.stop_all_button = head_btn("Stop all", "stop_all", "warning")
         self.message = W.HTML("")
+        # the live budget: spent / limit in the header, a field to change the limit, a banner
+        self.budget_input = W.FloatText(
+            description="Budget $", step=1.0, layout=W.Layout(width="170px")
+        )
+        self.budget_button = W.Button(description="Set", layout=W.Layout(width="50px"))
+        self.budget_button.on_click(lambda _b: self.set_budget(self.budget_input.value))
+        self.banner = W.HTML("")
+        budget = getattr(loop, "budget", None)
+        if budget is not None and budget.limit is not None:
+            self.budget_input.value = budget.limit
         self.table = W.HTML("", layout=W.Layout(margin="0", flex="0 0 auto"))
         self._spacer = W.Box(layout=W.Layout(height=f"{TOP_PX + HEAD_PX}px", margin="0"))
         self.buttons = W.VBox(
@@ -164,6 +174,7 @@ class Dashboard(W.VBox):
         super().__init__(
             [
                 W.HBox([self.pause_button, self.resume_button, self.stop_all_button, self.message]),
+                W.HBox([self.budget_input, self.budget_button, self.banner]),
                 W.HBox(
                     [self.table, self.buttons],
                     layout=W.Layout(align_items="flex-start", overflow="auto hidden"),
@@ -287,6 +298,13 @@ class Dashboard(W.VBox):
         _call_in_thread(getattr(self.loop, action), lambda e: self._report(action, None, e))
         self._dirty.set()
 
+    def set_budget(self, limit: float | None) -> None:
+        """The control's action: `loop.budget.set(limit)` (in a thread, as every button)."""
+        budget = getattr(self.loop, "budget", None)
+        if budget is not None:
+            _call_in_thread(lambda: budget.set(limit), lambda e: self._report("budget", None, e))
+        self._dirty.set()
+
     def _report(self, action: str, task_id: str | None, exc: BaseException) -> None:
         what = f"{action} {task_id}" if task_id else action
         self.message.value = (
@@ -321,6 +339,8 @@ class Dashboard(W.VBox):
         paused = bool(self.loop.paused)
         if paused:
             head += " | paused"
+        spent, banner = budget_text(self.loop)
+        head += f" | budget {spent}" if spent else ""
         table = html_table(recs, now=now, head=head, fixed_rows=True)
         ids = [str(r.get("task_id")) for r in latest]
         for tid in ids:
@@ -363,6 +383,8 @@ class Dashboard(W.VBox):
             _set(self.pause_button, "disabled", finished or paused)
             _set(self.resume_button, "disabled", finished or not paused)
             _set(self.stop_all_button, "disabled", finished)
+            _set(self.budget_button, "disabled", finished or not spent)
+            _set(self.banner, "value", _banner(banner))
             _set(self.log_title, "value", log_title)
             _set(self.log_view, "value", log_value)
             shown = "block" if self._log_task else "none"
@@ -373,6 +395,13 @@ class Dashboard(W.VBox):
 
     def __repr__(self) -> str:
         return text_table(records(self.loop))
+
+
+def _banner(text: str) -> str:
+    if not text:
+        return ""
+    style = "background:#fef3c7;border:1px solid #f59e0b;padding:2px 6px;border-radius:3px"
+    return f'<span class="ralphnb-banner" style="{style}">{html.escape(text)}</span>'
 
 
 def _set(widget: W.Widget, name: str, value: Any) -> None:
