@@ -150,6 +150,26 @@ def heal_interrupted_move(open_tasks: list[dict], done_tasks: list[dict]) -> lis
 # --- selection -------------------------------------------------------------------------------
 
 
+def move_terminal(open_tasks: list[dict], done_tasks: list[dict], now: str) -> list[dict]:
+    """ralph's archive (queue/operations/archive.rs): move every done/rejected task from
+    `open_tasks` to the end of `done_tasks`, in order, as a new dict with `updated_at` = `now`
+    (and `completed_at` = `now` when blank); returns the moved tasks. Edits both lists."""
+    moved = []
+    keep = []
+    for t in open_tasks:
+        if t.get("status") in TERMINAL:
+            t = dict(t)
+            if not (t.get("completed_at") or "").strip():
+                set_field(t, "completed_at", now)
+            set_field(t, "updated_at", now)
+            moved.append(t)
+        else:
+            keep.append(t)
+    open_tasks[:] = keep
+    done_tasks.extend(moved)
+    return moved
+
+
 def runnable_tasks(
     open_tasks: Sequence[dict],
     done_tasks: Sequence[dict],
