@@ -2,9 +2,9 @@
 
 Owns: the schema constants (statuses, priorities, ralph's `Task` field order, which fields hold
 what, the enums of a task's `agent` block), ralph's selection rule (`runnable_tasks`,
-`select_next`), id allocation (`next_id`), field placement (`set_field`) and healing a move cut
-short. Validation (errors and warnings) lives in `validation`, ralph's byte layout in
-`ralphjson`.
+`select_next`), id allocation (`next_id`), field placement (`set_field`), ralph's archive of
+terminal tasks (`move_terminal`) and healing a move cut short. Validation (errors and
+warnings) lives in `validation`, ralph's byte layout in `ralphjson`.
 
 Invariants: pure functions on plain task dicts and lists -- no file, lock or clock access
 (callers pass "now"); nothing here mutates its input except `set_field`, which edits the one

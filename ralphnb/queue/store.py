@@ -4,10 +4,12 @@ Both paths, the prefix and width every id must have, and the dependency depth ra
 beyond come from ralph's configuration (`config.load_queue_settings`: ralph's defaults, the
 user's global config, the repo's `.ralph/config.jsonc`), read once when a `Queue` is made.
 
-Owns: the `Task` model, the `Queue` class (reading, caching, locking, every mutation), `init`
-and the DataFrame view. The pure rules it applies live in `rules` (schema, selection, ids),
-`validation` and `links` (ralph's errors and warnings) and `ralphjson` (ralph's bytes). It
-knows nothing of running agents.
+Owns: the `Queue` class (reading, caching, locking, every mutation), `init` and the DataFrame
+view; `Task` (in `task`) is what it hands out. The pure rules it applies live in `rules`
+(schema, selection, ids, archiving), `validation` and `links` (ralph's errors and warnings),
+`ralphjson` (ralph's bytes), `graph` (ralph's dependency graph) and `repair` (ralph's repair,
+with its own locked read and write, since it reads files that do not validate). It knows
+nothing of running agents.
 
 Invariants: every mutation takes `.ralph/lock/`, re-reads both files from disk, applies one
 change, validates the whole result and writes atomically (done first, then queue, as ralph
