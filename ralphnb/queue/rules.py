@@ -8,8 +8,8 @@ warnings) lives in `validation`, ralph's byte layout in `ralphjson`.
 
 Invariants: pure functions on plain task dicts and lists -- no file, lock or clock access
 (callers pass "now"); nothing here mutates its input except `set_field`, which edits the one
-dict it is given. Links (`depends_on`, `blocks`) are compared trimmed and blank entries are
-ignored, as ralph does.
+dict it is given, and `move_terminal`, which edits the two lists it is given. Links
+(`depends_on`, `blocks`) are compared trimmed and blank entries are ignored, as ralph does.
 """
 
 from __future__ import annotations

@@ -397,17 +397,20 @@ class Queue:
         """ralph's `queue archive`: move every done/rejected task of queue.jsonc to done.jsonc
         in one write (each stamped `updated_at`); the ids moved, in file order."""
 
+        ids: list[str] = []
+
         def change(s: _State) -> tuple[dict, set[str]]:
             moved = move_terminal(s.open, s.done, stamp_now())
+            ids[:] = [t["id"] for t in moved]  # this round's (a retried round starts again)
             if not moved:
                 raise _NothingToDo
             return moved[-1], {"queue", "done"}
 
         try:
-            t = self._mutate(change)
+            self._mutate(change)
         except _NothingToDo:
             return []
-        return [x.id for x in self.done if x.updated_at == t.updated_at]
+        return ids
 
     def repair(self, *, dry_run: bool = False) -> RepairReport:
         """ralph's `queue repair` (see `repair`); works on files that do not validate."""
