@@ -132,10 +132,12 @@ def _cmd_finish(args: argparse.Namespace) -> int:
     q = _queue(args)
     if args.verb == "reject":
         t = q.reject(args.id, args.note)
-        return _say(args, t, f"Task {t.id} completed (status: rejected) and moved to done archive.")
+        return _say(
+            args, t, f"Task {t.id} completed (status: rejected) and archived to {q.done_path.name}."
+        )
     archive = not os.environ.get("RALPHNB_WORKER")
     t = q.complete(args.id, args.note, archive=archive)
-    where = "moved to done archive" if archive else f"left in {q.queue_path.name} for the loop"
+    where = f"archived to {q.done_path.name}" if archive else f"left in {q.queue_path.name}"
     return _say(args, t, f"Task {t.id} completed (status: done) and {where}.")
 
 
