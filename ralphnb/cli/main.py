@@ -1,9 +1,10 @@
 """The `ralphnb` console command: the parser and the error handling around every subcommand.
 
 Owns: the top-level parser (`--json`/`--repo` before the subcommand; `common` lets them follow
-it too), wiring in the subcommands of `queue_cmds`, `loop_cmds` and `review_cmds`, and turning
-errors into one line on stderr: exit 1 for a `RalphError` or an OS error, 130 on Ctrl-C, 0 when
-the reader of our output went away (`ralphnb queue list | head`).
+it too), wiring in the subcommands of `queue_cmds`, `task_cmds`, `loop_cmds`, `review_cmds`,
+`sweep_cmds` and `doctor`, and turning errors into one line on stderr: exit 1 for a `RalphError`
+or an OS error, 130 on Ctrl-C, 0 when the reader of our output went away (`ralphnb queue list |
+head`).
 Never: does the work of a subcommand itself.
 """
 
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import RalphError
-from . import loop_cmds, queue_cmds, review_cmds, sweep_cmds
+from . import doctor, loop_cmds, queue_cmds, review_cmds, sweep_cmds, task_cmds
 from .common import common_options
 
 
@@ -29,9 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     queue_cmds.register(sub, common)
+    task_cmds.register(sub, common)
     loop_cmds.register(sub, common)
     review_cmds.register(sub, common)
     sweep_cmds.register(sub, common)
+    doctor.register(sub, common)
     return p
 
 

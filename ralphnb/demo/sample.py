@@ -4,7 +4,9 @@ Owns: `create_sample_repo(path, n_tasks=6, ...)`. The tasks carry `demo.*` custo
 tell the demo agent what to edit, and a few `depends_on` links, so a loop over them shows
 parallel work, waiting on dependencies, and a task that needs two iterations.
 Invariants: `ralphnb.queue.init` makes `.ralph/`; the tasks are written in one atomic write
-(not one locked write per task, which costs an fsync each) and then validated by `Queue`;
+(not one locked write per task, which costs an fsync each) through ralph's serialiser
+(`queue.ralphjson`: ralph's field order, timestamps and layout, so the files are byte for byte
+what ralph writes) and then validated by `Queue`;
 git identity comes from env variables for the commit, never from global config.
 """
 
@@ -15,10 +17,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .._time import format_time, utcnow
 from ..loop.choice import SAMPLE_MARK
 from ..queue.ids import format_task_id
-from ..queue.jsonio import atomic_write_bytes, dumps_pretty
+from ..queue.jsonio import atomic_write_bytes
+from ..queue.ralphjson import canonical_task, dumps_queue_file, stamp_now
 from ..queue.store import init
 
 FILES = {
@@ -142,7 +144,7 @@ def create_sample_repo(
     q = init(repo)
     (repo / SAMPLE_MARK).parent.mkdir(parents=True, exist_ok=True)
     (repo / SAMPLE_MARK).write_text("made by ralphnb.demo.sample.create_sample_repo\n")
-    now = format_time(utcnow())
+    now = stamp_now()
     tasks: list[dict[str, Any]] = []
     for i, spec in enumerate(sample_tasks(n_tasks, duration=duration)):
         task: dict[str, Any] = {
@@ -156,8 +158,8 @@ def create_sample_repo(
         if spec["deps"]:
             task["depends_on"] = [format_task_id(d + 1) for d in spec["deps"]]
         task["custom_fields"] = spec["custom_fields"]
-        tasks.append(task)
-    atomic_write_bytes(q.queue_path, dumps_pretty({"version": 1, "tasks": tasks}))
+        tasks.append(canonical_task(task))
+    atomic_write_bytes(q.queue_path, dumps_queue_file({"version": 1, "tasks": tasks}))
     q.validate()
     if git:
         _git(repo, "init", "-q", "-b", "main")

@@ -16,7 +16,7 @@ recursion limit on long chains).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +39,32 @@ class ValidationWarning:
 
 class Validation(int):
     """What `Queue.validate()` returns: the number of tasks in both files -- an `int`, as it
-    always was -- carrying ralph's non-blocking `warnings` (a tuple of `ValidationWarning`)."""
+    always was -- carrying ralph's non-blocking `warnings` (a tuple of `ValidationWarning`).
 
-    warnings: tuple[ValidationWarning, ...]
+    `warnings` may be given as a list, or as a function that computes them: then they are
+    computed the first time `.warnings` is read (validation that only wants the errors does not
+    pay for the link warnings), once."""
 
-    def __new__(cls, tasks: int, warnings: Sequence[ValidationWarning] = ()) -> Validation:
+    def __new__(
+        cls,
+        tasks: int,
+        warnings: Sequence[ValidationWarning] | Callable[[], Sequence[ValidationWarning]] = (),
+    ) -> Validation:
         obj = super().__new__(cls, tasks)
-        obj.warnings = tuple(warnings)
+        if callable(warnings):
+            obj._compute = warnings
+            obj._warnings = None
+        else:
+            obj._compute = None
+            obj._warnings = tuple(warnings)
         return obj
+
+    @property
+    def warnings(self) -> tuple[ValidationWarning, ...]:
+        if self._warnings is None:
+            compute, self._compute = self._compute, None
+            self._warnings = tuple(compute() if compute is not None else ())
+        return self._warnings
 
     @property
     def tasks(self) -> int:

@@ -2,14 +2,14 @@
 
 Owns: the schema constants (statuses, priorities, ralph's `Task` field order, which fields hold
 what, the enums of a task's `agent` block), ralph's selection rule (`runnable_tasks`,
-`select_next`), id allocation (`next_id`), field placement (`set_field`) and healing a move cut
-short. Validation (errors and warnings) lives in `validation`, ralph's byte layout in
-`ralphjson`.
+`select_next`), id allocation (`next_id`), field placement (`set_field`), ralph's archive of
+terminal tasks (`move_terminal`) and healing a move cut short. Validation (errors and
+warnings) lives in `validation`, ralph's byte layout in `ralphjson`.
 
 Invariants: pure functions on plain task dicts and lists -- no file, lock or clock access
 (callers pass "now"); nothing here mutates its input except `set_field`, which edits the one
-dict it is given. Links (`depends_on`, `blocks`) are compared trimmed and blank entries are
-ignored, as ralph does.
+dict it is given, and `move_terminal`, which edits the two lists it is given. Links
+(`depends_on`, `blocks`) are compared trimmed and blank entries are ignored, as ralph does.
 """
 
 from __future__ import annotations
@@ -148,6 +148,26 @@ def heal_interrupted_move(open_tasks: list[dict], done_tasks: list[dict]) -> lis
 
 
 # --- selection -------------------------------------------------------------------------------
+
+
+def move_terminal(open_tasks: list[dict], done_tasks: list[dict], now: str) -> list[dict]:
+    """ralph's archive (queue/operations/archive.rs): move every done/rejected task from
+    `open_tasks` to the end of `done_tasks`, in order, as a new dict with `updated_at` = `now`
+    (and `completed_at` = `now` when blank); returns the moved tasks. Edits both lists."""
+    moved = []
+    keep = []
+    for t in open_tasks:
+        if t.get("status") in TERMINAL:
+            t = dict(t)
+            if not (t.get("completed_at") or "").strip():
+                set_field(t, "completed_at", now)
+            set_field(t, "updated_at", now)
+            moved.append(t)
+        else:
+            keep.append(t)
+    open_tasks[:] = keep
+    done_tasks.extend(moved)
+    return moved
 
 
 def runnable_tasks(

@@ -4,10 +4,12 @@ Both paths, the prefix and width every id must have, and the dependency depth ra
 beyond come from ralph's configuration (`config.load_queue_settings`: ralph's defaults, the
 user's global config, the repo's `.ralph/config.jsonc`), read once when a `Queue` is made.
 
-Owns: the `Task` model, the `Queue` class (reading, caching, locking, every mutation), `init`
-and the DataFrame view. The pure rules it applies live in `rules` (schema, selection, ids),
-`validation` and `links` (ralph's errors and warnings) and `ralphjson` (ralph's bytes). It
-knows nothing of running agents.
+Owns: the `Queue` class (reading, caching, locking, every mutation), `init` and the DataFrame
+view; `Task` (in `task`) is what it hands out. The pure rules it applies live in `rules`
+(schema, selection, ids, archiving), `validation` and `links` (ralph's errors and warnings),
+`ralphjson` (ralph's bytes), `graph` (ralph's dependency graph) and `repair` (ralph's repair,
+with its own locked read and write, since it reads files that do not validate). It knows
+nothing of running agents.
 
 Invariants: every mutation takes `.ralph/lock/`, re-reads both files from disk, applies one
 change, validates the whole result and writes atomically (done first, then queue, as ralph
@@ -20,18 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import gc
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .._paths import git_dir_of, not_a_file
+from .._paths import git_dir_of
 from .._time import utcnow
 from ..errors import QueueError
 from .config import QueueSettings, load_queue_settings
 from .frame import tasks_frame
+from .graph import TaskGraph
 from .jsonio import (
     atomic_write_bytes,
     loads_jsonc,
@@ -41,102 +43,38 @@ from .jsonio import (
 )
 from .links import Validation, ValidationWarning, check_links, link_warnings
 from .lock import DirLock
-from .ralphjson import canonical_task, dumps_queue_file, scalar_text, stamp_now
+from .ralphjson import canonical_task, dumps_queue_file, stamp_now
+from .repair import RepairReport, repair_files
 from .rules import (
     ALLOWED,
-    DEFAULTS,
     EMPTY_DOC,
     TERMINAL,
     heal_interrupted_move,
+    move_terminal,
     next_id,
     runnable_tasks,
     select_next,
     set_field,
 )
+from .state import State as _State
+from .state import no_gc as _no_gc
+from .state import refuse_non_files as _refuse_non_files
+from .task import Task
 from .validation import check_doc, check_task, task_error
 
 __all__ = ["Queue", "Task", "Validation", "ValidationWarning", "init"]
+
+Notes = str | Sequence[str] | None  # one note, or several (ralph's repeatable `--note`)
+
+
+class _NothingToDo(Exception):
+    """A mutation found nothing to change under the lock: nothing is written."""
+
 
 #: Rounds of read-change-write before giving up on a file that keeps changing under the lock.
 _CAS_TRIES = 50
 #: How long a file that does not parse is watched for a save in progress before it is an error.
 _SAVE_SETTLE_S = 1.0
-
-
-class Task:
-    """One task. Every ralph field is an attribute (with ralph's default when absent)."""
-
-    __slots__ = ("_data", "file")
-
-    def __init__(self, data: dict[str, Any], file: str = "queue") -> None:
-        self._data = data
-        self.file = file  # "queue" or "done": which file it was read from
-
-    def __getattr__(self, name: str) -> Any:
-        if name in DEFAULTS or name in ALLOWED:
-            value = self._data.get(name, DEFAULTS.get(name))
-            if name == "custom_fields":
-                return {k: scalar_text(v) for k, v in (value or {}).items()}
-            return copy.deepcopy(value) if isinstance(value, list | dict) else value
-        raise AttributeError(name)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The task's JSON form as ralph holds it (a copy, in ralph's field order)."""
-        return copy.deepcopy(self._data)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Task) and other._data == self._data
-
-    def __repr__(self) -> str:
-        return (
-            f"Task({self._data.get('id')!r}, {self._data.get('status', 'todo')!r}, "
-            f"{self._data.get('title')!r})"
-        )
-
-
-# --- the files -----------------------------------------------------------------------------
-
-
-class _State:
-    """Both files parsed and validated, with the exact bytes they were parsed from."""
-
-    __slots__ = ("qdoc", "ddoc", "open", "done", "healed", "qraw", "draw")
-
-    def __init__(self, qdoc: dict, ddoc: dict, healed: bool, qraw: bytes, draw: bytes | None):
-        self.qdoc, self.ddoc, self.healed = qdoc, ddoc, healed
-        self.open: list[dict] = qdoc["tasks"]
-        self.done: list[dict] = ddoc["tasks"]
-        self.qraw, self.draw = qraw, draw
-
-    def working_copy(self) -> _State:
-        """Copy-on-write view for one mutation: new lists, shared (unmodified) task dicts."""
-        qdoc = {**self.qdoc, "tasks": list(self.open)}
-        ddoc = {**self.ddoc, "tasks": list(self.done)}
-        return _State(qdoc, ddoc, self.healed, self.qraw, self.draw)
-
-
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic GC while building a large, acyclic structure (restores its state)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _refuse_non_files(*paths: Path) -> None:
-    """A directory, FIFO or device where a queue file belongs is an error naming what it is."""
-    for p in paths:
-        what = not_a_file(p)
-        if what is not None:
-            raise QueueError(
-                f"{p}: is {what}, not a queue file; move it out of the way (ralphnb init then "
-                "creates an empty queue)",
-                path=p,
-            )
 
 
 class Queue:
@@ -202,16 +140,16 @@ class Queue:
     def validate(self) -> Validation:
         """Validate both files fresh from disk as ralph does: raise `QueueError` on the first
         error; else return the number of tasks (an int, as before) whose `.warnings` are every
-        warning ralph gives (see `links.link_warnings`)."""
+        warning ralph gives (see `links.link_warnings`), computed when first read."""
         s = self._load(fresh=True)
-        with _no_gc():  # many small objects beside a large live parse: no GC passes over it
-            warnings = link_warnings(
-                s.open,
-                s.done,
-                self.queue_path,
-                self.done_path,
-                max_dependency_depth=self.settings.max_dependency_depth,
-            )
+        depth = self.settings.max_dependency_depth
+
+        def warnings() -> list[ValidationWarning]:  # computed when `.warnings` is first read
+            with _no_gc():  # many small objects beside a large live parse: no GC passes
+                return link_warnings(
+                    s.open, s.done, self.queue_path, self.done_path, max_dependency_depth=depth
+                )
+
         return Validation(len(s.open) + len(s.done), warnings)
 
     @property
@@ -389,9 +327,10 @@ class Queue:
         return self._mutate(change)
 
     @staticmethod
-    def _note(t: dict, note: str | None) -> None:
-        if note:
-            set_field(t, "notes", [*t.get("notes", []), note])
+    def _note(t: dict, note: str | Sequence[str] | None) -> None:
+        new = [note] if isinstance(note, str) else list(note or ())
+        if any(new):
+            set_field(t, "notes", [*t.get("notes", []), *(n for n in new if n)])
 
     def start(self, task_id: str) -> Task:
         """Mark a task `doing` and stamp `started_at` (kept if already set)."""
@@ -407,7 +346,7 @@ class Queue:
 
         return self._edit(task_id, edit)
 
-    def _finish(self, task_id: str, status: str, note: str | None, archive: bool) -> Task:
+    def _finish(self, task_id: str, status: str, note: Notes, archive: bool) -> Task:
         def edit(t: dict, now: str) -> None:
             if t.get("status") not in TERMINAL or t.get("status") != status:
                 set_field(t, "status", status)
@@ -416,13 +355,75 @@ class Queue:
 
         return self._edit(task_id, edit, move=archive)
 
-    def complete(self, task_id: str, note: str | None = None, *, archive: bool = True) -> Task:
+    def complete(self, task_id: str, note: Notes = None, *, archive: bool = True) -> Task:
         """Mark done (stamp completed_at); move to done.jsonc unless `archive=False`."""
         return self._finish(task_id, "done", note, archive)
 
-    def reject(self, task_id: str, note: str | None = None) -> Task:
+    def reject(self, task_id: str, note: Notes = None) -> Task:
         """Mark rejected (stamp completed_at) and move to done.jsonc."""
         return self._finish(task_id, "rejected", note, True)
+
+    def set_status(
+        self, task_id: str, status: str, note: Notes = None, *, only_from: str | None = None
+    ) -> Task:
+        """ralph's `task status`: done/rejected complete and archive the task; another status
+        is set in place (`doing` stamps `started_at` if unset). `only_from` refuses a task not
+        in that status (ralph's `task ready`: only a draft becomes todo)."""
+        if status in TERMINAL and only_from is None:
+            return self._finish(task_id, status, note, True)
+
+        def edit(t: dict, now: str) -> None:
+            if only_from is not None and t.get("status", "todo") != only_from:
+                raise QueueError(
+                    f"task {task_id} is {t.get('status', 'todo')}, not {only_from}",
+                    task_id=task_id,
+                    field="status",
+                )
+            set_field(t, "status", status)
+            if status not in TERMINAL:
+                set_field(t, "completed_at", None)
+            if status == "doing" and not t.get("started_at"):
+                set_field(t, "started_at", now)
+            self._note(t, note)
+
+        return self._edit(task_id, edit)
+
+    def graph(self, *, include_done: bool = False) -> TaskGraph:
+        """The dependency graph of both files; shows as ralph's `queue graph` tree."""
+        s = self._load()
+        return TaskGraph(s.open, s.done, include_done=include_done)
+
+    def archive_terminal(self) -> list[str]:
+        """ralph's `queue archive`: move every done/rejected task of queue.jsonc to done.jsonc
+        in one write (each stamped `updated_at`); the ids moved, in file order."""
+
+        ids: list[str] = []
+
+        def change(s: _State) -> tuple[dict, set[str]]:
+            moved = move_terminal(s.open, s.done, stamp_now())
+            ids[:] = [t["id"] for t in moved]  # this round's (a retried round starts again)
+            if not moved:
+                raise _NothingToDo
+            return moved[-1], {"queue", "done"}
+
+        try:
+            self._mutate(change)
+        except _NothingToDo:
+            return []
+        return ids
+
+    def repair(self, *, dry_run: bool = False) -> RepairReport:
+        """ralph's `queue repair` (see `repair`); works on files that do not validate."""
+        p = self.settings
+        self._cache = None
+        return repair_files(
+            self.queue_path,
+            self.done_path,
+            self.lock(),
+            prefix=p.prefix,
+            width=p.width,
+            dry_run=dry_run,
+        )
 
     def archive(self, task_id: str) -> Task:
         """Move an already done/rejected task from queue.jsonc to done.jsonc."""

@@ -70,10 +70,10 @@ def test_show_validate_reject_in_process(tmp_path: Path, capsys, clean_env):
     assert main(["task", "add", "x", "--repo", str(repo), "--description", "why"]) == 0
     capsys.readouterr()
     assert main(["queue", "show", "RQ-0001", "--repo", str(repo)]) == 0
-    out = capsys.readouterr().out
-    assert "id: RQ-0001" in out and "description: why" in out
+    shown = json.loads(capsys.readouterr().out)  # JSON by default, as ralph's `queue show`
+    assert shown["id"] == "RQ-0001" and shown["description"] == "why"
     assert main(["queue", "validate", "--json", "--repo", str(repo)]) == 0
-    assert json.loads(capsys.readouterr().out) == {"valid": True, "tasks": 1}
+    assert json.loads(capsys.readouterr().out) == {"valid": True, "tasks": 1, "warnings": []}
     assert main(["task", "reject", "RQ-0001", "--note", "nope", "--repo", str(repo)]) == 0
     assert Queue(repo).done[0].status == "rejected"
     capsys.readouterr()

@@ -396,3 +396,26 @@ def test_init_refuses_a_bare_repository_and_a_git_directory(tmp_path: Path):
             init(path)
         assert str(path) in str(err.value)
         assert not (path / ".ralph").exists()
+
+
+def test_validate_computes_link_warnings_only_when_they_are_read(tmp_path: Path, monkeypatch):
+    import ralphnb.queue.store as store
+
+    q = init(tmp_path)
+    _write(q.queue_path, [_task("RQ-0001", duplicates="RQ-0002"), _task("RQ-0002")])
+    _write(q.done_path, [])
+    calls = []
+    real = store.link_warnings
+    monkeypatch.setattr(store, "link_warnings", lambda *a, **k: calls.append(1) or real(*a, **k))
+    v = q.validate()
+    assert v == 2 and calls == []  # errors checked, warnings not yet computed
+    assert v.warnings == () and v.warnings == () and calls == [1]  # computed once, on read
+    _write(
+        q.queue_path,
+        [
+            _task("RQ-0001", depends_on=["RQ-0002"]),
+            _task("RQ-0002", status="rejected", completed_at="2026-01-01T00:00:00Z"),
+        ],
+    )
+    w = q.validate().warnings
+    assert w[0].task_id == "RQ-0001" and "rejected task RQ-0002" in w[0].message
