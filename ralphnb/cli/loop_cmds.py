@@ -33,11 +33,31 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     sp = subparsers.add_parser("run", parents=[common], help="run agents over the queue")
     sp.add_argument(
         "--runner",
-        help="claude, codex, gemini, opencode, cursor or demo (default: agent.runner of "
+        help="claude, codex, gemini, opencode, pi, kimi, cursor or demo (default: agent.runner of "
         ".ralph/config.jsonc or of your global ralph config; none set is an error)",
     )
-    sp.add_argument("--parallel", type=int, default=2, metavar="N")
+    sp.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="workers at once (default: parallel.workers, else 2)",
+    )
     sp.add_argument("--max-iterations", type=int, default=5, metavar="N")
+    sp.add_argument(
+        "--phases", type=int, choices=(1, 2, 3), help="1 implement; 2 plan, implement; 3 + review"
+    )
+    sp.add_argument("--passes", type=int, metavar="N", help="ralph's iterations: N fixed passes")
+    sp.add_argument(
+        "--publish",
+        choices=("off", "commit", "commit_and_push"),
+        help="ralph's git_publish_mode (default: agent.git_publish_mode, else commit)",
+    )
+    sp.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="start interrupted tasks afresh instead of resuming the agent's session",
+    )
     sp.add_argument(
         "--check",
         metavar="CMD",
@@ -93,6 +113,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_cost_usd=args.max_cost,
         tasks=args.task,
         review=args.review,
+        phases=args.phases,
+        passes=args.passes,
+        publish=args.publish,
+        resume=args.resume,
     )
     if args.detach:
         return _run_detached(args, options)

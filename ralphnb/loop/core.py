@@ -47,7 +47,7 @@ from .resume import session_timeout_hours
 from .review import ReviewDesk, Verdict, diff_of, waiting_frame
 from .rundir import LiveRun
 from .scheduler import Scheduler
-from .setup import check_only, open_workspaces
+from .setup import check_only, configured_root, open_workspaces
 from .shutdown import track
 from .sink import EventSink
 from .stuck import DEFAULT_REPEAT_LIMIT, ON_STUCK
@@ -65,7 +65,8 @@ class Loop:
     `ralphnb.Command([...])`); None takes `agent.runner` from ralph's configuration
     (`.ralph/config.jsonc`, else the user's global one), or the demo agent in the sample
     repository only; with none of these the Loop raises before anything is written
-    (`runner_source` says where the choice came from). `parallel`: workers at once.
+    (`runner_source` says where the choice came from). `parallel`: workers at once (None:
+    `parallel.workers` of the configuration, else 2).
     `max_iterations`: attempts per task until it is done (a retry after an unfinished attempt or
     a failed check counts one). `phases`: 1 implement, 2 plan then implement, 3 plan, implement,
     review (a task's `agent.phases` wins; None: `agent.phases` of the configuration, else 1).
@@ -78,8 +79,10 @@ class Loop:
     in the agent's output. `grace`: seconds between SIGINT and SIGKILL on stop. `target_branch`:
     where work is merged (default: the checked-out branch). Limits: `max_wall_time` (s, whole
     loop), `max_cost_usd`, `max_consecutive_failures`. `executor`: where workers run (local
-    processes by default). `workspace_mode`: auto/worktree/clone/copy. `tasks`: only these task
-    ids. `max_log_bytes`: cap of each attempt's log file (head and tail kept; None: no cap).
+    processes by default). `workspace_mode`: auto/worktree/clone/copy. `workspace_root`: where
+    workspaces go (None: `parallel.workspace_root` of the configuration, relative to the repo).
+    `tasks`: only these task ids. `max_log_bytes`: cap of each attempt's log file (head and
+    tail kept; None: no cap).
     `events_window`: events kept in memory (`events` reads older ones back from the journal).
     `publish`: ralph's git_publish_mode -- "off" (work left on branch `ralph/<ID>`), "commit"
     (merge; the default) or "commit_and_push" (merge, then push the target to its upstream);
@@ -118,7 +121,7 @@ class Loop:
         self,
         repo: str | Path = ".",
         runner: Any = None,
-        parallel: int = 2,
+        parallel: int | None = None,
         max_iterations: int = 5,
         check: CheckType = None,
         completion_promise: str = "<promise>COMPLETE</promise>",
@@ -157,9 +160,10 @@ class Loop:
             for p in (self.queue.queue_path, self.queue.done_path)
         )
         self.runner, self.runner_source = choose_runner(self.repo, runner)
-        self.parallel = max(1, int(parallel))
+        cfg = resolve_config(self.repo, warn=False)
+        self.parallel = max(1, int(parallel or cfg.parallel.workers or 2))
         self.max_iterations = max(1, int(max_iterations))
-        self.check = gate_check(check, resolve_config(self.repo, warn=False))
+        self.check = gate_check(check, cfg)
         if phases not in (None, 1, 2, 3) or (passes is not None and not 1 <= passes <= 255):
             raise RalphError(f"phases must be 1, 2 or 3 and passes 1..255, not {phases}/{passes}")
         self.phases, self.passes = phases, passes
@@ -173,7 +177,8 @@ class Loop:
         if self.only is not None:
             check_only(self.queue, self.only)
         self.executor: Executor = executor or LocalExecutor()
-        self.workspaces = open_workspaces(self.repo, workspace_root, workspace_mode, target_branch)
+        root = workspace_root or configured_root(self.repo, cfg)
+        self.workspaces = open_workspaces(self.repo, root, workspace_mode, target_branch)
         self.target_branch = self.workspaces.target_branch
         git = self.workspaces.is_git
         self.publish, self.push_policy = choose_publish(self.repo, publish, is_git=git)

@@ -1,16 +1,19 @@
 """Checks a Loop makes before anything is written: the tasks it was asked for, its workspaces.
 
-Owns: `check_only` (a `tasks=` list names only open tasks) and `open_workspaces` (the run's
-`Workspaces`, with a target branch that exists). Never: writes a file or starts a process other
+Owns: `check_only` (a `tasks=` list names only open tasks), `configured_root` (ralph's
+`parallel.workspace_root`) and `open_workspaces` (the run's `Workspaces`, with a target branch
+that exists). Never: writes a file or starts a process other
 than read-only git.
 Invariant: each raises one `QueueError`/`RalphError` naming the file or branch and the next step.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import QueueError, RalphError
+from ..queue.config_model import Config
 from ..queue.store import Queue
 from ..workspace.merge import rev
 from ..workspace.workspaces import COPY_EXCLUDE, Workspaces
@@ -33,6 +36,16 @@ def check_only(queue: Queue, ids: set[str]) -> None:
             path=queue.queue_path,
             task_id=tid,
         )
+
+
+def configured_root(repo: Path, cfg: Config) -> Path | None:
+    """`parallel.workspace_root` when a configuration file sets it (`~` expanded, relative to
+    the repository), else None: ralphnb's own default place."""
+    root = cfg.parallel.workspace_root
+    if not root or cfg.source("parallel.workspace_root") in (None, "default"):
+        return None
+    path = Path(os.path.expanduser(root))
+    return path if path.is_absolute() else repo / path
 
 
 def open_workspaces(
@@ -59,4 +72,4 @@ def open_workspaces(
     return ws
 
 
-__all__ = ["check_only", "open_workspaces"]
+__all__ = ["check_only", "configured_root", "open_workspaces"]

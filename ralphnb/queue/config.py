@@ -66,6 +66,8 @@ HONOURED = frozenset(
         "agent.git_publish_mode",
         "agent.session_timeout_hours",
         "parallel.max_push_attempts",
+        "parallel.workers",  # Loop(parallel=None)
+        "parallel.workspace_root",  # Loop(workspace_root=None)
         "parallel.push_backoff_ms",
         # the loop's runner, phases, passes and CI gate (loop/choice.py, phases.py, gate.py)
         *("agent.runner", "agent.model", "agent.phases", "agent.iterations", "agent.ci_gate"),

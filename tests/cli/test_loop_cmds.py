@@ -19,6 +19,7 @@ from ralphnb.loop.control import live_run
 from ralphnb.loop.runs import Run, list_runs
 from ralphnb.queue.store import Queue, init
 from tests.cli.ralphnb_process import run_cli
+from tests.conftest import git
 
 
 @pytest.fixture
@@ -149,6 +150,21 @@ def test_run_in_process_with_main(tmp_path, env, capsys):
     assert main(["run", "--runner", "demo", "--repo", str(repo), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[-1]["status"] == "integrated"
+
+
+def test_run_takes_phases_passes_and_the_publish_mode(tmp_path, env, capsys):
+    """`--phases 2` runs plan then implement as their own rows; `--publish off` leaves the work
+    on the task branch (nothing merged into main)."""
+    repo = make_repo(tmp_path, [{}])
+    head = git(repo, "rev-parse", "main")
+    argv = ["run", "--runner", "demo", "--repo", str(repo), "--json", "--phases", "2"]
+    assert main([*argv, "--publish", "off", "--no-resume", "--parallel", "1"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["phase"] for r in rows] == ["plan", "implement"]
+    changed = git(repo, "diff", "--name-only", head.strip(), "main").split()
+    assert all(p.startswith(".ralph/") for p in changed)  # publish off: only the queue's notes
+    work = git(repo, "diff", "--name-only", "main", "ralph/RQ-0001").split()
+    assert any(not p.startswith(".ralph/") for p in work)  # the work stays on its branch
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ to a real local bare remote."""
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -131,3 +132,17 @@ def pd_isna(value) -> bool:
     import pandas as pd
 
     return bool(pd.isna(value))
+
+
+def test_parallel_workers_and_workspace_root_come_from_configuration(tmp_path):
+    """ralph's `parallel.workers` and `parallel.workspace_root` are the Loop's defaults; an
+    argument wins; with neither set, 2 workers and ralphnb's own place."""
+    repo, _ = repo_with_remote(tmp_path, "A")
+    plain = Loop(repo, runner="demo")
+    assert plain.parallel == 2 and plain.workspaces.root != tmp_path / "ws"
+    ws = tmp_path / "ws"
+    configure(repo, json.dumps({"parallel": {"workers": 3, "workspace_root": str(ws)}}))
+    loop = Loop(repo, runner="demo")
+    assert loop.parallel == 3
+    assert loop.workspaces.root == ws.resolve()
+    assert Loop(repo, runner="demo", parallel=1).parallel == 1
