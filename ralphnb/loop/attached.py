@@ -26,9 +26,11 @@ from typing import Any
 from .._time import parse_time
 from ..errors import RalphError
 from ..workers.logfile import tail_lines
+from ..workspace.diff import task_diff
 from .control import live_run, open_stream, send_control
 from .events import Event, Journal
 from .report import attempts_table
+from .review import waiting_frame
 from .runs import JOURNAL, LOOP_INFO, Run, loop_alive, read_loop_info
 from .table import COLUMNS, build_frame
 from .viewhook import widgets
@@ -230,6 +232,37 @@ class AttachedLoop:
 
     def resume(self) -> None:
         self._act({"op": "resume"})
+
+    # ------------------------------------------------- review (a loop started with review=True)
+
+    def _waiting(self) -> list[dict[str, Any]]:
+        return list(self._request({"op": "review"}).get("waiting") or [])
+
+    def reviews(self) -> Any:
+        """The tasks waiting for review now, as a small DataFrame (as `Loop.reviews`)."""
+        return waiting_frame(self._waiting())
+
+    def diff(self, task_id: str) -> Any:
+        """The waiting task's change against the target branch (as `Loop.diff`), computed
+        here from its workspace: the loop's process only says where that is."""
+        reply = self._request({"op": "review"})
+        item = next((w for w in reply.get("waiting") or [] if w["task_id"] == task_id), None)
+        if item is None:
+            raise RalphError(f"{task_id} does not wait for review in run {self.run_id}")
+        target = reply.get("target_branch") or "HEAD"
+        return widgets().diff_view(task_diff(task_id, item["workspace"], target, base=item["base"]))
+
+    def accept(self, task_id: str) -> None:
+        """Merge the waiting task's work; returns once the loop has the decision."""
+        self._act({"op": "accept", "task_id": task_id})
+
+    def discard(self, task_id: str, note: str = "") -> None:
+        """Drop the waiting task's work; the task goes back to `todo` with `note`."""
+        self._act({"op": "discard", "task_id": task_id, "note": note})
+
+    def requeue(self, task_id: str, feedback: str) -> None:
+        """Another attempt in the same workspace whose prompt carries `feedback`."""
+        self._act({"op": "requeue", "task_id": task_id, "feedback": feedback})
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the loop has finished (or its process is gone); False on timeout."""

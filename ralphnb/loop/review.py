@@ -56,6 +56,7 @@ class Waiting:
             "title": self.title,
             "workspace": self.workspace,
             "branch": self.branch,
+            "base": self.base,
             "since": format_time(self.since),
         }
 
@@ -170,16 +171,16 @@ def awaits_review_note(workspace: str, branch: str | None) -> str:
     )
 
 
-def waiting_frame(items: list[Waiting]) -> Any:
-    """The tasks waiting for review as a small DataFrame (one row each, longest first)."""
+def waiting_frame(items: list[Waiting] | list[dict[str, Any]]) -> Any:
+    """The tasks waiting for review as a small DataFrame (one row each, longest first); the
+    items as `Waiting` or as their `to_dict()` (what the control socket carries)."""
     import pandas as pd
 
+    rows = [w.to_dict() if isinstance(w, Waiting) else w for w in items]
     cols = ("task_id", "title", "worker_id", "workspace", "branch")
-    frame = pd.DataFrame(
-        {c: pd.array([getattr(w, c) for w in items], dtype="string") for c in cols}
-    )
+    frame = pd.DataFrame({c: pd.array([r.get(c) for r in rows], dtype="string") for c in cols})
     frame["since"] = pd.array(
-        pd.to_datetime([w.since for w in items], utc=True), dtype="datetime64[us, UTC]"
+        pd.to_datetime([r.get("since") for r in rows], utc=True), dtype="datetime64[us, UTC]"
     )
     return frame
 

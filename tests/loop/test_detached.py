@@ -217,3 +217,23 @@ def test_attach_says_when_no_loop_is_running(tmp_path):
     repo = make_repo(tmp_path, [demo("one")])
     with pytest.raises(RalphError, match="no loop is running"):
         attach(repo)
+
+
+def test_review_actions_reach_a_detached_loop(tmp_path, cleanup):
+    """A detached loop with review=True: an attached client lists the waiting work, reads its
+    diff (computed in the client from the workspace the loop names), and accepts it."""
+    repo = make_repo(tmp_path, [demo("alpha")])
+    loop = Loop(repo, runner="demo", review=True, detach=True).start()
+    cleanup(loop)
+    other = attach(repo)  # a second client, as another notebook would be
+    wait_for(lambda: len(other.reviews()) == 1, what="the task to wait for review")
+    assert list(other.reviews().task_id) == ["RQ-0001"]
+    diff = other.diff("RQ-0001")
+    assert list(diff.stat.path) == ["alpha.txt"] and int(diff.stat.added.sum()) >= 1
+    assert "alpha.txt" not in git(repo, "ls-tree", "--name-only", "main")  # nothing merged yet
+    with pytest.raises(RalphError, match="does not wait for review"):
+        other.diff("RQ-0009")
+    loop.accept("RQ-0001")
+    assert loop.wait(60)
+    assert (repo / "alpha.txt").read_text().strip() == "alpha"
+    assert Queue(repo).done[-1].id == "RQ-0001"
