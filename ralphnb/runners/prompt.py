@@ -20,7 +20,9 @@ from ..errors import RunnerError
 from .base import Runner, task_dict
 from .names import get_runner
 
-DEFAULT_PROMPT = """\
+#: The start of every task prompt: the task as data, and the workspace rule (phase prompts that
+#: must not finish the task end differently: `loop.phases.TASK_ONLY`).
+TASK_HEADER = """\
 You are an autonomous coding agent working on one task from this repository's task queue:
 {task_id} — {title}
 
@@ -35,6 +37,11 @@ Rules:
 - Work only inside this workspace: {workspace}
   Do not read or change files outside it, and do not edit .ralph/queue.jsonc or
   .ralph/done.jsonc yourself.
+"""
+
+DEFAULT_PROMPT = (
+    TASK_HEADER
+    + """\
 - Make the change the task asks for, then commit it with git in this workspace, with the
   message "{task_id}: {title}".
 - When the task is complete, mark it done by running:
@@ -44,6 +51,7 @@ Rules:
 - If the task is not complete yet, stop and say what is left; you will be run again
   (this is iteration {iteration}).
 """
+)
 
 _JSON_BLOCK = re.compile(r"^```json[ \t]*\n(.*?)\n```[ \t]*$", re.S | re.M)
 _DOLLAR = re.compile(r"\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)")
