@@ -306,7 +306,7 @@ def test_pause_resume_and_one_loop_per_repo(tmp_path):
     time.sleep(0.3)
     assert len(loop.df) == 0 and not loop.finished
     loop.resume()
-    assert loop.wait(20)
+    assert loop.wait(60)  # two demo attempts; generous for a loaded machine
     assert list(loop.df.status) == ["integrated", "integrated"]
     assert Loop(repo, runner="demo").run().empty  # the lock is released; nothing left to do
 
