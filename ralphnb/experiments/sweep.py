@@ -25,6 +25,7 @@ import pandas as pd
 
 from .._time import utcnow
 from ..errors import RalphError
+from ..loop import viewhook
 from ..loop.budget import Budget
 from ..loop.check import CheckType
 from ..loop.context import RunFlags
@@ -53,9 +54,7 @@ def _live(rec: dict[str, Any] | None) -> bool:
 
 def _widgets() -> Any:
     """The dashboard, through the loop's one lazy hook (the view imports this room)."""
-    from ..loop.core import _widgets as hook
-
-    return hook()
+    return viewhook.widgets()
 
 
 class Sweep:

@@ -40,6 +40,7 @@ from .choice import choose_runner
 from .context import RunFlags
 from .events import EVENTS_WINDOW, Event
 from .gate import gate_check
+from .launch import DetachedLoop
 from .publishing import choose_publish
 from .report import attempts_table
 from .requests import answer
@@ -112,8 +113,6 @@ class Loop:
 
     def __new__(cls, *args: Any, detach: bool = False, **kwargs: Any) -> Any:
         if detach:  # the loop lives in another process: this object is only its client
-            from .launch import DetachedLoop
-
             return DetachedLoop(*args, **kwargs)
         return super().__new__(cls)
 

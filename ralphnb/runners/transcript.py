@@ -15,6 +15,7 @@ what the caller keeps: the live loop keeps no transcript (it is rebuilt from the
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -202,8 +203,6 @@ class Transcript:
     def _repr_html_(self) -> str:
         if self.renderer is not None:
             return self.renderer(self)
-        import html
-
         return f"<pre>{html.escape(self.text())}</pre>"
 
 
