@@ -169,8 +169,16 @@ def test_kill_and_stop_buttons_in_jupyterlab(tmp_path: Path) -> None:
             btn = page.locator(f'button[title="Kill {stuck_id}"]').bounding_box()
             assert row and btn
             assert row["y"] <= btn["y"] + btn["height"] / 2 <= row["y"] + row["height"]
-            # open the killed worker's log: its tail shows below the table
+            # open the killed worker's log: its transcript shows below the table (what the agent
+            # said, as text), and its raw stream-json lines one toggle away
             page.locator(f'button[title="Log {stuck_id}"]').click()
+            page.wait_for_function(
+                "t => [...document.querySelectorAll('.ralphnb-dashboard')]"
+                ".some(e => e.textContent.includes(t))",
+                arg=f"Reading task {stuck_id}",
+                timeout=15_000,
+            )
+            page.locator('button[title="Raw log lines instead of the transcript"]').click()
             page.wait_for_function(
                 "t => [...document.querySelectorAll('.ralphnb-dashboard pre')]"
                 ".some(e => e.textContent.includes(t))",
