@@ -67,6 +67,10 @@ bench: $(STAMP)   # each script records its figures and command in benchmarks/RE
 	$(PY) benchmarks/dashboard_bench.py --workers 50 --seconds 30 --write
 	$(PY) benchmarks/dask_bench.py --write
 	$(PY) benchmarks/review_bench.py --write
+	$(PY) benchmarks/transcript_bench.py --events 10000 --rounds 5 --write
+	$(PY) benchmarks/long_run_bench.py --workers 8 --seconds 60 --label after --write
+	$(PY) benchmarks/attach_bench.py --workers 50 --seconds 20 --step 0.5 --attaches 10 --write
+	$(PY) benchmarks/sweep_bench.py --runs 200 --parallel 8 --write
 
 clean:
 	rm -rf $(VENV) $(TOOLS) demo-repo build *.egg-info
