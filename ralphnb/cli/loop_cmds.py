@@ -30,6 +30,7 @@ from .common import find_repo
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add the loop subcommands to the `ralphnb` parser."""
+    # long but flat: one add_argument per option of `run`, then the small verbs
     sp = subparsers.add_parser("run", parents=[common], help="run agents over the queue")
     sp.add_argument(
         "--runner",

@@ -88,6 +88,7 @@ class Sweep:
         target_branch: str | None = None,
         max_log_bytes: int | None = DEFAULT_MAX_LOG_BYTES,
     ) -> None:
+        # long but flat: checks up front, then one attribute per option and per piece of state
         # long only by the object's fields: checks first (nothing is written before they pass),
         # then the grid of runs, then the run's state
         self.queue = Queue(repo)

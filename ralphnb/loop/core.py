@@ -148,6 +148,7 @@ class Loop:
         repeat_limit: int = DEFAULT_REPEAT_LIMIT,
         on_budget: str = "finish",
     ) -> None:
+        # long but flat: every check a Loop makes before anything is written, one option each
         if on_stuck not in ON_STUCK:
             raise ValueError(f"on_stuck must be one of {', '.join(ON_STUCK)}, not {on_stuck!r}")
         self.queue = Queue(repo)

@@ -173,6 +173,7 @@ def apply_event(records: dict[str, dict[str, Any]], event: Event) -> dict[str, A
     Pure apart from mutating `records`: the same events in the same order give the same table.
     Loop-level events (no worker id) change nothing here.
     """
+    # long but flat: one branch per event kind, each a few assignments (one place to read)
     wid = event.worker_id
     if not wid:
         return None

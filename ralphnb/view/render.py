@@ -76,6 +76,7 @@ def html_table(
     (the live widget): one style block and class names, every row pinned to ROW_PX so the
     button column beside the table lines up.
     """
+    # one pass building the table: header, then a row per record with its cells and colours
     now = now or datetime.now(UTC)
     latest = latest_by_task(records)
     rows = [row_cells(r, now) for r in latest]

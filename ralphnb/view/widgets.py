@@ -113,6 +113,7 @@ class Dashboard(W.VBox):
     def __init__(
         self, loop: Any, *, max_rate: float = 4.0, tick: float = 1.0, start: bool = True
     ) -> None:
+        # long but flat: the dashboard's widgets built and wired, one after another
         self.loop = loop
         self.min_interval = 1.0 / max_rate
         self.tick = tick
@@ -331,6 +332,7 @@ class Dashboard(W.VBox):
             self._render()
 
     def _render(self) -> None:
+        # one pass over the rows: table HTML, buttons kept in step, header, log and banner
         self.render_count += 1
         now = datetime.now(UTC)
         recs = self.sampler.records()
