@@ -163,6 +163,16 @@ def chromium(pw: Any) -> Any:
     return pw.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
 
 
+def open_and_run_all(page: Any, lab: Lab, notebook: str) -> dict[str, Any]:
+    """Open `notebook` in JupyterLab, wait for its kernel, click Run > Run All Cells; the kernel."""
+    page.goto(lab.page_url(notebook))
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    kernel = lab.wait_kernel_idle(timeout=90)
+    page.locator('.lm-MenuBar-itemLabel:text-is("Run")').click()
+    page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
+    return kernel
+
+
 def kernel_client(lab: Lab, kernel_id: str) -> Any:
     """A blocking client on the notebook's own kernel (its connection file is local)."""
     from jupyter_client import BlockingKernelClient

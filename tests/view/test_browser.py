@@ -25,6 +25,7 @@ from tests.view.browser_support import (
     chromium_path,
     kernel_client,
     lab_server,
+    open_and_run_all,
     run_in_kernel,
 )
 
@@ -88,11 +89,7 @@ def test_kill_and_stop_buttons_in_jupyterlab(tmp_path: Path) -> None:
         browser = chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1920, "height": 1080})
-            page.goto(lab.page_url("quickstart.ipynb"))
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-            kernel = lab.wait_kernel_idle(timeout=90)
-            page.locator('.lm-MenuBar-itemLabel:text-is("Run")').click()
-            page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
+            kernel = open_and_run_all(page, lab, "quickstart.ipynb")
 
             # both long-running workers are up, with their buttons live, in the dashboard
             kc = kernel_client(lab, kernel["id"])
@@ -231,11 +228,7 @@ def test_kill_button_of_an_attached_loop_in_jupyterlab(tmp_path: Path, fast_demo
             browser = chromium(pw)
             try:
                 page = browser.new_page(viewport={"width": 1600, "height": 900})
-                page.goto(lab.page_url("attached.ipynb"))
-                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-                lab.wait_kernel_idle(timeout=90)
-                page.locator('.lm-MenuBar-itemLabel:text-is("Run")').click()
-                page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
+                open_and_run_all(page, lab, "attached.ipynb")
                 page.wait_for_function(
                     't => { const e = document.querySelector(`button[title="${t}"]`);'
                     " return e && !e.disabled; }",

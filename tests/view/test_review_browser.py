@@ -18,7 +18,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.view.browser_support import chromium, kernel_client, lab_server, run_in_kernel
+from tests.view.browser_support import (
+    chromium,
+    kernel_client,
+    lab_server,
+    open_and_run_all,
+    run_in_kernel,
+)
 from tests.view.test_browser import ARTIFACTS, ROOT, _need_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -63,11 +69,7 @@ def test_request_changes_then_accept_in_jupyterlab(tmp_path: Path) -> None:
         browser = chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1200})
-            page.goto(lab.page_url("review.ipynb"))
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-            kernel = lab.wait_kernel_idle(timeout=90)
-            page.locator('.lm-MenuBar-itemLabel:text-is("Run")').click()
-            page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
+            kernel = open_and_run_all(page, lab, "review.ipynb")
             kc = kernel_client(lab, kernel["id"])
             try:
                 info = _state(kc, lambda s: "RQ-0001" in s["waiting"])
